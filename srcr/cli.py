@@ -1,0 +1,92 @@
+"""The `srcr` command line: one subcommand per step, so every workflow rule also runs by hand.
+
+Each subcommand lives in its own module, imported only when it is used (so `srcr --help` is fast),
+and exposes ``configure(parser)`` to declare its arguments and ``run(args) -> int`` to do the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import UserError
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("srcr.data.synthetic_gen", "generate the synthetic dataset (the embedded default)"),
+    "check-data": ("srcr.data.check", "check a dataset split on disk before training"),
+    "train": ("srcr.train", "train a model from a config (resumable)"),
+    "evaluate": ("srcr.evaluate", "evaluate a checkpoint and write metrics"),
+    "flops": ("srcr.flops", "count GFLOPs and parameters (fvcore, audited)"),
+}
+
+BENCHES: dict[str, tuple[str, str]] = {
+    "modules": ("srcr.bench.modules", "latency and GFLOPs of each alignment and context module"),
+    "metrics": ("srcr.bench.metrics", "time per image of the metric set vs a GSCNN-style scorer"),
+    "train": ("srcr.bench.train", "training images/s and model FLOP utilisation"),
+}
+
+
+class _LazyModuleCommand:
+    """Defers importing a subcommand's module until its arguments are needed."""
+
+    def __init__(self, module: str):
+        self.module = module
+
+    def load(self):
+        return importlib.import_module(self.module)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    from . import __version__
+
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="srcr", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"srcr {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    # Only the chosen subcommand's module is imported; the rest only contribute their help line.
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        if name == chosen:
+            mod = _LazyModuleCommand(module).load()
+            mod.configure(p)
+            p.set_defaults(_run=mod.run)
+
+    bench = sub.add_parser("bench", help="benchmarks that print side-by-side figures",
+                           description="benchmarks that print side-by-side figures")
+    bsub = bench.add_subparsers(dest="bench", metavar="BENCH")
+    bsub.required = True
+    if chosen == "bench":
+        rest = argv[argv.index("bench") + 1:]
+        bchosen = next((a for a in rest if not a.startswith("-")), None)
+    else:
+        bchosen = None
+    for name, (module, help_) in BENCHES.items():
+        p = bsub.add_parser(name, help=help_, description=help_)
+        if name == bchosen:
+            mod = _LazyModuleCommand(module).load()
+            mod.configure(p)
+            p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except UserError as e:  # bad input: a clear message, no traceback
+        print(f"srcr {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,4 @@
+"""The model zoo: backbones, the FPN decoder with its alignment and context slots, and the heads."""
+
+from .registry import ALIGN_MODULES, CONTEXT_MODULES, register_align, register_context  # noqa: F401
+from . import backbones, align, context  # noqa: F401  (imports register every module)

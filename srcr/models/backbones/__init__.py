@@ -1,0 +1,1 @@
+"""Backbones registered with timm's model registry."""

@@ -1,0 +1,1 @@
+"""Context modules (one per file), each registered in CONTEXT_MODULES by decorator."""

@@ -1,0 +1,40 @@
+"""Torch's thread count follows the job's allotted threads, so parallel jobs don't oversubscribe cores."""
+
+from __future__ import annotations
+
+import os
+
+_ENV_VARS = ("SRCR_THREADS", "SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS")
+
+
+def resolve_threads(requested: int | None = None) -> int | None:
+    """The thread count to use: ``requested`` if given, else the first of SRCR_THREADS,
+    SLURM_CPUS_PER_TASK, OMP_NUM_THREADS that is set; None leaves torch's default."""
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"--threads must be >= 1, got {requested}")
+        return requested
+    for var in _ENV_VARS:
+        value = os.environ.get(var)
+        if value:
+            try:
+                n = int(value)
+            except ValueError:
+                raise ValueError(f"environment variable {var}={value!r} is not an integer thread count") from None
+            if n >= 1:
+                return n
+    return None
+
+
+def set_threads(requested: int | None = None) -> int:
+    """Apply :func:`resolve_threads` to torch (intra-op and, where still possible, inter-op)."""
+    import torch
+
+    n = resolve_threads(requested)
+    if n is not None:
+        torch.set_num_threads(n)
+        try:
+            torch.set_num_interop_threads(max(1, min(n, 4)))
+        except RuntimeError:
+            pass  # inter-op pool already started; intra-op is what matters
+    return torch.get_num_threads()
