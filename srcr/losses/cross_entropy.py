@@ -1,0 +1,84 @@
+"""Pixel-wise cross-entropy with an ignore label, and online hard example mining (OHEM).
+
+OHEM follows mmsegmentation's ``OHEMPixelSampler`` (itself after Wu et al., "High-performance
+Semantic Segmentation Using Very Deep Fully Convolutional Networks", and Shrivastava et al.,
+CVPR 2016): a valid pixel is kept when the predicted probability of its true class is below
+``thresh``; if that keeps fewer than ``min_kept`` pixels per image, the ``min_kept * B`` pixels with
+the lowest true-class probability are kept instead.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..models.layers import resize
+
+IGNORE_INDEX = 255
+
+
+def _to_label_size(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    # Logits at another size than the labels are resized to them (bilinear, align_corners=True:
+    # the decoder's convention), never the labels to the logits.
+    return resize(logits, labels.shape[-2:], mode="bilinear", align_corners=True)
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX,
+                  weight_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy over the valid (non-ignored, and when given, ``weight_mask``-selected) pixels.
+
+    logits: (B, K, h, w), resized to the labels' (H, W) when the sizes differ; labels: int64 (B, H, W).
+    Equals ``F.cross_entropy(..., ignore_index=ignore_index)`` whenever a valid pixel exists; with
+    none (a crop that is all ``ignore_index``) it returns a zero that stays connected to the graph
+    instead of torch's NaN (0/0), so one empty crop does not abort a run.
+    """
+    logits = _to_label_size(logits, labels)
+    per_pixel = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="none")
+    valid = labels != ignore_index
+    if weight_mask is not None:
+        valid = valid & weight_mask
+    per_pixel = per_pixel * valid
+    count = valid.sum().clamp_min(1)
+    return per_pixel.sum() / count
+
+
+@torch.no_grad()
+def ohem_mask(logits: torch.Tensor, labels: torch.Tensor, thresh: float, min_kept: int,
+              ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Boolean (B, H, W) mask of the pixels OHEM keeps (mmseg ``OHEMPixelSampler`` with ``thresh``).
+
+    Kept: valid pixels whose softmax probability of the true class is < ``thresh``, plus, whatever
+    the threshold, the ``min_kept * B`` valid pixels with the lowest such probability (all valid
+    pixels when there are fewer). mmseg expresses the second rule as a raised threshold
+    ``sorted_prob[min_kept * B]``; selecting by rank instead keeps exactly that many even when
+    probabilities tie (e.g. saturated at 1.0) and never drops the last pixel of a small crop.
+    """
+    logits = _to_label_size(logits, labels)
+    valid = labels != ignore_index
+    target = labels.masked_fill(~valid, 0).unsqueeze(1)
+    prob = torch.softmax(logits.float(), dim=1).gather(1, target).squeeze(1)
+    keep = valid & (prob < thresh)
+    batch_kept = int(min_kept) * labels.shape[0]
+    if batch_kept > 0:
+        flat_prob = prob.masked_fill(~valid, float("inf")).flatten()
+        n_valid = int(valid.sum())
+        k = min(batch_kept, n_valid)
+        if k > 0:
+            # topk of the negated probability = the k hardest valid pixels (invalid ones are +inf).
+            hardest = torch.topk(-flat_prob, k, sorted=False).indices
+            keep_flat = keep.flatten().clone()
+            keep_flat[hardest] = True
+            keep = keep_flat.view_as(keep)
+    return keep
+
+
+def ohem_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, thresh: float, min_kept: int,
+                       ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Cross-entropy averaged over the pixels ``ohem_mask`` keeps.
+
+    Normalised by the number of kept pixels (as HRNet/DDRNet's OhemCrossEntropy); mmseg's default
+    divides by all B*H*W pixels instead, which shrinks the loss as fewer pixels are kept.
+    """
+    logits = _to_label_size(logits, labels)
+    keep = ohem_mask(logits.detach(), labels, thresh, min_kept, ignore_index)
+    return cross_entropy(logits, labels, ignore_index, weight_mask=keep)

@@ -1,0 +1,144 @@
+"""Optimiser parameter groups and the warm-up + poly learning-rate schedule."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from srcr.errors import UserError
+from srcr.optim import apply_lr, build_optimizer, lr_factor, param_groups
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4),
+                                      nn.Conv2d(4, 4, 1))
+        self.backbone.layer_scale = nn.Parameter(torch.full((4,), 1e-2))
+        self.backbone.frozen = nn.Parameter(torch.ones(2, 2), requires_grad=False)
+        self.decoder = nn.Sequential(nn.Conv2d(4, 4, 3, bias=False), nn.GroupNorm(2, 4))
+        self.decoder.gamma = nn.Parameter(torch.zeros(1))
+        self.head = nn.Linear(4, 2)
+        self.norm = nn.LayerNorm(4)
+
+
+EXPECTED = {
+    "backbone.decay": {"backbone.0.weight", "backbone.2.weight"},
+    "backbone.no_decay": {"backbone.1.weight", "backbone.1.bias", "backbone.2.bias", "backbone.layer_scale"},
+    "head.decay": {"decoder.0.weight", "head.weight"},
+    "head.no_decay": {"decoder.1.weight", "decoder.1.bias", "decoder.gamma", "head.bias",
+                      "norm.weight", "norm.bias"},
+}
+
+
+def _by_name(opt):
+    return {g["name"]: g for g in opt.param_groups}
+
+
+def test_groups_decay_and_head_multiplier():
+    model = Tiny()
+    opt = build_optimizer(model, {"name": "adamw", "lr": 1e-3, "weight_decay": 0.05, "head_lr_mult": 10.0})
+    assert isinstance(opt, torch.optim.AdamW)
+    groups = _by_name(opt)
+    assert {k: set(g["param_names"]) for k, g in groups.items()} == EXPECTED
+    assert groups["backbone.decay"]["weight_decay"] == 0.05
+    assert groups["head.decay"]["weight_decay"] == 0.05
+    assert groups["backbone.no_decay"]["weight_decay"] == 0.0
+    assert groups["head.no_decay"]["weight_decay"] == 0.0
+    for name, g in groups.items():
+        want = 1e-2 if name.startswith("head") else 1e-3
+        assert g["lr"] == pytest.approx(want) and g["initial_lr"] == pytest.approx(want)
+    # the frozen parameter is in no group
+    all_params = [p for g in opt.param_groups for p in g["params"]]
+    assert not any(p is model.backbone.frozen for p in all_params)
+    assert len(all_params) == sum(len(v) for v in EXPECTED.values())
+
+
+def test_no_decay_params_unchanged_by_adamw_decay():
+    model = Tiny()
+    opt = build_optimizer(model, {"lr": 0.1, "weight_decay": 0.5, "head_lr_mult": 1.0})
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    for n, p in model.named_parameters():
+        if n in EXPECTED["backbone.decay"] | EXPECTED["head.decay"]:
+            torch.testing.assert_close(p, before[n] * (1 - 0.1 * 0.5))
+        else:
+            torch.testing.assert_close(p, before[n])
+
+
+def test_ddp_prefix_and_sgd():
+    wrapper = nn.Module()
+    wrapper.module = Tiny()
+    opt = build_optimizer(wrapper, {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4,
+                                    "head_lr_mult": 2.0})
+    assert isinstance(opt, torch.optim.SGD)
+    groups = _by_name(opt)
+    assert set(groups["backbone.decay"]["param_names"]) == EXPECTED["backbone.decay"]
+    assert groups["head.decay"]["lr"] == pytest.approx(0.02)
+    assert groups["head.decay"]["momentum"] == 0.9
+
+
+def test_unknown_optimizer_and_keys():
+    with pytest.raises(UserError, match=r"train\.optimizer\.name.*'adam'.*adamw, sgd"):
+        build_optimizer(Tiny(), {"name": "adam"})
+    with pytest.raises(UserError, match=r"train\.optimizer.*lr_mult"):
+        build_optimizer(Tiny(), {"lr_mult": 3})
+    with pytest.raises(UserError, match=r"train\.optimizer\.lr"):
+        build_optimizer(Tiny(), {"lr": -1.0})
+
+
+SCHED = {"power": 1.0, "warmup_iters": 100, "warmup_ratio": 1e-6, "min_lr": 0.0}
+
+
+def test_lr_factor_hand_values():
+    t = 1000
+    assert lr_factor(0, SCHED, t) == pytest.approx(1e-6)
+    assert lr_factor(50, SCHED, t) == pytest.approx(1e-6 + (1 - 1e-6) * 0.5)
+    assert lr_factor(100, SCHED, t) == pytest.approx(1.0)            # warm-up end
+    assert lr_factor(550, SCHED, t) == pytest.approx(0.5)            # poly midpoint of [100, 1000]
+    assert lr_factor(999, SCHED, t) == pytest.approx(1 / 900)        # last iteration run
+    assert lr_factor(1000, SCHED, t) == pytest.approx(0.0)
+    assert lr_factor(5000, SCHED, t) == pytest.approx(0.0)
+    s = dict(SCHED, power=0.9, min_lr=0.1)
+    assert lr_factor(550, s, t) == pytest.approx(0.1 + 0.9 * 0.5 ** 0.9)
+    assert lr_factor(1000, s, t) == pytest.approx(0.1)
+    assert lr_factor(40, s, t) == pytest.approx(1e-6 + (1 - 1e-6) * 0.4)   # warm-up ignores min_lr
+    # no warm-up: plain poly over [0, T]
+    assert lr_factor(250, dict(SCHED, warmup_iters=0, power=2.0), t) == pytest.approx(0.75 ** 2)
+    # monotone: rises through warm-up, falls after
+    vals = [lr_factor(i, SCHED, t) for i in range(0, 1001, 10)]
+    assert vals[:11] == sorted(vals[:11]) and vals[10:] == sorted(vals[10:], reverse=True)
+
+
+def test_lr_factor_rejects_bad_schedule():
+    with pytest.raises(UserError, match=r"train\.schedule\.warmup_iters"):
+        lr_factor(0, dict(SCHED, warmup_iters=2000), 1000)
+    with pytest.raises(UserError, match=r"train\.schedule.*policy"):
+        lr_factor(0, dict(SCHED, policy="step"), 1000)
+
+
+def test_apply_lr_scales_every_group_from_its_base():
+    opt = build_optimizer(Tiny(), {"lr": 1e-3, "head_lr_mult": 10.0})
+    apply_lr(opt, lr_factor(550, SCHED, 1000))
+    apply_lr(opt, lr_factor(550, SCHED, 1000))          # idempotent: always from the base lr
+    for g in opt.param_groups:
+        assert g["lr"] == pytest.approx(0.5 * g["initial_lr"])
+    # a plain optimizer without recorded base lrs: the current lr becomes the base
+    plain = torch.optim.SGD([nn.Parameter(torch.zeros(2))], lr=0.2)
+    apply_lr(plain, 0.25)
+    apply_lr(plain, 0.5)
+    assert plain.param_groups[0]["lr"] == pytest.approx(0.1)
+
+
+def test_param_groups_survive_state_dict_roundtrip():
+    model = Tiny()
+    opt = build_optimizer(model, {"lr": 1e-3})
+    apply_lr(opt, 0.3)
+    state = opt.state_dict()
+    opt2 = build_optimizer(model, {"lr": 1e-3})
+    opt2.load_state_dict(state)
+    assert [g["lr"] for g in opt2.param_groups] == pytest.approx([g["lr"] for g in opt.param_groups])
+    assert [g["name"] for g in param_groups(model, 1e-3, 0.01)] == [g["name"] for g in opt2.param_groups]
