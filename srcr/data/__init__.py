@@ -1,0 +1,33 @@
+"""Datasets (Cityscapes, BDD100K, ADE20K, the synthetic set), seeded transforms and `srcr check-data`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from ..errors import UserError
+from .ade20k import ADE20K
+from .base import IGNORE_INDEX, SPLITS, DataProblem, SegDataset
+from .bdd100k import BDD100K
+from .cityscapes import Cityscapes
+from .synthetic import Synthetic
+
+DATASETS: dict[str, type[SegDataset]] = {
+    "cityscapes": Cityscapes,
+    "bdd100k": BDD100K,
+    "ade20k": ADE20K,
+    "synthetic": Synthetic,
+}
+
+
+def build_dataset(name: str, root: str | Path, split: str, transforms: Callable | None = None) -> SegDataset:
+    """The ``split`` ('train' or 'val') of dataset ``name`` at ``root``; validates the tree now."""
+    try:
+        cls = DATASETS[name]
+    except KeyError:
+        raise UserError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}") from None
+    return cls(root, split, transforms)
+
+
+__all__ = ["DATASETS", "build_dataset", "SegDataset", "DataProblem", "IGNORE_INDEX", "SPLITS",
+           "Cityscapes", "BDD100K", "ADE20K", "Synthetic"]

@@ -1,0 +1,63 @@
+"""Aligned Feature Aggregation (AlignFA) of AlignSeg (Huang et al., "AlignSeg: Feature-Aligned
+Segmentation Networks", TPAMI 2021).
+
+We use the author's corrected warp: the originally released code swapped the x/y normalisation of
+the offsets and mixed align_corners conventions (an align_corners=True grid sampled with the
+align_corners=False default). Here offsets are in pixels of the fine grid, divided by
+((W-1)/2, (H-1)/2), and sampled with align_corners=True throughout, so a zero offset is exactly an
+align_corners=True bilinear resize.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ...errors import UserError
+from ..layers import build_norm, resize
+from ..registry import register_align
+from .grid import pixel_norm, warp
+
+_NORMS = ("bn", "gn", "ln", "none")
+
+
+def _offset_head(channels: int, norm: str) -> nn.Sequential:
+    head = nn.Sequential(
+        nn.Conv2d(2 * channels, channels, 1, bias=False),
+        build_norm(norm, channels),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(channels, 2, 3, padding=1, bias=False),
+    )
+    nn.init.zeros_(head[-1].weight)  # starts as plain bilinear upsampling, as AlignSeg
+    return head
+
+
+@register_align("alignfa")
+class AlignFA(nn.Module):
+    """h = resize(high); two offset heads over cat[low, h], each Conv1x1(2C->C, no bias)-norm-ReLU-
+    Conv3x3(C->2, no bias, zero-init); h is warped by the first, ``low`` by the second (bilinear,
+    align_corners=True, zero padding, as AlignSeg); output ``warped_h + warped_low``.
+
+    ``last_offsets = {"high": (B,2,H,W), "low": (B,2,H,W)}`` in fine-grid pixels (x, y).
+    """
+
+    def __init__(self, channels: int, norm: str = "bn"):
+        super().__init__()
+        if norm not in _NORMS:
+            raise UserError(f"alignfa: norm must be one of {', '.join(_NORMS)}; got {norm!r}")
+        self.channels = channels
+        self.offset_high = _offset_head(channels, norm)
+        self.offset_low = _offset_head(channels, norm)
+        self.last_offsets: dict[str, torch.Tensor] | None = None
+
+    def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        height, width = low.shape[-2:]
+        h = resize(high, (height, width), mode="bilinear", align_corners=True)
+        g = torch.cat([low, h], dim=1)
+        d_high = self.offset_high(g)
+        d_low = self.offset_low(g)
+        norm = pixel_norm(height, width)
+        out = warp(h, d_high, norm, padding_mode="zeros") + warp(low, d_low, norm, padding_mode="zeros")
+        # copies, not views: a consumer editing them in place must not touch tensors autograd saved
+        self.last_offsets = {"high": d_high.detach().clone(), "low": d_low.detach().clone()}
+        return out

@@ -1,0 +1,95 @@
+"""FPN decoder in the UPerNet (Xiao et al., ECCV 2018) / SFNet (Li et al., ECCV 2020) layout, with a
+pluggable context module at stride 32 and a pluggable alignment module at every top-down step
+(design/model.md, "Decoder")."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..errors import UserError
+from .layers import ConvNormAct, resize
+from .registry import ALIGN_MODULES, CONTEXT_MODULES
+
+
+def _accepts(cls: type, name: str) -> bool:
+    params = inspect.signature(cls.__init__).parameters
+    return name in params and params[name].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                     inspect.Parameter.KEYWORD_ONLY)
+
+
+def build_align(name: str, channels: int, options: dict[str, Any] | None = None, norm: str = "bn") -> nn.Module:
+    """``ALIGN_MODULES[name](channels, **options)``; the decoder's ``norm`` is passed to modules
+    that take a ``norm`` argument unless ``options`` sets it. Unknown names/options -> UserError."""
+    if name not in ALIGN_MODULES:
+        raise UserError(f"model.align: unknown alignment module {name!r}; expected one of: "
+                        f"{', '.join(sorted(ALIGN_MODULES))}")
+    cls = ALIGN_MODULES[name]
+    options = dict(options or {})
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        allowed = [p for p in params if p not in ("self", "channels")]
+        unknown = [k for k in options if k not in allowed]
+        if unknown:
+            raise UserError(f"model.align_options: {name} does not accept {unknown}; allowed: "
+                            f"{', '.join(allowed) if allowed else '(none)'}")
+    if _accepts(cls, "norm"):
+        options.setdefault("norm", norm)
+    return cls(channels, **options)
+
+
+def build_context(name: str, in_channels: list[int], out_channels: int, options: dict[str, Any] | None = None,
+                  norm: str = "bn") -> nn.Module:
+    """``CONTEXT_MODULES[name](in_channels, out_channels, **options)``; ``norm`` is passed on as for
+    :func:`build_align`."""
+    if name not in CONTEXT_MODULES:
+        raise UserError(f"model.context: unknown context module {name!r}; expected one of: "
+                        f"{', '.join(sorted(CONTEXT_MODULES))}")
+    cls = CONTEXT_MODULES[name]
+    options = dict(options or {})
+    if _accepts(cls, "norm"):
+        options.setdefault("norm", norm)
+    try:
+        return cls(list(in_channels), out_channels, **options)
+    except TypeError as e:  # a context class without **kwargs given an unknown option
+        raise UserError(f"model.context_options: {name} rejects {sorted(options)}: {e}") from None
+
+
+class FPNDecoder(nn.Module):
+    """P5' = context(C2..C5); top-down for strides 16, 8, 4: L_i = Conv1x1-norm-ReLU(C_i),
+    F_i = align_i(L_i, F_{i+1}) (F_5 = P5'), P_i = Conv3x3-norm-ReLU(F_i); fusion: P3, P4, P5'
+    resized to P2 (bilinear, align_corners=True), cat[P2, P3, P4, P5'], Conv3x3-norm-ReLU(4d -> d).
+
+    ``laterals``, ``align`` and ``fpn_convs`` are ModuleLists in top-down order: index 0, 1, 2 =
+    strides 16, 8, 4. ``forward(feats)`` returns the fused stride-4 map (B, fpn_dim, H4, W4).
+    """
+
+    def __init__(self, in_channels: list[int], fpn_dim: int = 256, align: str = "srm",
+                 align_options: dict[str, Any] | None = None, context: str = "crm",
+                 context_options: dict[str, Any] | None = None, norm: str = "bn"):
+        super().__init__()
+        if len(in_channels) != 4:
+            raise ValueError(f"FPNDecoder needs 4 input maps (strides 4, 8, 16, 32); got channels {in_channels}")
+        self.in_channels = list(in_channels)
+        self.fpn_dim = fpn_dim
+        self.context = build_context(context, in_channels, fpn_dim, context_options, norm)
+        top_down = (2, 1, 0)  # C4, C3, C2
+        self.laterals = nn.ModuleList(ConvNormAct(in_channels[i], fpn_dim, 1, norm=norm) for i in top_down)
+        self.align = nn.ModuleList(build_align(align, fpn_dim, align_options, norm) for _ in top_down)
+        self.fpn_convs = nn.ModuleList(ConvNormAct(fpn_dim, fpn_dim, 3, norm=norm) for _ in top_down)
+        self.fuse = ConvNormAct(4 * fpn_dim, fpn_dim, 3, norm=norm)
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        top = self.context(feats)
+        f = top
+        pyramid = [top]  # P5', P4, P3, P2
+        for lateral, align, conv, i in zip(self.laterals, self.align, self.fpn_convs, (2, 1, 0)):
+            f = align(lateral(feats[i]), f)
+            pyramid.append(conv(f))
+        size = pyramid[-1].shape[-2:]
+        fused = torch.cat([pyramid[3]] + [resize(p, size, mode="bilinear", align_corners=True)
+                                          for p in (pyramid[2], pyramid[1], pyramid[0])], dim=1)
+        return self.fuse(fused)
