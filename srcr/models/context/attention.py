@@ -39,9 +39,21 @@ def fp32_energy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.matmul(at_least_fp32(a), at_least_fp32(b))
 
 
+def softmax_weights(energy: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dim with underflowing weights set to exactly zero.
+
+    Peaked attention (DANet's unscaled channel energies, DNL's temperature 0.05) leaves many weights
+    subnormal; a matmul over subnormal floats runs ~100x slower on x86 CPUs, and flush-to-zero
+    (torch.set_flush_denormal) only reaches the calling thread. Zeroing values below the smallest
+    normal float changes each weight by < 1.2e-38.
+    """
+    a = energy.softmax(dim=-1)
+    return a.masked_fill(a < torch.finfo(a.dtype).tiny, 0.0)
+
+
 def max_minus_softmax(energy: torch.Tensor) -> torch.Tensor:
     """softmax(rowmax(E) - E) over the last dim, DANet's (and DRANet's) channel-attention weights."""
-    return (energy.amax(dim=-1, keepdim=True) - energy).softmax(dim=-1)
+    return softmax_weights(energy.amax(dim=-1, keepdim=True) - energy)
 
 
 class ChannelAttention(nn.Module):
@@ -86,7 +98,7 @@ class PositionAttention(nn.Module):
         """The B x N x N float32 attention map (rows: query positions, N = H*W)."""
         q = self.query(x).flatten(2).transpose(1, 2)          # B, N, C'
         k = self.key(x).flatten(2)                            # B, C', N
-        return fp32_energy(q, k).softmax(dim=-1)
+        return softmax_weights(fp32_energy(q, k))
 
     def attend(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -126,7 +138,7 @@ class CrissCrossAttention(nn.Module):
         e_col = e_col.masked_fill(self_mask, float("-inf")).permute(0, 2, 1, 3)   # B, H, W, H'
         # row energies e[b, h, w, w'] = q[:, :, h, w] . k[:, :, h, w']
         e_row = fp32_energy(q.permute(0, 2, 3, 1), k.permute(0, 2, 1, 3))         # B, H, W, W'
-        att = torch.cat([e_col, e_row], dim=-1).softmax(dim=-1)
+        att = softmax_weights(torch.cat([e_col, e_row], dim=-1))
         a_col, a_row = att.split([h, w], dim=-1)
         return a_col, a_row
 
@@ -184,7 +196,7 @@ class DisentangledNonLocal(nn.Module):
         q = q - q.mean(dim=-1, keepdim=True)
         k = k - k.mean(dim=-1, keepdim=True)
         energy = fp32_energy(q.transpose(1, 2), k)
-        return (energy * (1.0 / (math.sqrt(q.shape[1]) * self.temperature))).softmax(dim=-1)
+        return softmax_weights(energy * (1.0 / (math.sqrt(q.shape[1]) * self.temperature)))
 
     def attend(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
