@@ -27,12 +27,18 @@ def resolve_threads(requested: int | None = None) -> int | None:
 
 
 def set_threads(requested: int | None = None) -> int:
-    """Apply :func:`resolve_threads` to torch (intra-op and, where still possible, inter-op)."""
+    """Apply :func:`resolve_threads` to torch (intra-op and, where still possible, inter-op) and OpenCV."""
     import torch
 
     n = resolve_threads(requested)
     if n is not None:
         torch.set_num_threads(n)
+        try:  # OpenCV (transforms, metrics) otherwise uses every core of the node
+            import cv2
+
+            cv2.setNumThreads(n)
+        except ImportError:
+            pass
         try:
             torch.set_num_interop_threads(max(1, min(n, 4)))
         except RuntimeError:
