@@ -1,0 +1,98 @@
+"""Test-time inference: whole image or sliding window (mmsegmentation's semantics), optional
+horizontal flip and multi-scale, and the keep-ratio resize of ``eval.scale``.
+
+Multi-scale / flip follow mmseg's aug_test: the softmax probabilities of every (scale, flip) pass,
+each resized to the output (label) size, are averaged; with one pass the argmax equals that of the
+logits resized to the label size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def keep_ratio_size(h: int, w: int, scale: tuple[int, int] | list[int]) -> tuple[int, int]:
+    """mmseg's ``Resize(scale, keep_ratio=True)``: the largest size with the image's aspect ratio whose
+    long side is <= max(scale) and short side <= min(scale) (rounded half up, as mmcv's rescale_size)."""
+    long_edge, short_edge = max(scale), min(scale)
+    factor = min(long_edge / max(h, w), short_edge / min(h, w))
+    return int(h * factor + 0.5), int(w * factor + 0.5)
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    size = (int(size[0]), int(size[1]))
+    if tuple(x.shape[-2:]) == size:
+        return x
+    # align_corners=False: mmseg's convention for test-time image and logit resizing
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def whole_logits(model, images: torch.Tensor) -> torch.Tensor:
+    out = model(images)
+    if isinstance(out, dict):
+        out = out["logits"]
+    return _resize(out.float(), images.shape[-2:])
+
+
+def slide_logits(model, images: torch.Tensor, num_classes: int, crop_size, stride) -> torch.Tensor:
+    """mmseg ``slide_inference``: overlapping crops, the last ones flush with the image border; the
+    crop logits are padded into a full-size map and divided by how many crops covered each pixel.
+    An image smaller than the crop is inferred whole."""
+    h_crop, w_crop = int(crop_size[0]), int(crop_size[1])
+    h_stride, w_stride = int(stride[0]), int(stride[1])
+    b, _, h_img, w_img = images.shape
+    h_grids = max(h_img - h_crop + h_stride - 1, 0) // h_stride + 1
+    w_grids = max(w_img - w_crop + w_stride - 1, 0) // w_stride + 1
+    preds = images.new_zeros((b, num_classes, h_img, w_img), dtype=torch.float32)
+    count = images.new_zeros((b, 1, h_img, w_img), dtype=torch.float32)
+    for h_idx in range(h_grids):
+        for w_idx in range(w_grids):
+            y1, x1 = h_idx * h_stride, w_idx * w_stride
+            y2, x2 = min(y1 + h_crop, h_img), min(x1 + w_crop, w_img)
+            y1, x1 = max(y2 - h_crop, 0), max(x2 - w_crop, 0)
+            crop_logits = whole_logits(model, images[:, :, y1:y2, x1:x2])
+            preds += F.pad(crop_logits, (x1, w_img - x2, y1, h_img - y2))
+            count[:, :, y1:y2, x1:x2] += 1
+    if bool((count == 0).any()):
+        raise RuntimeError("sliding window left pixels uncovered (stride larger than crop?)")
+    return preds / count
+
+
+def infer_logits(model, images: torch.Tensor, num_classes: int, mode: str = "whole",
+                 crop_size=None, stride=None) -> torch.Tensor:
+    if mode == "whole":
+        return whole_logits(model, images)
+    if mode == "slide":
+        return slide_logits(model, images, num_classes, crop_size, stride)
+    raise ValueError(f"unknown inference mode {mode!r}; expected whole or slide")
+
+
+@torch.no_grad()
+def predict_probs(model, images: torch.Tensor, out_size: tuple[int, int], num_classes: int,
+                  mode: str = "whole", crop_size=None, stride=None, scale=None, flip: bool = False,
+                  scales=(1.0,)) -> torch.Tensor:
+    """Class probabilities (B, K, *out_size), averaged over scales and flips.
+
+    ``scale`` ([H, W] or None) first resizes the images keeping their aspect ratio (eval.scale);
+    each factor of ``scales`` then multiplies that size.
+    """
+    h, w = images.shape[-2:]
+    if scale is not None:
+        h, w = keep_ratio_size(h, w, scale)
+    acc = None
+    passes = 0
+    for s in scales:
+        size = (max(1, int(math.floor(h * s + 0.5))), max(1, int(math.floor(w * s + 0.5))))
+        x = _resize(images, size)
+        for flipped in ((False, True) if flip else (False,)):
+            xi = x.flip(-1) if flipped else x
+            logits = infer_logits(model, xi, num_classes, mode, crop_size, stride)
+            if flipped:
+                logits = logits.flip(-1)
+            probs = torch.softmax(_resize(logits, out_size), dim=1)
+            acc = probs if acc is None else acc + probs
+            passes += 1
+    return acc / passes

@@ -1,0 +1,376 @@
+"""`srcr evaluate`: score a checkpoint on a validation split and write every output atomically.
+
+EVAL_DIR/
+  metrics.json      all figures (srcr.metrics.SegEvaluator), the resolved config, the checkpoint (path,
+                    sha256, iteration), dataset, split, inference settings, code version, conventions
+  per_class.csv     class, IoU, Acc, BF@t, BIoU, band/interior IoU per trimap width
+  per_image.npz     per-image counts (SegEvaluator.save_per_image), for bootstrap intervals
+  vis/NAME.png      image | label | prediction | error (white = wrong, grey = ignored) panels
+  vis/NAME_pred.png the prediction as a palette PNG
+  offsets.npz       for srm / fam / alignfa: each alignment step's offsets on the first
+                    eval.offset_images validation images (whole-image forward)
+
+metrics.json is written last: its presence with the same checkpoint hash and config marks the
+directory complete, and a repeated call then does nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+OFFSET_ALIGNS = ("srm", "fam", "alignfa")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="YAML config the checkpoint was trained with")
+    parser.add_argument("--checkpoint", required=True,
+                        help="checkpoint file (RUN/checkpoints/final.pth) or a run directory")
+    parser.add_argument("--out", required=True, help="evaluation directory")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config entry (repeatable), e.g. --set eval.flip=true")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .utils.threads import set_threads
+
+    cfg = load_config(args.config, args.overrides)
+    try:
+        set_threads(args.threads)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    evaluate(cfg, args.checkpoint, Path(args.out), device=args.device, progress=not args.no_progress)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------
+# helpers
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run directory (its final.pth, else its newest iteration checkpoint)."""
+    from .engine.checkpoint import FINAL_NAME, latest_checkpoint
+
+    path = Path(path)
+    if path.is_dir():
+        for cand in (path / "checkpoints" / FINAL_NAME, path / FINAL_NAME):
+            if cand.is_file():
+                return cand
+        newest = latest_checkpoint(path / "checkpoints") or latest_checkpoint(path)
+        if newest is None:
+            raise UserError(f"{path}: no checkpoint found (expected checkpoints/final.pth or iter_*.pth)")
+        return newest
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def code_version() -> dict:
+    from . import __version__
+
+    out: dict[str, Any] = {"srcr": __version__, "git": None}
+    try:
+        res = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=10)
+        if res.returncode == 0 and res.stdout.strip():
+            out["git"] = res.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN / inf -> null (strict JSON); a class left out of a mean is listed under left_out."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def _fmt(v: Any) -> str:
+    return "" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4f}"
+
+
+def per_class_rows(results: dict, classes: list[str]) -> tuple[list[str], list[list[str]]]:
+    """per_class.csv: class, IoU, Acc, BF@t (each tolerance), BIoU, band/interior IoU per width.
+    Empty cells: a class left out (zero union / absent from the labels)."""
+    bf_keys = [k for k in results if k.startswith("BF@")]
+    header = ["class", "IoU", "Acc"] + bf_keys + (["BIoU"] if "BIoU" in results else [])
+    trimap = results.get("trimap", {})
+    for w in trimap:
+        tag = f"{w:g}" if isinstance(w, (int, float)) else str(w)
+        header += [f"band_IoU@{tag}", f"interior_IoU@{tag}"]
+    rows = []
+    for c, name in enumerate(classes):
+        row = [name, _fmt(results["IoU"][c]), _fmt(results["Acc"][c])]
+        row += [_fmt(results[k][c]) for k in bf_keys]
+        if "BIoU" in results:
+            row.append(_fmt(results["BIoU"][c]))
+        for w in trimap:
+            row += [_fmt(trimap[w]["band_IoU"][c]), _fmt(trimap[w]["interior_IoU"][c])]
+        rows.append(row)
+    return header, rows
+
+
+def _colorize(index_map, palette) -> "np.ndarray":
+    import numpy as np
+
+    lut = np.zeros((256, 3), np.uint8)
+    pal = np.asarray(palette, np.uint8).reshape(-1, 3)[:255]
+    lut[: len(pal)] = pal
+    return lut[np.asarray(index_map, np.int64).clip(0, 255)]
+
+
+def vis_panel(image_chw, label, pred, palette, mean, std, ignore_index=255) -> "np.ndarray":
+    """One RGB strip: image | label | prediction | error map (white = wrong, black = right, grey = ignored)."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    h, w = label.shape
+    img = image_chw.float()[None]
+    if tuple(img.shape[-2:]) != (h, w):  # eval.scale resized the image: show it at label size
+        img = F.interpolate(img, size=(h, w), mode="bilinear", align_corners=False)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    rgb = (img * s + m).clamp(0, 255).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
+    label = np.asarray(label)
+    pred = np.asarray(pred)
+    err = np.where(pred != label, 255, 0).astype(np.uint8)
+    err[label == ignore_index] = 128
+    lab_rgb = _colorize(label, palette)
+    lab_rgb[label == ignore_index] = 0
+    sep = np.full((h, 2, 3), 255, np.uint8)
+    return np.concatenate([rgb, sep, lab_rgb, sep, _colorize(pred, palette), sep,
+                           np.repeat(err[..., None], 3, axis=2)], axis=1)
+
+
+def _save_png(path: Path, image) -> None:
+    from .utils.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def _save_npz(path: Path, arrays: dict) -> None:
+    import numpy as np
+
+    from .utils.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a path
+            np.savez_compressed(f, **arrays)
+
+
+def _spread(n_items: int, k: int) -> list[int]:
+    """k indices spread evenly over range(n_items) (first and last included)."""
+    if k <= 0 or n_items <= 0:
+        return []
+    if k >= n_items:
+        return list(range(n_items))
+    return sorted({round(i * (n_items - 1) / (k - 1)) for i in range(k)} if k > 1 else {0})
+
+
+def _is_complete(out: Path, sha: str, cfg: dict) -> bool:
+    import json
+
+    path = out / "metrics.json"
+    if not path.is_file():
+        return False
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        return False
+    return (old.get("checkpoint", {}).get("sha256") == sha and old.get("config") == _json_safe(cfg)
+            and (out / "per_class.csv").is_file() and (out / "per_image.npz").is_file())
+
+
+def load_model_for_eval(cfg: dict, ckpt_path: Path, device) -> tuple[Any, dict]:
+    """The model of ``cfg`` with the checkpoint's weights (UserError naming config differences)."""
+    import torch
+
+    from .config import config_diff
+    from .engine.checkpoint import load_checkpoint, model_state_from
+    from .models.segmentor import build_model
+
+    ckpt = load_checkpoint(ckpt_path, map_location="cpu")
+    state = model_state_from(ckpt, ckpt_path)
+    torch.manual_seed(int(cfg["seed"]))
+    # the checkpoint holds every weight: no need for (or dependence on) the backbone's init file
+    model = build_model({**cfg["model"], "pretrained": None})
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        hint = ""
+        if isinstance(ckpt.get("config"), dict) and "model" in ckpt["config"]:
+            diff = config_diff({"model": ckpt["config"]["model"]}, {"model": cfg["model"]})
+            if diff:
+                hint = f"; the checkpoint was trained with different model settings: {', '.join(diff)}"
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{ckpt_path}: weights do not fit the config's model ({first}){hint}") from None
+    return model.to(device).eval(), ckpt
+
+
+# ----------------------------------------------------------------------------------------------------
+
+
+def evaluate(cfg: dict, checkpoint: str | Path, out: Path, device: str = "auto", progress: bool = True) -> dict:
+    """Evaluate ``checkpoint`` with ``cfg``'s eval settings; returns the metrics.json content."""
+    import json
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from .data import build_dataset
+    from .data.transforms import build_eval_transforms
+    from .engine.distributed import pick_device
+    from .engine.inference import predict_probs
+    from .metrics import SegEvaluator
+    from .utils.io import write_json, write_text
+
+    out = Path(out)
+    ckpt_path = resolve_checkpoint(checkpoint)
+    sha = file_sha256(ckpt_path)
+    if _is_complete(out, sha, cfg):
+        print(f"evaluation in {out} is already complete for {ckpt_path}", file=sys.stderr)
+        return json.loads((out / "metrics.json").read_text())
+
+    dev = pick_device(device)
+    data, ev = cfg["data"], cfg["eval"]
+    if data["dataset"] == "synthetic":
+        from .data.synthetic_gen import ensure_synthetic
+
+        syn = data["synthetic"]
+        ensure_synthetic(data["root"], syn["n_train"], syn["n_val"], tuple(syn["size"]), syn["seed"])
+    ds = build_dataset(data["dataset"], data["root"], ev["split"],
+                       transforms=build_eval_transforms(ev["scale"], mean=data["mean"], std=data["std"]))
+    num_classes = int(cfg["model"]["num_classes"])
+    if ds.num_classes != num_classes:
+        raise UserError(f"model.num_classes is {num_classes} but the {data['dataset']} dataset at "
+                        f"{data['root']} has {ds.num_classes} classes")
+    if len(ds) == 0:
+        raise UserError(f"{data['root']}: the {ev['split']} split is empty")
+    model, ckpt = load_model_for_eval(cfg, ckpt_path, dev)
+
+    evaluator = SegEvaluator(num_classes, ignore_index=ds.ignore_index, bf_tolerances=ev["bf_tolerances"],
+                             biou_width=ev["biou_width"], trimap_widths=ev["trimap_widths"], gscnn=ev["gscnn"],
+                             class_names=ds.classes)
+    vis_idx = set(_spread(len(ds), int(ev["num_vis"])))
+    want_offsets = cfg["model"]["align"] in OFFSET_ALIGNS
+    off_idx = list(range(min(int(ev["offset_images"]), len(ds)))) if want_offsets else []
+    offsets: list[dict] = []
+    off_ids: list[str] = []
+
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(ds), desc=f"evaluate {out.name}", file=sys.stderr, dynamic_ncols=True, unit="img")
+    with torch.no_grad():
+        for i in range(len(ds)):
+            item = ds[i]
+            image = item["image"][None].to(dev)
+            label = item["label"]
+            probs = predict_probs(model, image, tuple(label.shape), num_classes, mode=ev["mode"],
+                                  crop_size=ev["crop_size"], stride=ev["stride"], scale=None,
+                                  flip=ev["flip"], scales=ev["scales"])
+            pred = probs.argmax(1)[0].cpu()
+            name = Path(item["path"]).stem
+            evaluator.update(pred, label, names=[name])
+            if i in vis_idx:
+                panel = vis_panel(item["image"], label.numpy(), pred.numpy(), ds.palette, data["mean"],
+                                  data["std"], ds.ignore_index)
+                _save_png(out / "vis" / f"{name}.png", Image.fromarray(panel))
+                pal_img = Image.fromarray(pred.numpy().astype(np.uint8), mode="P")
+                flat = [v for rgb in ds.palette for v in rgb]
+                pal_img.putpalette(flat + [0] * (768 - len(flat)))
+                _save_png(out / "vis" / f"{name}_pred.png", pal_img)
+            if i in off_idx:
+                model(image)  # a whole-image forward: offsets on the full grid of this image
+                offsets.append({f"{step}_{kind}": t[0].float().cpu().numpy()
+                                for step, rec in model.offsets().items() for kind, t in rec.items()})
+                off_ids.append(item["path"])
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    results = evaluator.compute()
+    elapsed = time.perf_counter() - t0
+
+    # per-image counts, per-class table, offsets, then metrics.json (the completion marker)
+    evaluator.save_per_image(out / "per_image.npz")
+    header, rows = per_class_rows(results, ds.classes)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text(out / "per_class.csv", buf.getvalue())
+    if offsets:
+        _save_npz(out / "offsets.npz", _offset_arrays(offsets, off_ids))
+
+    record = {
+        "metrics": results,
+        "checkpoint": {"path": str(ckpt_path.resolve()), "sha256": sha, "iteration": ckpt.get("iteration")},
+        "dataset": {"name": data["dataset"], "root": str(data["root"]), "split": ev["split"],
+                    "num_images": len(ds), "classes": list(ds.classes)},
+        "inference": {k: ev[k] for k in ("mode", "crop_size", "stride", "scale", "flip", "scales")},
+        "conventions": {
+            "metrics": results.get("convention"),
+            "prediction": "softmax probabilities of every (scale, flip) pass resized to the label size "
+                          "(bilinear, align_corners=False) and averaged, then argmax; scores in percent; "
+                          "null = class left out of the mean (see metrics.left_out)",
+            "offsets": "pixels of each step's fine grid, channel 0 = x, 1 = y",
+        },
+        "code_version": code_version(),
+        "device": str(dev),
+        "seconds": round(elapsed, 3),
+        "config": cfg,
+    }
+    record = _json_safe(record)
+    write_json(out / "metrics.json", record)
+    print(f"{data['dataset']} {ev['split']}: mIoU {results['mIoU']:.2f}, "
+          f"mBF@3 {results.get('mBF@3', float('nan')):.2f} ({len(ds)} images) -> {out}", file=sys.stderr)
+    return record
+
+
+def _offset_arrays(offsets: list[dict], ids: list[str]) -> dict:
+    """Stack per-image offsets as KEY (N, ...) when all images share a size, else KEY_i per image."""
+    import numpy as np
+
+    arrays: dict = {"image_ids": np.array(ids, dtype=str)}
+    keys = list(offsets[0])
+    for key in keys:
+        items = [o[key] for o in offsets]
+        if all(a.shape == items[0].shape for a in items):
+            arrays[key] = np.stack(items)
+        else:
+            for i, a in enumerate(items):
+                arrays[f"{key}_{i}"] = a
+    return arrays
