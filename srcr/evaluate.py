@@ -49,10 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from .utils.threads import set_threads
 
     cfg = load_config(args.config, args.overrides)
-    try:
-        set_threads(args.threads)
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    set_threads(args.threads)
     evaluate(cfg, args.checkpoint, Path(args.out), device=args.device, progress=not args.no_progress)
     return 0
 
@@ -137,7 +134,7 @@ def per_class_rows(results: dict, classes: list[str]) -> tuple[list[str], list[l
     return header, rows
 
 
-def _colorize(index_map, palette) -> "np.ndarray":
+def _colorize(index_map, palette):
     import numpy as np
 
     lut = np.zeros((256, 3), np.uint8)
@@ -146,7 +143,7 @@ def _colorize(index_map, palette) -> "np.ndarray":
     return lut[np.asarray(index_map, np.int64).clip(0, 255)]
 
 
-def vis_panel(image_chw, label, pred, palette, mean, std, ignore_index=255) -> "np.ndarray":
+def vis_panel(image_chw, label, pred, palette, mean, std, ignore_index=255):
     """One RGB strip: image | label | prediction | error map (white = wrong, black = right, grey = ignored)."""
     import numpy as np
     import torch

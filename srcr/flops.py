@@ -464,10 +464,7 @@ def run(args: argparse.Namespace) -> int:
     from .utils.io import write_json
     from .utils.threads import set_threads
 
-    try:
-        set_threads(args.threads)
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    set_threads(args.threads)
     cfg = load_config(args.config, args.overrides)
     size = parse_size(args.size) if args.size else default_size(cfg)
     print(f"counting {cfg['model'].get('backbone')} + {cfg['model'].get('align')} + "

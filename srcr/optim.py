@@ -22,13 +22,13 @@ poly over [0, T] by the warm-up ramp (a difference below W / T, 0.9 % of the lr,
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 import torch.nn as nn
 
 from .errors import UserError
+from .utils.validate import check_number as _check_number
 
 OPTIMIZERS = ("adamw", "sgd")
 OPTIMIZER_DEFAULTS: dict[str, Any] = {
@@ -53,20 +53,6 @@ def _strip_wrappers(name: str) -> str:
                 name = name[len(prefix):]
                 changed = True
     return name
-
-
-def _check_number(path: str, value: Any, *, minimum: float | None = None, positive: bool = False,
-                  maximum: float | None = None, integer: bool = False) -> None:
-    kind = "an integer" if integer else "a number"
-    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok or (not integer and not math.isfinite(value)):
-        raise UserError(f"{path}: expected {kind}, got {value!r}")
-    if positive and value <= 0:
-        raise UserError(f"{path}: expected {kind} > 0, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise UserError(f"{path}: expected {kind} >= {minimum}, got {value!r}")
-    if maximum is not None and value > maximum:
-        raise UserError(f"{path}: expected {kind} <= {maximum}, got {value!r}")
 
 
 def _merge(path: str, given: dict | None, defaults: dict) -> dict:

@@ -59,10 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from .utils.threads import set_threads
 
     cfg = load_config(args.config, args.overrides)
-    try:
-        set_threads(args.threads)
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    set_threads(args.threads)
     ctx = init_distributed(args.device)
     try:
         train(cfg, Path(args.out), ctx=ctx, progress=not args.no_progress)

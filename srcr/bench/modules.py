@@ -212,10 +212,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--fpn-dim: expected an integer >= 2, got {args.fpn_dim}")
     if args.repeats < 1 or args.warmup < 0:
         raise UserError(f"--repeats must be >= 1 and --warmup >= 0; got {args.repeats}, {args.warmup}")
-    try:
-        set_threads(args.threads)
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    set_threads(args.threads)
     try:
         device = torch.device(args.device)
     except RuntimeError:

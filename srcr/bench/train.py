@@ -50,10 +50,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = apply_overrides(base, items)
         validate(cfg, f"--compare {spec!r}")
         variants.append((",".join(items), cfg))
-    try:
-        threads = set_threads(args.threads)
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    threads = set_threads(args.threads)
     device = pick_device(args.device)
 
     matmul = matmul_rate(device)

@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import UserError
+from ..utils.validate import check_number as _check_number
 from .contrastive import PixelContrastLoss, info_nce, sample_anchors
 from .cross_entropy import IGNORE_INDEX, cross_entropy, ohem_cross_entropy, ohem_mask
 
@@ -124,20 +125,6 @@ class SegCriterion(nn.Module):
             if not math.isfinite(value):
                 raise NonFiniteLoss(name, value)
         return total, dict(zip(names[:-1], values[:-1]))
-
-
-def _check_number(path: str, value: Any, *, minimum: float | None = None, positive: bool = False,
-                  integer: bool = False, maximum: float | None = None) -> None:
-    kind = "an integer" if integer else "a number"
-    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok or (not integer and not math.isfinite(value)):
-        raise UserError(f"{path}: expected {kind}, got {value!r}")
-    if positive and value <= 0:
-        raise UserError(f"{path}: expected {kind} > 0, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise UserError(f"{path}: expected {kind} >= {minimum}, got {value!r}")
-    if maximum is not None and value > maximum:
-        raise UserError(f"{path}: expected {kind} <= {maximum}, got {value!r}")
 
 
 def _check_keys(path: str, given: dict, allowed: dict) -> None:

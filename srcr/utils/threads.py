@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from ..errors import UserError
+
 _ENV_VARS = ("SRCR_THREADS", "SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS")
 
 
@@ -12,7 +14,7 @@ def resolve_threads(requested: int | None = None) -> int | None:
     SLURM_CPUS_PER_TASK, OMP_NUM_THREADS that is set; None leaves torch's default."""
     if requested is not None:
         if requested < 1:
-            raise ValueError(f"--threads must be >= 1, got {requested}")
+            raise UserError(f"--threads must be >= 1, got {requested}")
         return requested
     for var in _ENV_VARS:
         value = os.environ.get(var)
@@ -20,7 +22,7 @@ def resolve_threads(requested: int | None = None) -> int | None:
             try:
                 n = int(value)
             except ValueError:
-                raise ValueError(f"environment variable {var}={value!r} is not an integer thread count") from None
+                raise UserError(f"environment variable {var}={value!r} is not an integer thread count") from None
             if n >= 1:
                 return n
     return None
