@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import UserError
+from .state_dict_report import raise_on_mismatch
 
 STRIDES = (4, 8, 16, 32)
 # options that build_backbone sets itself
@@ -150,10 +151,6 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     return sd
 
 
-def _few(keys: list[str], n: int = 5) -> str:
-    keys = sorted(keys)
-    return ", ".join(keys[:n]) + (f" ... ({len(keys)} in all)" if len(keys) > n else "")
-
 
 def _source_key(key: str, sd: dict[str, torch.Tensor]) -> str | None:
     """The checkpoint key of a features-model key. timm's feature wrappers flatten one level of
@@ -197,15 +194,7 @@ def load_state_dict_strict(model: nn.Module, sd: dict[str, torch.Tensor], path: 
         mod = k.rpartition(".")[0]
         kept = bool(mod) and (mod in modules or mod.replace(".", "_", 1) in modules)
         (unexpected if kept else skipped).append(k)
-    problems = []
-    if mismatched:
-        problems.append(f"shape mismatches (a different model size?): {_few(mismatched, 3)}")
-    if missing:
-        problems.append(f"missing keys: {_few(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_few(unexpected)}")
-    if problems:
-        raise UserError(f"model.pretrained: {path}: " + "; ".join(problems))
+    raise_on_mismatch(f"model.pretrained: {path}", mismatched, missing, unexpected, what="model")
     model.load_state_dict(new_sd, strict=False)
     return skipped
 

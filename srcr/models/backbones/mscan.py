@@ -26,6 +26,7 @@ from timm.layers import DropPath
 from timm.models import build_model_with_cfg, register_model
 
 from ...errors import UserError
+from ..state_dict_report import raise_on_mismatch
 
 __all__ = ["MSCAN", "load_mscan_checkpoint", "official_to_srcr_key", "srcr_to_official_key"]
 
@@ -360,10 +361,6 @@ def _extract_state_dict(obj: Any, path: str) -> dict[str, torch.Tensor]:
     return sd
 
 
-def _few(keys: Sequence[str], n: int = 5) -> str:
-    keys = sorted(keys)
-    return ", ".join(keys[:n]) + (f" ... ({len(keys)} in all)" if len(keys) > n else "")
-
 
 def load_mscan_checkpoint(model: nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
     """Load a local SegNeXt (official, mmseg) or srcr/timm MSCAN checkpoint into ``model``.
@@ -431,14 +428,6 @@ def load_mscan_checkpoint(model: nn.Module, path: str | os.PathLike) -> dict[str
             new_sd[tkey] = value
 
     missing = [k for k in target if k not in new_sd and not k.endswith("num_batches_tracked")]
-    problems = []
-    if mismatched:
-        problems.append(f"shape mismatches (a different MSCAN size?): {_few(mismatched, 3)}")
-    if missing:
-        problems.append(f"missing keys: {_few(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_few(unexpected)}")
-    if problems:
-        raise UserError(f"MSCAN checkpoint {path}: " + "; ".join(problems))
+    raise_on_mismatch(f"MSCAN checkpoint {path}", mismatched, missing, unexpected, what="MSCAN")
     model.load_state_dict(new_sd, strict=False)
     return {"skipped": skipped}
