@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 
 from .errors import UserError
+from .utils.validate import check_keys
 from .utils.validate import check_number as _check_number
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -57,12 +58,7 @@ def _strip_wrappers(name: str) -> str:
 
 def _merge(path: str, given: dict | None, defaults: dict) -> dict:
     given = given or {}
-    if not isinstance(given, dict):
-        raise UserError(f"{path}: expected a mapping, got {given!r}")
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise UserError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: "
-                        f"{', '.join(sorted(defaults))}")
+    check_keys(path, given, defaults)
     return {**defaults, **given}
 
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import UserError
+from ..utils.validate import check_keys as _check_keys
 from ..utils.validate import check_number as _check_number
 from .contrastive import PixelContrastLoss, info_nce, sample_anchors
 from .cross_entropy import IGNORE_INDEX, cross_entropy, ohem_cross_entropy, ohem_mask
@@ -126,14 +127,6 @@ class SegCriterion(nn.Module):
                 raise NonFiniteLoss(name, value)
         return total, dict(zip(names[:-1], values[:-1]))
 
-
-def _check_keys(path: str, given: dict, allowed: dict) -> None:
-    if not isinstance(given, dict):
-        raise UserError(f"{path}: expected a mapping, got {given!r}")
-    unknown = sorted(set(given) - set(allowed))
-    if unknown:
-        raise UserError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: "
-                        f"{', '.join(sorted(allowed))}")
 
 
 def build_criterion(loss_cfg: dict | None, num_classes: int) -> SegCriterion:

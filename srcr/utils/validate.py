@@ -21,3 +21,13 @@ def check_number(path: str, value: Any, *, minimum: float | None = None, positiv
         raise UserError(f"{path}: expected {kind} >= {minimum}, got {value!r}")
     if maximum is not None and value > maximum:
         raise UserError(f"{path}: expected {kind} <= {maximum}, got {value!r}")
+
+
+def check_keys(path: str, given: Any, allowed: Any) -> None:
+    """Raise UserError naming ``path`` unless ``given`` is a mapping whose keys are all in ``allowed``."""
+    if not isinstance(given, dict):
+        raise UserError(f"{path}: expected a mapping, got {given!r}")
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise UserError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: "
+                        f"{', '.join(sorted(allowed))}")

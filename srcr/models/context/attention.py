@@ -81,10 +81,9 @@ class ChannelAttention(nn.Module):
         return x + self.attend(x)
 
 
-class PositionAttention(nn.Module):
-    """DANet position attention: 1x1 query/key convs to C/reduction (8), 1x1 value conv C -> C,
-    energies q_i . k_j with no 1/sqrt(d) scaling (as in DANet), softmax over the positions j,
-    out = x + gamma * sum_j A_ij v_j, gamma zero at init."""
+class _QKVAttention(nn.Module):
+    """1x1 query/key convs to C/reduction, 1x1 value conv C -> C, and a residual gamma that is zero
+    at init (DANet and CCNet build their attention the same way)."""
 
     def __init__(self, channels: int, reduction: int = 8) -> None:
         super().__init__()
@@ -93,6 +92,13 @@ class PositionAttention(nn.Module):
         self.key = nn.Conv2d(channels, inner, 1)
         self.value = nn.Conv2d(channels, channels, 1)
         self.gamma = nn.Parameter(torch.zeros(1))
+
+
+class PositionAttention(_QKVAttention):
+    """DANet position attention: 1x1 query/key convs to C/reduction (8), 1x1 value conv C -> C,
+    energies q_i . k_j with no 1/sqrt(d) scaling (as in DANet), softmax over the positions j,
+    out = x + gamma * sum_j A_ij v_j, gamma zero at init."""
+
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The B x N x N float32 attention map (rows: query positions, N = H*W)."""
@@ -110,7 +116,7 @@ class PositionAttention(nn.Module):
         return x + self.attend(x)
 
 
-class CrissCrossAttention(nn.Module):
+class CrissCrossAttention(_QKVAttention):
     """CCNet criss-cross attention in pure PyTorch. Each pixel attends to the H + W - 1 pixels of its
     own column and row: the column energies exclude the pixel itself (-inf on the diagonal, as in
     CCNet) so it is counted once, by the row term; one softmax runs jointly over both sets.
@@ -119,13 +125,6 @@ class CrissCrossAttention(nn.Module):
     Cost is O(HW (H + W) C): the column and row products are batched matmuls over (B, W) and (B, H);
     no dense HW x HW matrix is formed."""
 
-    def __init__(self, channels: int, reduction: int = 8) -> None:
-        super().__init__()
-        inner = max(channels // reduction, 1)
-        self.query = nn.Conv2d(channels, inner, 1)
-        self.key = nn.Conv2d(channels, inner, 1)
-        self.value = nn.Conv2d(channels, channels, 1)
-        self.gamma = nn.Parameter(torch.zeros(1))
 
     def attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """float32 weights (column: B x H x W x H', row: B x H x W x W'); they sum to 1 jointly."""
