@@ -130,12 +130,22 @@ def build_optimizer(model: nn.Module, opt_cfg: dict | None) -> torch.optim.Optim
             raise UserError(f"train.optimizer.betas: expected two numbers in [0, 1), got {betas!r}")
         _check_number("train.optimizer.eps", cfg["eps"], positive=True)
         return torch.optim.AdamW(groups, lr=float(cfg["lr"]), betas=tuple(float(b) for b in betas),
-                                 eps=float(cfg["eps"]), weight_decay=float(cfg["weight_decay"]))
+                                 eps=float(cfg["eps"]), weight_decay=float(cfg["weight_decay"]),
+                                 **_fused(groups))
     _check_number("train.optimizer.momentum", cfg["momentum"], minimum=0)
     if not isinstance(cfg["nesterov"], bool):
         raise UserError(f"train.optimizer.nesterov: expected true or false, got {cfg['nesterov']!r}")
     return torch.optim.SGD(groups, lr=float(cfg["lr"]), momentum=float(cfg["momentum"]),
-                           weight_decay=float(cfg["weight_decay"]), nesterov=cfg["nesterov"])
+                           weight_decay=float(cfg["weight_decay"]), nesterov=cfg["nesterov"], **_fused(groups))
+
+
+def _fused(groups: list[dict]) -> dict:
+    # The fused kernels update every tensor in one pass: on the CPU, AdamW's per-tensor loop costs
+    # 3x more than the fused step for the default model's ~200 small tensors. They need floating
+    # parameters on CPU or CUDA; anything else keeps the per-tensor implementation.
+    params = [p for g in groups for p in g["params"]]
+    ok = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return {"fused": True} if ok else {}
 
 
 def check_schedule(schedule_cfg: dict | None, total_iters: int) -> dict:

@@ -185,7 +185,7 @@ def train(cfg: dict, out: Path, ctx=None, progress: bool = True) -> dict:
     model = build_model(cfg["model"]).to(device)
     if ctx.distributed:
         model = convert_sync_batchnorm(model, device)
-    channels_last = cuda and tcfg["channels_last"]
+    channels_last = bool(tcfg["channels_last"])
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     criterion = build_criterion(tcfg["loss"], cfg["model"]["num_classes"]).to(device)

@@ -142,3 +142,30 @@ def test_param_groups_survive_state_dict_roundtrip():
     opt2.load_state_dict(state)
     assert [g["lr"] for g in opt2.param_groups] == pytest.approx([g["lr"] for g in opt.param_groups])
     assert [g["name"] for g in param_groups(model, 1e-3, 0.01)] == [g["name"] for g in opt2.param_groups]
+
+
+def test_cpu_optimizers_use_the_fused_kernels_and_match_the_loop():
+    # fused AdamW/SGD is the CPU default for speed; it must give the per-tensor loop's update
+    for cfg in ({"name": "adamw", "lr": 1e-2, "weight_decay": 0.05}, {"name": "sgd", "lr": 1e-2, "momentum": 0.9}):
+        torch.manual_seed(0)
+        a, b = Tiny(), Tiny()
+        b.load_state_dict(a.state_dict())
+        fused = build_optimizer(a, cfg)
+        assert all(g.get("fused") for g in fused.param_groups)
+        loop_cls = torch.optim.AdamW if cfg["name"] == "adamw" else torch.optim.SGD
+        loop = loop_cls([{**g, "params": [dict(b.named_parameters())[n] for n in _names(a, g)], "fused": None,
+                          "foreach": False} for g in fused.param_groups])
+        x = torch.randn(4, 3, 8, 8)
+        for _ in range(3):
+            for model, opt in ((a, fused), (b, loop)):
+                opt.zero_grad()
+                feat = model.decoder(model.backbone(x)) * (1 + model.decoder.gamma)
+                model.head(model.norm(feat.mean((2, 3)))).square().mean().backward()
+                opt.step()
+        for (n, p), q in zip(a.named_parameters(), b.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=n)
+
+
+def _names(model, group):
+    ids = {id(p) for p in group["params"]}
+    return [n for n, p in model.named_parameters() if id(p) in ids]

@@ -128,7 +128,7 @@ def test_class_frequencies_not_absurdly_skewed(scenes):
 # the design: thin structures, small objects, context classes
 
 @pytest.mark.parametrize("name", ["pole", "lane"])
-def test_thin_structures_are_1_to_3_px_wide(scenes, name):
+def test_thin_structures_are_2_to_4_px_wide(scenes, name):
     k = sg.CLASSES.index(name)
     total = survived = survived3 = 0
     for _, label, _ in scenes:
@@ -138,12 +138,12 @@ def test_thin_structures_are_1_to_3_px_wide(scenes, name):
         survived3 += ndimage.binary_erosion(m, structure=np.ones((3, 3), bool)).sum()
     assert total > 2000
     assert survived / total < 0.01           # nothing is 5 px wide
-    assert survived3 / total < 0.2           # mostly narrower than 3 px in one direction
+    assert survived3 / total < 0.45          # a 3x3 erosion leaves at most the middle 2 px of a 4 px line
     # and not sub-pixel: every image that has the class has whole pixels of it in several rows
     assert sum((label == k).any() for _, label, _ in scenes) >= 0.6 * len(scenes)
 
 
-def test_pole_widths_cover_1_2_and_3_px(scenes):
+def test_pole_widths_cover_2_3_and_4_px(scenes):
     k = sg.CLASSES.index("pole")
     widths = set()
     for _, label, _ in scenes:
@@ -152,7 +152,8 @@ def test_pole_widths_cover_1_2_and_3_px(scenes):
             d = np.diff(np.concatenate([[0], row, [0]]))
             starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
             widths.update((ends - starts).tolist())
-    assert {1, 2, 3} <= widths
+    # 2-4 px shafts, never 1 px: a stride-4 output can represent them (runs over 5 px are arms)
+    assert {2, 3, 4} <= widths and 1 not in widths and 5 not in widths
 
 
 def test_windows_are_small_objects(scenes):
@@ -163,7 +164,8 @@ def test_windows_are_small_objects(scenes):
         areas += np.bincount(comp.ravel())[1:].tolist()
     areas = np.array(areas)
     assert len(areas) > 200
-    assert np.median(areas) <= 20 and np.percentile(areas, 95) <= 36
+    # larger than a stride-4 cell, far smaller than a stride-32 one (1024 px)
+    assert 30 <= np.median(areas) <= 64 and np.percentile(areas, 95) <= 100
 
 
 def test_context_pair_has_one_appearance_function():

@@ -2,7 +2,7 @@
 a config and variants of it.
 
 Each variant runs full training steps (forward, loss, backward, optimiser step; bf16 autocast and
-channels_last on CUDA when the config asks) on a fixed random batch at the training crop size, so
+channels_last when the config asks) on a fixed random batch at the training crop size, so
 data loading is excluded. Model FLOP utilisation (MFU) = training FLOPs per second / the FLOPs per
 second of a plain fp32 matmul measured in the same run, with training FLOPs = 3 x the forward FLOPs
 of the training-mode model (fvcore via srcr.flops.count_flops, auxiliary and embedding heads
@@ -172,7 +172,7 @@ def bench_variant(cfg: dict, device, iters: int, warmup: int) -> dict:
     flops_per_image, counted = train_forward_flops(model, crop)
     model = model.to(device).train()
     cuda = device.type == "cuda"
-    channels_last = cuda and tcfg["channels_last"]
+    channels_last = bool(tcfg["channels_last"])  # as srcr.train: on any device
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     criterion = build_criterion(tcfg["loss"], num_classes).to(device)

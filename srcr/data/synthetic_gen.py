@@ -2,7 +2,7 @@
 
 Street/harbour scenes built so that the two questions of arXiv 2412.08671 can be measured at CPU
 scale with tiny models: *alignment* (SRM vs bilinear upsampling) through sharp, off-grid boundaries,
-thin structures 1-3 px wide (``pole``, ``lane``) and small objects (``window``); *context*
+thin structures 2-4 px wide (``pole``, ``lane``) and small objects (``window``); *context*
 (CRM vs none) through two classes drawn by one shared appearance function (``car`` and ``boat``)
 that only the region around them tells apart, regions (``road`` and ``water``) that are themselves
 drawn alike and differ only in texture patches and lane markings somewhere along them, and a
@@ -38,7 +38,7 @@ from ..utils.io import write_json
 
 # Bump whenever the pixels written for a given (seed, split, index, size) change; ensure_synthetic()
 # then refuses an old dataset instead of silently mixing results from two different generators.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 FORMAT = "srcr-synthetic"
 IGNORE_INDEX = 255
 SPLIT_IDS = {"train": 0, "val": 1}
@@ -71,10 +71,10 @@ DESCRIPTIONS = {
     "water": "context region: ground band drawn like road, told apart only by patches of ripples "
              "somewhere along it; boats sit on it",
     "grass": "ground band with streaky vegetation texture, green to dry brown",
-    "window": "small object: 2-6 px rectangles in a grid on facades, mostly dark, some lit",
-    "lane": "thin structure: markings 1-3 px thick, solid or dashed, following the road band",
-    "pole": "thin structure: vertical (slightly tilted) poles 1-3 px wide from the ground into the sky, "
-            "some with a 1-2 px arm",
+    "window": "small object: 5-9 x 6-10 px rectangles in a grid on facades, mostly dark, some lit",
+    "lane": "thin structure: markings 2-4 px thick, solid or dashed, following the road band",
+    "pole": "thin structure: vertical (slightly tilted) poles 2-4 px wide from the ground into the sky, "
+            "some with a 2-3 px arm",
     "car": "context class: a render_vehicle() blob with a render_shadow() contact shadow, placed "
            "inside a road region",
     "boat": "context class: the same render_vehicle() blob and shadow, placed inside a water region",
@@ -296,12 +296,12 @@ def generate_sample(seed: int, split: str, index: int, size: Sequence[int],
             # patches (asphalt grain vs ripples) and in the lanes, somewhere along the band
             c = _jitter(rng, ROAD)
             v = 1 + 0.04 * _smooth(rng, h, W, (3, 8))
-            patch = np.clip((_smooth(rng, h, W, (2, 6)) - rng.uniform(-0.8, 0.0)) * 3, 0, 1)
+            patch = np.clip((_smooth(rng, h, W, (2, 6)) - rng.uniform(-1.6, -0.8)) * 3, 0, 1)
             if typ == ROAD:
-                v = v + patch * 0.09 * rng.standard_normal((h, W), dtype=np.float32)
+                v = v + patch * 0.2 * rng.standard_normal((h, W), dtype=np.float32)
             else:
                 lam = rng.uniform(2.5, 6.0) * s
-                v = v + patch * 0.12 * np.sin(2 * np.pi * yy[ys] / lam + 2.5 * _smooth(rng, h, W, (3, 6)))
+                v = v + patch * 0.2 * np.sin(2 * np.pi * yy[ys] / lam + 2.5 * _smooth(rng, h, W, (3, 6)))
         else:
             c = _jitter(rng, typ)
             v = (1 + 0.10 * rng.standard_normal((1, W), dtype=np.float32)
@@ -331,8 +331,8 @@ def generate_sample(seed: int, split: str, index: int, size: Sequence[int],
         v = (1 - 0.1 * rows) * (1 + 0.05 * _smooth(rng, R, cb - ca, (4, 8))) * (1.05 - 0.1 * yy_ / H)
         paint(bmask, c * v[..., None], BUILDING, *win)
         # windows: a regular grid below the highest roof point, whole cells only
-        ww, wh = max(2, int(round(rng.uniform(2, 5) * s))), max(2, int(round(rng.uniform(3, 6) * s)))
-        gx, gy = max(2, int(round(rng.uniform(2, 5) * s))), max(2, int(round(rng.uniform(3, 5) * s)))
+        ww, wh = max(2, int(round(rng.uniform(5, 9) * s))), max(2, int(round(rng.uniform(6, 10) * s)))
+        gx, gy = max(2, int(round(rng.uniform(5, 8) * s))), max(2, int(round(rng.uniform(5, 7) * s)))
         mx = max(2, int(round(rng.uniform(2, 5) * s)))
         wtop = int(np.ceil(max(top, top + slope * bw))) + mx
         ncols = (bw - 2 * mx + gx) // (ww + gx)
@@ -367,9 +367,9 @@ def generate_sample(seed: int, split: str, index: int, size: Sequence[int],
         ys = band_rows[j]
         yy_ = yy[ys]
         for tt in ts:
-            th = int(rng.choice([1, 2, 3], p=[0.35, 0.4, 0.25]))
+            th = int(rng.choice([2, 3, 4], p=[0.35, 0.4, 0.25]))
             yl = np.floor(top_c + tt * thick).astype(np.float32)
-            if last_bottom is not None and np.any(yl < last_bottom + 3):
+            if last_bottom is not None and np.any(yl < last_bottom + 4):
                 continue    # two lines this close would merge into one thick (non-thin) structure
             lmask = (yy_ >= yl[None, :]) & (yy_ < yl[None, :] + th) & m[ys]
             if rng.random() < 0.5:
@@ -427,16 +427,16 @@ def generate_sample(seed: int, split: str, index: int, size: Sequence[int],
     # ---- poles (in front of everything): 1-3 px wide, never adjacent to each other
     used: list[float] = []
     for _ in range(int(rng.choice(7, p=[0.05, 0.1, 0.2, 0.25, 0.2, 0.1, 0.1]))):
-        pw = int(rng.choice([1, 2, 3], p=[0.3, 0.4, 0.3]))
+        pw = int(rng.choice([2, 3, 4], p=[0.2, 0.4, 0.4]))
         xb = rng.uniform(2, W - 5)
-        if any(abs(xb - u_) < 8 for u_ in used):
+        if any(abs(xb - u_) < 10 for u_ in used):
             continue
         used.append(xb)
         hzb = float(hz[int(xb)])
         yb = int(hzb + rng.uniform(0.1, 0.7) * (H - hzb))
         yt = int(rng.uniform(0.04 * H, max(hzb - 0.12 * H, 0.04 * H + 1)))
         tilt = rng.uniform(-0.05, 0.05) if rng.random() < 0.5 else 0.0
-        ta = int(rng.choice([1, 2])) if rng.random() < 0.5 else 0     # a street-light arm, 1-2 px thick
+        ta = int(rng.choice([2, 3])) if rng.random() < 0.5 else 0     # a street-light arm, 2-3 px thick
         la = max(3, int(rng.uniform(4, 12) * s))
         arm_right = rng.random() < 0.5
         # bounding box: the pole's rows, its columns plus room for the arm
@@ -450,7 +450,7 @@ def generate_sample(seed: int, split: str, index: int, size: Sequence[int],
             xtop = float(np.floor(xb + tilt * (yt - yb)))
             a0, a1 = (xtop + pw, xtop + pw + la) if arm_right else (xtop - la, xtop)
             pmask |= (yy_ < yt + ta) & (xx_ >= a0) & (xx_ < a1)
-        grey = rng.uniform(0.08, 0.4) if rng.random() < 0.75 else rng.uniform(0.8, 0.95)
+        grey = rng.uniform(0.05, 0.3) if rng.random() < 0.8 else rng.uniform(0.85, 1.0)
         c = np.array([grey, grey, grey * rng.uniform(0.9, 1.15)], np.float32)
         paint(pmask, (c * (1.1 - 0.25 * yy_ / H)[..., None]), POLE, ys, xs_)
 

@@ -9,6 +9,8 @@ the lowest true-class probability are kept instead.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -55,17 +57,22 @@ def ohem_mask(logits: torch.Tensor, labels: torch.Tensor, thresh: float, min_kep
     """
     logits = _to_label_size(logits, labels)
     valid = labels != ignore_index
-    target = labels.masked_fill(~valid, 0).unsqueeze(1)
-    prob = torch.softmax(logits.float(), dim=1).gather(1, target).squeeze(1)
-    keep = valid & (prob < thresh)
-    batch_kept = int(min_kept) * labels.shape[0]
+    per_pixel = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="none")
+    return _ohem_keep(per_pixel, valid, thresh, min_kept)
+
+
+def _ohem_keep(per_pixel: torch.Tensor, valid: torch.Tensor, thresh: float, min_kept: int) -> torch.Tensor:
+    # The true-class probability is exp(-CE): selecting on the per-pixel cross-entropy the loss
+    # needs anyway saves a second softmax over the full-resolution logits.
+    per_pixel = per_pixel.detach()
+    keep = valid & (per_pixel > -math.log(thresh)) if thresh > 0 else torch.zeros_like(valid)
+    batch_kept = int(min_kept) * valid.shape[0]
     if batch_kept > 0:
-        flat_prob = prob.masked_fill(~valid, float("inf")).flatten()
-        n_valid = int(valid.sum())
-        k = min(batch_kept, n_valid)
+        flat = per_pixel.masked_fill(~valid, float("-inf")).flatten()
+        k = min(batch_kept, int(valid.sum()))
         if k > 0:
-            # topk of the negated probability = the k hardest valid pixels (invalid ones are +inf).
-            hardest = torch.topk(-flat_prob, k, sorted=False).indices
+            # the k largest cross-entropies = the k hardest valid pixels (invalid ones are -inf)
+            hardest = torch.topk(flat, k, sorted=False).indices
             keep_flat = keep.flatten().clone()
             keep_flat[hardest] = True
             keep = keep_flat.view_as(keep)
@@ -80,5 +87,6 @@ def ohem_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, thresh: float
     divides by all B*H*W pixels instead, which shrinks the loss as fewer pixels are kept.
     """
     logits = _to_label_size(logits, labels)
-    keep = ohem_mask(logits.detach(), labels, thresh, min_kept, ignore_index)
-    return cross_entropy(logits, labels, ignore_index, weight_mask=keep)
+    per_pixel = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="none")
+    keep = _ohem_keep(per_pixel, labels != ignore_index, thresh, min_kept)
+    return (per_pixel * keep).sum() / keep.sum().clamp_min(1)
