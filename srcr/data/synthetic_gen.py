@@ -424,7 +424,7 @@ def generate_sample(seed: int, split: str, index: int, size: Sequence[int],
                 instances.append({"cls": cls, "top": top, "left": left, "mask": pm})
                 break
 
-    # ---- poles (in front of everything): 1-3 px wide, never adjacent to each other
+    # ---- poles (in front of everything): 2-4 px wide, never adjacent to each other
     used: list[float] = []
     for _ in range(int(rng.choice(7, p=[0.05, 0.1, 0.2, 0.25, 0.2, 0.1, 0.1]))):
         pw = int(rng.choice([2, 3, 4], p=[0.2, 0.4, 0.4]))

@@ -25,23 +25,26 @@ def _to_label_size(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return resize(logits, labels.shape[-2:], mode="bilinear", align_corners=True)
 
 
-def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX,
-                  weight_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean cross-entropy over the valid (non-ignored, and when given, ``weight_mask``-selected) pixels.
+def _per_pixel(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    # (B, H, W) cross-entropy at label resolution; 0 at ignored pixels
+    logits = _to_label_size(logits, labels)
+    return F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="none")
+
+
+def _masked_mean(per_pixel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    # with an empty mask: a zero still connected to the graph, not torch's 0/0 NaN
+    return (per_pixel * mask).sum() / mask.sum().clamp_min(1)
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Mean cross-entropy over the valid (non-ignored) pixels.
 
     logits: (B, K, h, w), resized to the labels' (H, W) when the sizes differ; labels: int64 (B, H, W).
     Equals ``F.cross_entropy(..., ignore_index=ignore_index)`` whenever a valid pixel exists; with
     none (a crop that is all ``ignore_index``) it returns a zero that stays connected to the graph
     instead of torch's NaN (0/0), so one empty crop does not abort a run.
     """
-    logits = _to_label_size(logits, labels)
-    per_pixel = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="none")
-    valid = labels != ignore_index
-    if weight_mask is not None:
-        valid = valid & weight_mask
-    per_pixel = per_pixel * valid
-    count = valid.sum().clamp_min(1)
-    return per_pixel.sum() / count
+    return _masked_mean(_per_pixel(logits, labels, ignore_index), labels != ignore_index)
 
 
 @torch.no_grad()
@@ -55,10 +58,7 @@ def ohem_mask(logits: torch.Tensor, labels: torch.Tensor, thresh: float, min_kep
     ``sorted_prob[min_kept * B]``; selecting by rank instead keeps exactly that many even when
     probabilities tie (e.g. saturated at 1.0) and never drops the last pixel of a small crop.
     """
-    logits = _to_label_size(logits, labels)
-    valid = labels != ignore_index
-    per_pixel = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="none")
-    return _ohem_keep(per_pixel, valid, thresh, min_kept)
+    return _ohem_keep(_per_pixel(logits.float(), labels, ignore_index), labels != ignore_index, thresh, min_kept)
 
 
 def _ohem_keep(per_pixel: torch.Tensor, valid: torch.Tensor, thresh: float, min_kept: int) -> torch.Tensor:
@@ -86,7 +86,5 @@ def ohem_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, thresh: float
     Normalised by the number of kept pixels (as HRNet/DDRNet's OhemCrossEntropy); mmseg's default
     divides by all B*H*W pixels instead, which shrinks the loss as fewer pixels are kept.
     """
-    logits = _to_label_size(logits, labels)
-    per_pixel = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="none")
-    keep = _ohem_keep(per_pixel, labels != ignore_index, thresh, min_kept)
-    return (per_pixel * keep).sum() / keep.sum().clamp_min(1)
+    per_pixel = _per_pixel(logits, labels, ignore_index)
+    return _masked_mean(per_pixel, _ohem_keep(per_pixel, labels != ignore_index, thresh, min_kept))
