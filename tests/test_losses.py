@@ -57,6 +57,51 @@ def test_ce_all_ignored_is_zero_with_grad():
     assert logits.grad is not None and torch.all(logits.grad == 0)
 
 
+def test_class_weighted_ce_matches_torch_weighted_mean():
+    g = _gen(10)
+    logits = torch.randn(2, 4, 6, 9, generator=g, requires_grad=True)
+    labels = torch.randint(0, 4, (2, 6, 9), generator=g)
+    labels[0, :2] = IGN
+    w = torch.tensor([0.5, 2.0, 0.0, 3.0])
+    got = cross_entropy(logits, labels, class_weight=w)
+    want = F.cross_entropy(logits, labels, weight=w, ignore_index=IGN)   # sum w_y l / sum w_y
+    torch.testing.assert_close(got, want)
+    # Brute force over the pixels, and no gradient at all for a zero-weight class.
+    per = F.cross_entropy(logits, labels, ignore_index=IGN, reduction="none")
+    wy = torch.where(labels == IGN, 0.0, w[labels.clamp(max=3)])
+    torch.testing.assert_close(got, (per * wy).sum() / wy.sum())
+    got.backward()
+    assert logits.grad.permute(0, 2, 3, 1)[labels == 2].abs().sum() == 0
+    # A constant weight for every class is the unweighted mean.
+    torch.testing.assert_close(cross_entropy(logits, labels, class_weight=torch.full((4,), 3.0)),
+                               cross_entropy(logits, labels))
+
+
+def test_class_weighted_ohem_selects_unweighted_and_averages_weighted():
+    g = _gen(11)
+    logits = 2 * torch.randn(2, 3, 6, 6, generator=g)
+    labels = torch.randint(0, 3, (2, 6, 6), generator=g)
+    w = torch.tensor([1.0, 4.0, 0.25])
+    keep = ohem_mask(logits, labels, 0.5, 3)           # the weights do not change which pixels are kept
+    per = F.cross_entropy(logits, labels, reduction="none")
+    want = (per * w[labels])[keep].sum() / w[labels][keep].sum()
+    torch.testing.assert_close(ohem_cross_entropy(logits, labels, 0.5, 3, class_weight=w), want)
+    crit = build_criterion({"aux_weight": 0.4, "class_weight": [1.0, 4.0, 0.25],
+                            "ohem": {"enabled": True, "thresh": 0.5, "min_kept": 3},
+                            "contrastive": {"weight": 0.0}}, 3)
+    aux = torch.randn(2, 3, 3, 3, generator=g)
+    _, terms = crit({"logits": logits, "aux": aux}, labels, 0, None)
+    assert terms["ce"] == pytest.approx(want.item(), rel=1e-6)
+    assert terms["aux"] == pytest.approx(0.4 * cross_entropy(aux, labels, class_weight=w).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("bad", [[1.0, 2.0], [1.0, -1.0, 1.0], [0, 0, 0], "inverse", [1.0, True, 1.0],
+                                 [1.0, float("nan"), 1.0]])
+def test_build_criterion_rejects_bad_class_weight(bad):
+    with pytest.raises(UserError, match=r"train.loss.class_weight: expected null or a list of 3 non-negative"):
+        build_criterion({"class_weight": bad}, 3)
+
+
 def _outputs(g, b=2, k=3, h=16, w=16, aux=True, embed_dim=8):
     out = {"logits": torch.randn(b, k, h, w, generator=g, requires_grad=True),
            "logits_s4": torch.randn(b, k, h // 4, w // 4, generator=g, requires_grad=True)}

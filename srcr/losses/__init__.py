@@ -5,7 +5,8 @@ train-mode output dict, the labels, the iteration and a ``torch.Generator`` give
 ``(total, terms)``. The terms are the *weighted* contributions and sum to ``total``:
 
 - ``ce``: cross-entropy of ``logits`` (ignore 255; logits resized to the labels' size, bilinear,
-  align_corners=True), OHEM-selected when ``ohem.enabled``;
+  align_corners=True), OHEM-selected when ``ohem.enabled``, weighted per true class by
+  ``class_weight`` when given (also in ``aux``);
 - ``aux``: ``aux_weight`` x cross-entropy of ``aux`` (0.0 when the model has no auxiliary head);
 - ``contrast``: ``contrastive.weight`` x the pixel contrastive loss of Wang et al. (ICCV 2021) on
   ``embed``; 0.0 and not computed while ``iteration < contrastive.warmup``, when the weight is 0
@@ -38,6 +39,7 @@ __all__ = [
 
 LOSS_DEFAULTS: dict[str, Any] = {
     "aux_weight": 0.4,
+    "class_weight": None,
     "ohem": {"enabled": False, "thresh": 0.7, "min_kept": 100000},
     "contrastive": {"weight": 0.1, "temperature": 0.1, "base_temperature": 0.07,
                     "max_samples": 1024, "max_views": 100, "warmup": 5000},
@@ -58,7 +60,8 @@ class SegCriterion(nn.Module):
     """Cross-entropy + auxiliary cross-entropy + pixel contrastive loss (see the module docstring)."""
 
     def __init__(self, num_classes: int, aux_weight: float = 0.4, ohem: dict | None = None,
-                 contrastive: dict | None = None, ignore_index: int = IGNORE_INDEX):
+                 contrastive: dict | None = None, ignore_index: int = IGNORE_INDEX,
+                 class_weight: list[float] | None = None):
         super().__init__()
         ohem = {**LOSS_DEFAULTS["ohem"], **(ohem or {})}
         con = {**LOSS_DEFAULTS["contrastive"], **(contrastive or {})}
@@ -72,12 +75,15 @@ class SegCriterion(nn.Module):
         self.contrast_warmup = int(con["warmup"])
         self.contrast = PixelContrastLoss(con["temperature"], con["base_temperature"],
                                           con["max_samples"], con["max_views"], ignore_index)
+        # a buffer, so that .to(device) moves it with the module; not persistent: the config holds it
+        self.register_buffer("class_weight", None if class_weight is None else
+                             torch.tensor([float(v) for v in class_weight]), persistent=False)
 
     def _ce(self, logits: torch.Tensor, labels: torch.Tensor, ohem: bool) -> torch.Tensor:
         if ohem:
             return ohem_cross_entropy(logits, labels, self.ohem_thresh, self.ohem_min_kept,
-                                      self.ignore_index)
-        return cross_entropy(logits, labels, self.ignore_index)
+                                      self.ignore_index, self.class_weight)
+        return cross_entropy(logits, labels, self.ignore_index, self.class_weight)
 
     def contrast_active(self, iteration: int) -> bool:
         return self.contrast_weight > 0 and iteration >= self.contrast_warmup
@@ -158,4 +164,13 @@ def build_criterion(loss_cfg: dict | None, num_classes: int) -> SegCriterion:
     _check_number("train.loss.contrastive.warmup", con["warmup"], minimum=0, integer=True)
     if not isinstance(num_classes, int) or num_classes < 1:
         raise UserError(f"model.num_classes: expected a positive integer, got {num_classes!r}")
-    return SegCriterion(num_classes, float(aux_weight), ohem, con)
+    class_weight = cfg.get("class_weight")
+    if class_weight is not None:
+        if (not isinstance(class_weight, (list, tuple)) or len(class_weight) != num_classes
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                           and v >= 0 for v in class_weight)
+                or not any(v > 0 for v in class_weight)):
+            raise UserError(f"train.loss.class_weight: expected null or a list of {num_classes} "
+                            f"non-negative numbers (one per class, model.num_classes = {num_classes}), "
+                            f"not all zero; got {class_weight!r}")
+    return SegCriterion(num_classes, float(aux_weight), ohem, con, class_weight=class_weight)

@@ -31,20 +31,29 @@ def _per_pixel(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) ->
     return F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="none")
 
 
-def _masked_mean(per_pixel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    # with an empty mask: a zero still connected to the graph, not torch's 0/0 NaN
-    return (per_pixel * mask).sum() / mask.sum().clamp_min(1)
+def _masked_mean(per_pixel: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
+                 class_weight: torch.Tensor | None) -> torch.Tensor:
+    # The mean over the masked pixels, weighted by their true class's weight when given (torch's
+    # weighted-mean convention: divided by the sum of the weights, so scaling every weight by a
+    # constant changes nothing). With an empty mask: a zero still connected to the graph, not 0/0.
+    w = mask.to(per_pixel.dtype)
+    if class_weight is not None:
+        w = w * class_weight.to(per_pixel)[labels.masked_fill(~mask, 0)]
+    return (per_pixel * w).sum() / w.sum().clamp_min(torch.finfo(w.dtype).tiny)
 
 
-def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Mean cross-entropy over the valid (non-ignored) pixels.
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX,
+                  class_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy over the valid (non-ignored) pixels, optionally class-weighted.
 
-    logits: (B, K, h, w), resized to the labels' (H, W) when the sizes differ; labels: int64 (B, H, W).
-    Equals ``F.cross_entropy(..., ignore_index=ignore_index)`` whenever a valid pixel exists; with
-    none (a crop that is all ``ignore_index``) it returns a zero that stays connected to the graph
-    instead of torch's NaN (0/0), so one empty crop does not abort a run.
+    logits: (B, K, h, w), resized to the labels' (H, W) when the sizes differ; labels: int64 (B, H, W);
+    class_weight: (K,) non-negative weights or None. Equals ``F.cross_entropy(..., weight=class_weight,
+    ignore_index=ignore_index)`` whenever a valid pixel (of non-zero weight) exists; with none (a
+    crop that is all ``ignore_index``) it returns a zero that stays connected to the graph instead of
+    torch's NaN (0/0), so one empty crop does not abort a run.
     """
-    return _masked_mean(_per_pixel(logits, labels, ignore_index), labels != ignore_index)
+    valid = labels != ignore_index
+    return _masked_mean(_per_pixel(logits, labels, ignore_index), valid, labels, class_weight)
 
 
 @torch.no_grad()
@@ -80,11 +89,14 @@ def _ohem_keep(per_pixel: torch.Tensor, valid: torch.Tensor, thresh: float, min_
 
 
 def ohem_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, thresh: float, min_kept: int,
-                       ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+                       ignore_index: int = IGNORE_INDEX, class_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy averaged over the pixels ``ohem_mask`` keeps.
 
-    Normalised by the number of kept pixels (as HRNet/DDRNet's OhemCrossEntropy); mmseg's default
-    divides by all B*H*W pixels instead, which shrinks the loss as fewer pixels are kept.
+    Normalised by the number of kept pixels (as HRNet/DDRNet's OhemCrossEntropy), or by their summed
+    class weights; mmseg's default divides by all B*H*W pixels instead, which shrinks the loss as
+    fewer pixels are kept. The selection uses the unweighted probabilities (as mmseg's sampler,
+    which sees the logits, not the loss), so ``thresh`` keeps its meaning whatever the weights.
     """
     per_pixel = _per_pixel(logits, labels, ignore_index)
-    return _masked_mean(per_pixel, _ohem_keep(per_pixel, labels != ignore_index, thresh, min_kept))
+    keep = _ohem_keep(per_pixel, labels != ignore_index, thresh, min_kept)
+    return _masked_mean(per_pixel, keep, labels, class_weight)
