@@ -154,6 +154,7 @@ def train(cfg: dict, out: Path, ctx=None, progress: bool = True) -> dict:
     total = int(tcfg["iterations"])
     seed = int(cfg["seed"])
     check_schedule(tcfg["schedule"], total)  # fail before any work
+    criterion = build_criterion(tcfg["loss"], cfg["model"]["num_classes"])
 
     _check_run_dir_config(cfg, out)
     if (ckpt_dir / FINAL_NAME).exists():
@@ -188,7 +189,7 @@ def train(cfg: dict, out: Path, ctx=None, progress: bool = True) -> dict:
     channels_last = bool(tcfg["channels_last"])
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    criterion = build_criterion(tcfg["loss"], cfg["model"]["num_classes"]).to(device)
+    criterion = criterion.to(device)
     optimizer = build_optimizer(model, tcfg["optimizer"])
 
     start = 0

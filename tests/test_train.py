@@ -243,6 +243,13 @@ def test_cli_rejects_bad_config_before_running(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
     rc = main(["train", "--config", str(bad), "--out", str(tmp_path / "run"), "--set", "model.alignn=srm"])
     assert rc == 2 and "unknown key 'model.alignn'" in capsys.readouterr().err
+    # a class_weight of the wrong length: refused before the data is generated or the run dir written
+    bad.write_text(f"model: {{num_classes: 10}}\ndata: {{dataset: synthetic, root: {tmp_path / 'syn'}}}\n"
+                   "train: {loss: {class_weight: [1.0, 2.0]}}\n")
+    rc = main(["train", "--config", str(bad), "--out", str(tmp_path / "run")])
+    assert rc == 2
+    assert "train.loss.class_weight: expected null or a list of 10" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "syn").exists()
 
 
 # ----------------------------------------------------------------------------------------------------
