@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import UserError
+from .errors import RunInterrupted, UserError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except RunInterrupted as e:  # stopped on request after saving its state: run again to resume
+        print(f"srcr {args.command}: {e}", file=sys.stderr)
+        return e.exit_status
     except UserError as e:  # bad input: a clear message, no traceback
         print(f"srcr {args.command}: error: {e}", file=sys.stderr)
         return 2
