@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("srcr.train", "train a model from a config (resumable)"),
     "evaluate": ("srcr.evaluate", "evaluate a checkpoint and write metrics"),
     "flops": ("srcr.flops", "count GFLOPs and parameters (fvcore, audited)"),
+    "aggregate": ("srcr.suite.aggregate", "one row per (variant, seed) of a suite's results: runs.csv"),
+    "tables": ("srcr.suite.tables", "plain Markdown tables per ablation group from runs.csv"),
 }
 
 BENCHES: dict[str, tuple[str, str]] = {

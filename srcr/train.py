@@ -37,7 +37,7 @@ STREAM_WORKER = 0x7043
 STREAM_LOADER = 0x7044
 
 # Keys that may differ between a run directory's saved config and a restart without changing results.
-RESUME_IGNORED_KEYS = ("data.num_workers",)
+RESUME_IGNORED_KEYS = ("data.num_workers", "data.cache")
 
 
 class TrainingDiverged(UserError):
@@ -131,7 +131,7 @@ def build_train_dataset(cfg: dict, ctx=None):
     if ctx is not None:
         barrier(ctx)
     ds = build_dataset(data["dataset"], data["root"], "train",
-                       transforms=build_train_transforms(data))
+                       transforms=build_train_transforms(data), cache=bool(data.get("cache", False)))
     if ds.num_classes != cfg["model"]["num_classes"]:
         raise UserError(f"model.num_classes is {cfg['model']['num_classes']} but the {data['dataset']} "
                         f"dataset at {data['root']} has {ds.num_classes} classes")
