@@ -393,3 +393,23 @@ def test_alignfa_act_option():
     with pytest.raises(UserError) as e:
         ALIGN_MODULES["alignfa"](C, act="gelu")
     assert "alignfa" in str(e.value) and "gelu" in str(e.value)
+
+
+def test_fam_matches_hand_written_sfnet_aligned_module():
+    # SFNet's AlignedModule.flow_warp written out: grid = identity + flow / (out_w, out_h),
+    # grid_sample(align_corners=True, zero padding); UperNetAlignHead adds the lateral: low + warped
+    torch.manual_seed(14)
+    m = ALIGN_MODULES["fam"](C).eval()
+    low, high = _maps((13, 21), (7, 11))
+    with torch.no_grad():
+        m.flow.weight.mul_(20.0)  # flows of several pixels, some reaching past the border
+        low_r = F.conv2d(low, m.down_low.weight)
+        high_r = F.interpolate(F.conv2d(high, m.down_high.weight), size=(13, 21), mode="bilinear",
+                               align_corners=True)
+        flow = F.conv2d(torch.cat([high_r, low_r], 1), m.flow.weight, padding=1)
+        assert flow.abs().max() > 10.0  # up to ~5 fine pixels (SFNet units: ~half a pixel each)
+        ys = torch.linspace(-1.0, 1.0, 13).view(-1, 1).repeat(1, 21)
+        xs = torch.linspace(-1.0, 1.0, 21).repeat(13, 1)
+        grid = torch.stack([xs, ys], -1).unsqueeze(0) + flow.permute(0, 2, 3, 1) / torch.tensor([21.0, 13.0])
+        ref = low + F.grid_sample(high, grid, align_corners=True)
+        torch.testing.assert_close(m(low, high), ref, atol=1e-5, rtol=1e-5)
