@@ -7,7 +7,7 @@ applies to a base run config) and ``tables`` (name -> title, baseline and the va
       components: {title: ..., baseline: bilinear_none, variants: [bilinear_none, srm_none, ...]}
 
 Override values are written as JSON (which YAML reads back unchanged), so ``{kernel_size: 3}``
-becomes ``model.align_options={"kernel_size": 3}``.
+becomes ``model.align_options={"kernel_size": 3}``; plain words stay plain (``model.align=srm``).
 """
 
 from __future__ import annotations
@@ -60,8 +60,17 @@ def override_strings(settings: dict, where: str) -> tuple[str, ...]:
     for key, value in settings.items():
         if not isinstance(key, str) or not key:
             raise UserError(f"{where}: config key {key!r} is not a dotted key such as model.align")
-        out.append(f"{key}={json.dumps(value)}")
+        out.append(f"{key}={_yaml_text(value)}")
     return tuple(out)
+
+
+def _yaml_text(value: Any) -> str:
+    """A plain word where YAML reads it back as the same string (model.align=srm), else JSON."""
+    import yaml
+
+    if isinstance(value, str) and value and yaml.safe_load(value) == value and " " not in value:
+        return value
+    return json.dumps(value)
 
 
 def _mapping(obj: Any, where: str) -> dict:

@@ -1,6 +1,7 @@
 # Helpers shared by the rules. Everything the suite config asks for is resolved (and every
 # variant's run config validated) by srcr.suite.plan before the first job starts.
 
+import os
 import shlex
 import sys
 
@@ -11,9 +12,17 @@ RESULTS = f"results/{PLAN.name}"
 REPORTS = f"reports/{PLAN.name}"
 LOGS = f"{RESULTS}/logs"
 BENCHMARKS = f"{RESULTS}/benchmarks"
-# the interpreter running Snakemake (a job on a cluster node runs the same one), not whatever
-# `srcr` is first on PATH
-SRCR = f"{shlex.quote(sys.executable)} -m srcr.cli"
+
+
+envvars:
+    "PATH",
+
+
+# Jobs run `srcr` (and `torchrun`) from the environment that runs Snakemake, also when it was
+# started as .venv/bin/snakemake without activating the environment; cluster jobs inherit PATH.
+os.environ["PATH"] = (
+    os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+)
 
 
 wildcard_constraints:
@@ -46,13 +55,13 @@ def launcher(step):
     """`srcr` for one process; torchrun with one process per GPU for more than one GPU."""
     gpus = res(step, "gpu")
     if gpus <= 1:
-        return SRCR
-    return (f"{shlex.quote(sys.executable)} -m torch.distributed.run --standalone "
-            f"--nproc_per_node {gpus} -m srcr.cli")
+        return "srcr"
+    return f"torchrun --standalone --nproc_per_node {gpus} -m srcr.cli"
 
 
 def threads_per_process(step):
-    return max(1, res(step, "threads") // max(1, res(step, "gpu")))
+    """Torch threads of each process: the job's threads (capped by --cores) over its processes."""
+    return lambda wildcards, threads: max(1, threads // max(1, res(step, "gpu")))
 
 
 def run_outputs(pattern):

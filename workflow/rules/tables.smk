@@ -9,17 +9,20 @@ localrules:
 
 rule aggregate:
     input:
-        metrics=run_outputs(RESULTS + "/{variant}/seed{seed}/eval/metrics.json"),
+        metrics=run_outputs(f"{RESULTS}/{{variant}}/seed{{seed}}/eval/metrics.json"),
         flops=expand(f"{RESULTS}/flops/{{variant}}.json", variant=PLAN.variants),
     output:
         report(f"{RESULTS}/runs.csv", caption="../report/runs.rst", category="Runs"),
-    params:
-        variants=",".join(PLAN.variants),
-        seeds=",".join(str(s) for s in PLAN.seeds),
     log:
         f"{LOGS}/aggregate.log",
+    conda:
+        "../envs/srcr.yaml"
+    params:
+        results=lambda w, output: os.path.dirname(output[0]),
+        variants=",".join(PLAN.variants),
+        seeds=",".join(str(s) for s in PLAN.seeds),
     shell:
-        "{SRCR} aggregate --results {RESULTS} --variants {params.variants} --seeds {params.seeds} "
+        "srcr aggregate --results {params.results} --variants {params.variants} --seeds {params.seeds} "
         "--out {output} > {log} 2>&1"
 
 
@@ -29,10 +32,13 @@ rule tables:
         grid=PLAN.grid.path,
     output:
         report(table_outputs(), caption="../report/tables.rst", category="Tables"),
-    params:
-        tables=",".join(PLAN.tables),
     log:
         f"{LOGS}/tables.log",
+    conda:
+        "../envs/srcr.yaml"
+    params:
+        reports=lambda w, output: os.path.dirname(output[0]),
+        tables=",".join(PLAN.tables),
     shell:
-        "{SRCR} tables --runs {input.runs} --grid {input.grid} --tables {params.tables} "
-        "--out {REPORTS} > {log} 2>&1"
+        "srcr tables --runs {input.runs} --grid {input.grid} --tables {params.tables} "
+        "--out {params.reports} > {log} 2>&1"

@@ -9,21 +9,23 @@ rule train:
         data=data_inputs,
     output:
         f"{RESULTS}/{{variant}}/seed{{seed}}/checkpoints/final.pth",
+    log:
+        f"{LOGS}/train/{{variant}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCHMARKS}/train/{{variant}}/seed{{seed}}.tsv"
+    conda:
+        "../envs/srcr.yaml"
+    threads: res("train", "threads")
+    resources:
+        mem_mb=res("train", "mem_mb"),
+        runtime=res("train", "runtime"),
+        gpu=res("train", "gpu"),
     params:
         run=run_dir,
         sets=lambda w: set_args(w.variant, w.seed),
         launcher=launcher("train"),
         device=device("train"),
         threads=threads_per_process("train"),
-    log:
-        f"{LOGS}/train/{{variant}}/seed{{seed}}.log",
-    benchmark:
-        f"{BENCHMARKS}/train/{{variant}}/seed{{seed}}.tsv"
-    threads: res("train", "threads")
-    resources:
-        mem_mb=res("train", "mem_mb"),
-        runtime=res("train", "runtime"),
-        gpu=res("train", "gpu"),
     shell:
         "{params.launcher} train --config {input.config} --out {params.run} {params.sets} "
         "--threads {params.threads} --device {params.device} >> {log} 2>&1"
