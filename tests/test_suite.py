@@ -1,0 +1,133 @@
+"""The suite's pieces without Snakemake: grid parsing and its errors, the plan a suite config makes,
+runs.csv from a fabricated results tree (values equal the inputs), and the plain tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from srcr.cli import main
+from srcr.errors import UserError
+from srcr.suite.grid import load_grid
+from srcr.suite.plan import make_plan
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_grid(path: Path, grid: dict) -> Path:
+    path.write_text(yaml.safe_dump(grid))
+    return path
+
+
+GOOD = {"variants": {"a": {"set": {"model.align": "bilinear"}}, "b": {"set": {"model.align": "srm",
+                                                                              "model.align_options": {"kernel_size": 5}}}},
+        "tables": {"t": {"baseline": "a", "variants": ["a", "b"]}, "u": {"baseline": "b", "variants": ["b"]}}}
+
+
+def test_grid_overrides_and_shared_variants(tmp_path):
+    grid = load_grid(write_grid(tmp_path / "g.yaml", GOOD))
+    assert grid.variants["b"].overrides == ("model.align=srm", 'model.align_options={"kernel_size": 5}')
+    assert grid.variants_of(["u", "t"]) == ["b", "a"]  # each once
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda g: g["tables"]["t"].update(variants=["a", "zz"]), "unknown variant 'zz'"),
+    (lambda g: g["tables"]["t"].update(baseline="b2"), "baseline: 'b2' is not one of"),
+    (lambda g: g["variants"].update({"Bad-Name": {"set": {}}}), "name 'Bad-Name'"),
+    (lambda g: g["variants"]["a"].update(sett={}), "unknown keys ['sett']"),
+    (lambda g: g["tables"]["t"].update(variants=["a", "a"]), "listed twice"),
+    (lambda g: g.update(extra=1), "unknown top-level keys ['extra']"),
+])
+def test_grid_errors_name_the_file_and_key(tmp_path, change, message):
+    bad = json.loads(json.dumps(GOOD))
+    change(bad)
+    path = write_grid(tmp_path / "bad.yaml", bad)
+    with pytest.raises(UserError) as e:
+        load_grid(path)
+    assert message in str(e.value) and str(path) in str(e.value)
+
+
+def suite(**over) -> dict:
+    cfg = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    cfg.update(base_config=str(REPO / cfg["base_config"]), grid=str(REPO / cfg["grid"]))
+    cfg.update(over)
+    return cfg
+
+
+def test_plan_resolves_the_base_config_and_orders_overrides():
+    plan = make_plan(suite())
+    assert plan.variants == ("bilinear_none", "srm_none", "bilinear_crm", "srm_crm", "srm_crm_ce")
+    assert plan.data_root == "data/smoke" and plan.synthetic["n_train"] == 16
+    over = plan.overrides("srm_crm_ce", 1)
+    assert over[-1] == "seed=1" and over[-2] == "train.loss.contrastive.weight=0.0"
+    assert over.index("data.root=data/smoke") < over.index("model.align=srm")  # suite first, then variant
+    assert plan.runs()[:2] == [("bilinear_none", 0), ("bilinear_none", 1)]
+
+
+def test_plan_rejects_a_variant_invalid_on_the_base_config(tmp_path):
+    grid = json.loads(json.dumps(GOOD))
+    grid["variants"]["a"]["set"] = {"model.align": "nosuch"}
+    path = write_grid(tmp_path / "g.yaml", grid)
+    with pytest.raises(UserError) as e:
+        make_plan(suite(grid=str(path), tables=["t"]))
+    assert "variant 'a'" in str(e.value) and "nosuch" in str(e.value)
+    with pytest.raises(UserError, match="a seed is listed twice"):
+        make_plan(suite(seeds=[0, 0]))
+
+
+# --- runs.csv and tables from a fabricated results tree ---------------------------------------
+
+def fabricate(results: Path, miou: dict) -> None:
+    """metrics.json / summary.json / flops json for {(variant, seed): mIoU}."""
+    for (v, s), m in miou.items():
+        run = results / v / f"seed{s}"
+        (run / "eval").mkdir(parents=True, exist_ok=True)
+        metrics = {"aAcc": 90.0, "mIoU": m, "mAcc": m + 1, "mBF@1": 50.0, "mBF@3": m / 2, "mBF@5": 70.0,
+                   "mBIoU": 40.0, "num_images": 7,
+                   "trimap": {"4": {"band_mIoU": m - 10, "interior_mIoU": m + 5}}}
+        (run / "eval" / "metrics.json").write_text(json.dumps({
+            "metrics": metrics, "dataset": {"name": "synthetic"}, "code_version": {"srcr": "0.1.0", "git": "abc"}}))
+        (run / "summary.json").write_text(json.dumps({
+            "iterations": 600, "train_time_s": 61.5, "params": 123,
+            "machine": {"cpu": "TestCPU", "cores": 2, "device": "cpu", "gpu": None, "threads": 1, "torch": "2.x"}}))
+        (results / "flops").mkdir(exist_ok=True)
+        (results / "flops" / f"{v}.json").write_text(json.dumps({"gflops": 0.5 if v == "a" else 0.6,
+                                                                 "params": 540000, "size": [128, 256]}))
+
+
+def test_aggregate_rows_equal_the_inputs_and_tables_pair_by_seed(tmp_path, capsys):
+    results = tmp_path / "results" / "x"
+    fabricate(results, {("a", 0): 70.0, ("a", 1): 72.0, ("b", 0): 71.0, ("b", 1): 75.0})
+    runs = tmp_path / "runs.csv"
+    assert main(["aggregate", "--results", str(results), "--variants", "a,b", "--seeds", "0,1",
+                 "--out", str(runs)]) == 0
+    df = pd.read_csv(runs)
+    assert list(df["variant"]) == ["a", "a", "b", "b"] and list(df["seed"]) == [0, 1, 0, 1]
+    assert list(df["mIoU"]) == [70.0, 72.0, 71.0, 75.0]
+    assert list(df["band_mIoU@4"]) == [60.0, 62.0, 61.0, 65.0]
+    assert df["gflops"].tolist() == [0.5, 0.5, 0.6, 0.6] and df["params_m"].iloc[0] == pytest.approx(0.54)
+    assert df["train_time_s"].iloc[0] == 61.5 and "TestCPU x2, 1 thread" in df["machine"].iloc[0]
+
+    grid = write_grid(tmp_path / "g.yaml", GOOD)
+    assert main(["tables", "--runs", str(runs), "--grid", str(grid), "--tables", "t", "--out",
+                 str(tmp_path / "rep")]) == 0
+    text = (tmp_path / "rep" / "t.md").read_text()
+    row_b = next(ln for ln in text.splitlines() if ln.startswith("| b "))
+    # b - a per seed: +1, +3 -> mean 2.00, sd 1.41; mIoU of b: mean 73, sd 2.83
+    assert "73.00 ± 2.83" in row_b and "2.00 ± 1.41" in row_b
+    assert "a (baseline)" in text and "TestCPU" in text
+
+
+def test_aggregate_names_the_missing_file(tmp_path, capsys):
+    results = tmp_path / "r"
+    fabricate(results, {("a", 0): 70.0})
+    (results / "a" / "seed0" / "summary.json").unlink()
+    rc = main(["aggregate", "--results", str(results), "--variants", "a", "--seeds", "0", "--out",
+               str(tmp_path / "runs.csv")])
+    assert rc == 2
+    assert str(results / "a" / "seed0" / "summary.json") in capsys.readouterr().err
+    assert not (tmp_path / "runs.csv").exists()
