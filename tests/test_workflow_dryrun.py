@@ -80,3 +80,16 @@ def test_bad_suite_config_is_refused_before_any_job(wf, tmp_path):
     bad.write_text(yaml.safe_dump(cfg))
     res = run_snakemake(wf, "-n", "--cores", "1", "--configfile", str(bad), check=False)
     assert res.returncode != 0 and "seeds" in res.stdout + res.stderr
+
+
+def test_multi_gpu_training_runs_under_torchrun_with_one_process_per_gpu(wf):
+    shutil.rmtree(wf / ".snakemake", ignore_errors=True)
+    res = run_snakemake(wf, "-n", "-p", "--cores", "16", "--configfile", "config/suite_cityscapes.yaml")
+    lines = [ln.removeprefix("Shell command: ") for ln in res.stdout.splitlines()]
+    train_cmds = [ln for ln in lines if " train --config " in ln]
+    assert len(train_cmds) == 13
+    # 8 GPUs: 8 processes; the job's 16 threads (32 asked, capped by --cores) split over them
+    assert all(ln.startswith("torchrun --standalone --nproc_per_node 8 -m srcr.cli train") for ln in train_cmds)
+    assert all("--threads 2 --device cuda" in ln for ln in train_cmds)
+    evals = [ln for ln in lines if " evaluate --config " in ln]
+    assert evals and all(ln.startswith("srcr evaluate") and "--device cuda" in ln for ln in evals)
