@@ -285,11 +285,9 @@ def evaluate(cfg: dict, checkpoint: str | Path, out: Path, device: str = "auto",
     off_ids: list[str] = []
 
     t0 = time.perf_counter()
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    from .engine.progress import progress_bar
 
-        bar = tqdm(total=len(ds), desc=f"evaluate {out.name}", file=sys.stderr, dynamic_ncols=True, unit="img")
+    bar = progress_bar(len(ds), f"evaluate {out.name}", unit="img", enabled=progress)  # a terminal only
     with torch.no_grad():
         for i in range(len(ds)):
             item = ds[i]

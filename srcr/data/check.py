@@ -62,8 +62,10 @@ def check_split(ds: SegDataset, workers: int = 0) -> tuple[list[DataProblem], np
             if c is not None:
                 counts += c
 
+    from ..engine.progress import is_terminal
+
     with tqdm(total=n, desc=f"check-data {ds.name} {ds.split}", unit="img", file=sys.stderr,
-              dynamic_ncols=True) as bar:
+              dynamic_ncols=True, disable=not is_terminal()) as bar:
         if workers <= 1 or n < 2:
             for i in range(n):
                 collect([ds.check_item(i)])

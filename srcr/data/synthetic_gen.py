@@ -581,7 +581,10 @@ def generate_dataset(root: str | os.PathLike, n_train: int, n_val: int, size: Se
         counts = {split: np.zeros(256, np.int64) for split in SPLIT_IDS}
         from tqdm import tqdm
 
-        bar = tqdm(total=n_train + n_val, desc="synth", unit="img", file=sys.stderr, disable=not progress)
+        from ..engine.progress import is_terminal
+
+        bar = tqdm(total=n_train + n_val, desc="synth", unit="img", file=sys.stderr,
+                   disable=not (progress and is_terminal()))
         if workers == 1:
             for split, idx in jobs:
                 counts[split] += _generate_chunk(str(tmp), split, idx, seed, size)
