@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("srcr.train", "train a model from a config (resumable)"),
     "evaluate": ("srcr.evaluate", "evaluate a checkpoint and write metrics"),
     "flops": ("srcr.flops", "count GFLOPs and parameters (fvcore, audited)"),
+    "report": ("srcr.report.cli", "tables with paired intervals, figures and error reports from results"),
 }
 
 BENCHES: dict[str, tuple[str, str]] = {
