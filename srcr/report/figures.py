@@ -139,8 +139,9 @@ def offset_correctness_figure(suite_name: str, correctness: dict, aligns: dict, 
         ax.scatter(x, zero, marker="_", s=400, color="black", zorder=3, label="zero offsets (bilinear)")
         ax.set_xticks(x, labels, rotation=40, ha="right", fontsize=8)
         ax.set_title(f"step {step}")
-        ax.set_ylim(0, 100)
-    np.atleast_1d(axes)[0].set_ylabel("boundary pixels sampling their own class (%)")
-    np.atleast_1d(axes)[0].legend(loc="lower left", fontsize=8)
+        ax.set_ylim(0, 118)  # headroom for the legend above the bars
+        ax.set_yticks(range(0, 101, 20))
+    np.atleast_1d(axes)[0].set_ylabel("own-class samples (%)")
+    np.atleast_1d(axes)[0].legend(loc="upper left", fontsize=8, ncol=2)
     fig.suptitle(f"{suite_name}: offset correctness (pixels within 1 px of a boundary, per alignment step)")
     return save(fig, stem)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from .figures import plt, save
 from .offsets import PRIMARY, STEPS, VOID, load_offsets, near_boundary
@@ -139,7 +138,3 @@ def offset_figure(path: Path, align: str, k: int, title: str, num_classes: int, 
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return save(fig, stem)
-
-
-def magnitude(offset: np.ndarray) -> np.ndarray:
-    return ndimage.gaussian_filter(np.hypot(offset[0], offset[1]), 0)
