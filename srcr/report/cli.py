@@ -65,8 +65,9 @@ def offset_variants(suite, variants: list[str]) -> list[str]:
 
 def make_report(results: list[Path], grid_path: Path, out: Path, tables: list[str] | None = None,
                 n_boot: int = 1000, seed: int = 0, band_width: float = 4, offset_images: int = 2,
-                progress: bool = True) -> list[Path]:
-    """Write the whole report; returns the paths written."""
+                progress: bool = True, figures: bool = True) -> list[Path]:
+    """Write the whole report; returns the paths written. ``figures=False`` writes the tables only
+    (OUT/SUITE/tables/TABLE.* and OUT/cross/*), for quick checks."""
     from .load import load_grid, load_suite
     from .offsets import load_offsets
     from .stats import Statistics, make_layout
@@ -91,7 +92,7 @@ def make_report(results: list[Path], grid_path: Path, out: Path, tables: list[st
     per_suite = {}
     for suite in suites:
         stats = Statistics(suite, make_layout(suite, band_width), n_boot, seed, progress)
-        per_suite[suite.name] = _suite_report(stats, grid, out / suite.name, offset_images, written)
+        per_suite[suite.name] = _suite_report(stats, grid, out / suite.name, offset_images, written, figures)
     if len(suites) > 1:
         _cross(grid, per_suite, out / "cross", written)
     index = ["# srcr report", ""]
@@ -99,7 +100,8 @@ def make_report(results: list[Path], grid_path: Path, out: Path, tables: list[st
               for s in suites]
     if len(suites) > 1:
         index += [f"- cross-dataset: [{t}](cross/{t}.md)" for t in grid.tables]
-    _write(out / "index.md", "\n".join(index) + "\n", written)
+    if figures:
+        _write(out / "index.md", "\n".join(index) + "\n", written)
     print(f"report: {len(written)} files in {out}", file=sys.stderr)
     return written
 
@@ -113,7 +115,7 @@ def _write(path: Path, text: str, written: list[Path]) -> None:
     written.append(path)
 
 
-def _suite_report(stats, grid, out: Path, offset_images: int, written: list[Path]) -> dict:
+def _suite_report(stats, grid, out: Path, offset_images: int, written: list[Path], figures: bool = True) -> dict:
     from . import errors_report as er
     from . import figures as fg
     from .offset_vis import offset_figure
@@ -141,6 +143,8 @@ def _suite_report(stats, grid, out: Path, offset_images: int, written: list[Path
         _write(out / "tables" / f"{name}.tex", to_latex(t), written)
         _write(out / "tables" / f"{name}.csv", to_csv(t.csv), written)
         md += [to_markdown(t, "##"), ""]
+    if not figures:
+        return tables
     figs = out / "figures"
     written += fg.miou_vs_gflops(stats, variants, figs / "mIoU_vs_gflops")
     written += fg.trimap_curves(stats, variants, figs / "trimap_curves")

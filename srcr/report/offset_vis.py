@@ -89,7 +89,7 @@ def offset_figure(path: Path, align: str, k: int, title: str, num_classes: int, 
     extra = {"srm": "initial", "alignfa": "low"}.get(align)
     steps = [s for s in STEPS if s in off["steps"]]
     ncols = 5
-    fig = plt.figure(figsize=(3.4 * ncols, 2.3 * (len(steps) + 1) + 0.6))
+    fig = plt.figure(figsize=(3.4 * ncols, 2.3 * (len(steps) + 1) + 0.6), layout="constrained")
     gs = fig.add_gridspec(len(steps) + 1, ncols)
     top = [fig.add_subplot(gs[0, j]) for j in range(ncols)]
     image = off["image"][k] if off["image"] is not None else None
@@ -136,5 +136,4 @@ def offset_figure(path: Path, align: str, k: int, title: str, num_classes: int, 
         for ax in axes[4:]:
             ax.axis("off")
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
     return save(fig, stem)
