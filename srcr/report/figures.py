@@ -123,7 +123,9 @@ def offset_correctness_figure(suite_name: str, correctness: dict, aligns: dict, 
     from .offsets import STEPS
 
     groups = [(v, kind) for v, oc in correctness.items() for kind in sorted({k for _, k in oc})]
-    fig, axes = plt.subplots(1, len(STEPS), figsize=(4.2 * len(STEPS), 4.2), sharey=True)
+    # one row per step, as wide as the bars need: the default grid has ~25 (variant, kind) groups
+    fig, axes = plt.subplots(len(STEPS), 1, figsize=(max(7.0, 0.42 * len(groups) + 1.5), 3.3 * len(STEPS)),
+                             sharex=True)
     colors = variant_colors([f"{v}:{k}" for v, k in groups])
     for ax, step in zip(np.atleast_1d(axes), STEPS):
         labels, learned, zero = [], [], []
@@ -138,10 +140,10 @@ def offset_correctness_figure(suite_name: str, correctness: dict, aligns: dict, 
         ax.bar(x, learned, 0.6, color=[colors[lab.replace("\n", ":")] for lab in labels], label="learned offsets")
         ax.scatter(x, zero, marker="_", s=400, color="black", zorder=3, label="zero offsets (bilinear)")
         ax.set_xticks(x, labels, rotation=40, ha="right", fontsize=8)
-        ax.set_title(f"step {step}")
+        ax.set_title(f"step {step}", fontsize=10)
         ax.set_ylim(0, 118)  # headroom for the legend above the bars
         ax.set_yticks(range(0, 101, 20))
-    np.atleast_1d(axes)[0].set_ylabel("own-class samples (%)")
+        ax.set_ylabel("own-class samples (%)")
     np.atleast_1d(axes)[0].legend(loc="upper left", fontsize=8, ncol=2)
     fig.suptitle(f"{suite_name}: offset correctness (pixels within 1 px of a boundary, per alignment step)")
     return save(fig, stem)
