@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from srcr.metrics.summary import summarize
 from srcr.report.cli import make_report
 from srcr.report.load import load_grid, load_suite
 from srcr.report.offsets import correctness
+from srcr.report.outputs import expected_outputs
 from srcr.report.stats import HIER, IMAGES, POOLED, Statistics, make_layout
 
 
@@ -96,6 +98,17 @@ def test_figures_and_reports_are_written_and_non_empty(tmp_path):
     assert "![error share curves](figures/error_share_curves.png)" in (out / "synthetic" / "errors.md").read_text()
     assert "does NOT cover training noise" in (out / "synthetic" / "tables" / "main.md").read_text()
     assert (out / "index.md").is_file()
+    # the list a workflow rule declares is exactly what was written
+    expected = expected_outputs(grid, ["synthetic"], offset_images=2)
+    assert sorted(expected) == sorted(str(p.relative_to(out)) for p in written)
+
+
+def test_expected_outputs_of_the_default_grid():
+    grid = Path(__file__).resolve().parents[1] / "ablations" / "grid.yaml"
+    out = expected_outputs(grid, ["synthetic"])
+    assert "synthetic/tables/components.tex" in out and "synthetic/figures/offsets/fam_crm_1.pdf" in out
+    assert not any("offsets/bilinear" in p for p in out) and not any(p.startswith("cross/") for p in out)
+    assert "cross/loss.csv" in expected_outputs(grid, ["synthetic", "cityscapes"], tables=["loss"])
 
 
 def test_cross_dataset_table_has_one_block_per_suite(tmp_path):

@@ -21,7 +21,9 @@ Outputs (SUITE = basename of each --results, TABLE = each selected table, stable
                                                    tables whose model.align is srm, fam or alignfa
     OUT/cross/TABLE.md  .tex  .csv                 with two or more --results
 
-Captions for Snakemake's --report: workflow/report/NAME.rst (one per figure / table kind).
+srcr.report.outputs.expected_outputs(grid, suites, tables, offset_images) lists exactly these paths
+from the grid alone, for a workflow rule's outputs. Captions for Snakemake's --report:
+workflow/report/NAME.rst (one per figure / table kind).
 """
 
 from __future__ import annotations
