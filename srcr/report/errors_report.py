@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .figures import plt, save, variant_colors
+from .figures import plt, save, variant_colors, variant_markers
 from .stats import Statistics
 from .tables import _num
 
@@ -62,7 +62,7 @@ def share_heatmap(stats: Statistics, variants: list[str], stem: Path) -> list[Pa
 def share_curves(stats: Statistics, variants: list[str], stem: Path) -> list[Path]:
     """Share of all wrong pixels within the band against its width, one line per variant."""
     widths = [float(w) for w in stats.suite.eval_config["trimap_widths"]]
-    colors = variant_colors(variants)
+    colors, markers = variant_colors(variants), variant_markers(variants)
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for v in variants:
         per_seed = []
@@ -70,7 +70,7 @@ def share_curves(stats: Statistics, variants: list[str], stem: Path) -> list[Pat
             c = stats.suite.runs[v][s].counts
             wrong = float((c["conf_gt"] - c["conf_tp"]).sum())
             per_seed.append(100 * (c["band_gt"] - c["band_tp"]).sum(axis=(0, 2)) / max(wrong, 1))
-        ax.plot(widths, np.mean(per_seed, axis=0), "o-", color=colors[v], label=v, ms=4)
+        ax.plot(widths, np.mean(per_seed, axis=0), "-", marker=markers[v], color=colors[v], label=v, ms=5)
     ax.set_xscale("log", base=2)
     ax.set_xticks(widths, [f"{w:g}" for w in widths])
     ax.set_ylim(0, 100)
@@ -117,7 +117,7 @@ def changes_figure(df: pd.DataFrame, title: str, stem: Path) -> list[Path]:
     axes[0][0].set_yticks(y, classes)
     axes[0][0].invert_yaxis()
     axes[0][0].legend(fontsize=8, loc="best")
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=10, y=1.04)  # above the two-line panel titles
     return save(fig, stem)
 
 

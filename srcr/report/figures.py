@@ -43,6 +43,14 @@ def variant_colors(variants: list[str]) -> dict[str, tuple]:
     return {v: cmap(i % cmap.N) for i, v in enumerate(variants)}
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p", "8")
+
+
+def variant_markers(variants: list[str]) -> dict[str, str]:
+    """A marker per variant as well as a colour: tab20's light/dark pairs alone are hard to tell apart."""
+    return {v: MARKERS[i % len(MARKERS)] for i, v in enumerate(variants)}
+
+
 def _seed_stats(stats: Statistics, v: str, name: str) -> tuple[float, float]:
     mean, sd = stats.mean_sd(v)
     i = stats.layout.index(name)
@@ -50,12 +58,14 @@ def _seed_stats(stats: Statistics, v: str, name: str) -> tuple[float, float]:
 
 
 def miou_vs_gflops(stats: Statistics, variants: list[str], stem: Path) -> list[Path]:
-    colors = variant_colors(variants)
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    colors, markers = variant_colors(variants), variant_markers(variants)
+    fig, ax = plt.subplots(figsize=(8.5, 5.5))
     for v in variants:
         m, sd = _seed_stats(stats, v, "mIoU")
         g = float(stats.suite.flops[v]["gflops"])
-        ax.errorbar(g, m, yerr=sd, fmt="o", color=colors[v], capsize=3, ms=6, label=v)
+        ax.errorbar(g, m, yerr=sd, fmt=markers[v], color=colors[v], capsize=3, ms=7, label=v,
+                    markeredgecolor="black", markeredgewidth=0.5)
+        ax.annotate(v, (g, m), xytext=(5, 3), textcoords="offset points", fontsize=7)
     ax.set_xlabel("GFLOPs (fvcore, 1 multiply-add = 1 FLOP)")
     ax.set_ylabel("mIoU (%)")
     n = sorted({len(stats.suite.seeds(v)) for v in variants})
@@ -66,7 +76,7 @@ def miou_vs_gflops(stats: Statistics, variants: list[str], stem: Path) -> list[P
 
 def trimap_curves(stats: Statistics, variants: list[str], stem: Path) -> list[Path]:
     """Band mIoU against band width (DeepLab's trimap plot), mean over seeds."""
-    colors = variant_colors(variants)
+    colors, markers = variant_colors(variants), variant_markers(variants)
     widths = [float(w) for w in stats.suite.eval_config["trimap_widths"]]
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for v in variants:
@@ -77,7 +87,7 @@ def trimap_curves(stats: Statistics, variants: list[str], stem: Path) -> list[Pa
             r = stats.suite.runs[v][s]
             tri = summarize(r.counts, r.eval_config)["trimap"]
             curves.append([tri[k]["band_mIoU"] for k in tri])
-        ax.plot(widths, np.nanmean(curves, axis=0), "o-", color=colors[v], label=v, ms=4)
+        ax.plot(widths, np.nanmean(curves, axis=0), "-", marker=markers[v], color=colors[v], label=v, ms=5)
     ax.set_xscale("log", base=2)
     ax.set_xticks(widths, [f"{w:g}" for w in widths])
     ax.set_xlabel("trimap band width (px from a label boundary)")
@@ -126,20 +136,21 @@ def offset_correctness_figure(suite_name: str, correctness: dict, aligns: dict, 
     # one row per step, as wide as the bars need: the default grid has ~25 (variant, kind) groups
     fig, axes = plt.subplots(len(STEPS), 1, figsize=(max(7.0, 0.42 * len(groups) + 1.5), 3.3 * len(STEPS)),
                              sharex=True)
-    colors = variant_colors([f"{v}:{k}" for v, k in groups])
+    colors = variant_colors(list(correctness))  # one colour per variant; the kind is in the label
     for ax, step in zip(np.atleast_1d(axes), STEPS):
         labels, learned, zero = [], [], []
         for v, kind in groups:
             val = correctness[v].get((step, kind))
             if val is None:
                 continue
-            labels.append(f"{v}\n{kind}")
+            labels.append(f"{v} · {kind}")
             learned.append(val[0])
             zero.append(val[1])
         x = np.arange(len(labels))
-        ax.bar(x, learned, 0.6, color=[colors[lab.replace("\n", ":")] for lab in labels], label="learned offsets")
+        ax.bar(x, learned, 0.6, color=[colors[lab.split(" · ")[0]] for lab in labels], label="learned offsets",
+               edgecolor="black", linewidth=0.4)
         ax.scatter(x, zero, marker="_", s=400, color="black", zorder=3, label="zero offsets (bilinear)")
-        ax.set_xticks(x, labels, rotation=40, ha="right", fontsize=8)
+        ax.set_xticks(x, labels, rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
         ax.set_title(f"step {step}", fontsize=10)
         ax.set_ylim(0, 118)  # headroom for the legend above the bars
         ax.set_yticks(range(0, 101, 20))
