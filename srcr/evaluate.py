@@ -8,7 +8,9 @@ EVAL_DIR/
   vis/NAME.png      image | label | prediction | error (white = wrong, grey = ignored) panels
   vis/NAME_pred.png the prediction as a palette PNG
   offsets.npz       for srm / fam / alignfa: each alignment step's offsets on the first
-                    eval.offset_images validation images (whole-image forward)
+                    eval.offset_images validation images (whole-image forward), STEP_KIND (N, C, h, w);
+                    with their label (N, H, W), pred (N, H, W) and image (N, H, W, 3), uint8 at
+                    label size (files written before these keys existed lack them)
 
 metrics.json is written last: its presence with the same checkpoint hash and config marks the
 directory complete, and a repeated call then does nothing.
@@ -167,6 +169,19 @@ def vis_panel(image_chw, label, pred, palette, mean, std, ignore_index=255):
                            np.repeat(err[..., None], 3, axis=2)], axis=1)
 
 
+def _display_image(image_chw, size, mean, std):
+    """The normalised network input as uint8 H x W x 3 at label size (as in the vis panels)."""
+    import torch
+    import torch.nn.functional as F
+
+    img = image_chw.float()[None]
+    if tuple(img.shape[-2:]) != tuple(size):
+        img = F.interpolate(img, size=size, mode="bilinear", align_corners=False)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return (img * s + m).clamp(0, 255).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
+
+
 def _save_png(path: Path, image) -> None:
     from .utils.io import atomic_path
 
@@ -309,8 +324,13 @@ def evaluate(cfg: dict, checkpoint: str | Path, out: Path, device: str = "auto",
                 _save_png(out / "vis" / f"{name}_pred.png", pal_img)
             if i in off_idx:
                 model(image)  # a whole-image forward: offsets on the full grid of this image
-                offsets.append({f"{step}_{kind}": t[0].float().cpu().numpy()
-                                for step, rec in model.offsets().items() for kind, t in rec.items()})
+                rec_off = {f"{step}_{kind}": t[0].float().cpu().numpy()
+                           for step, rec in model.offsets().items() for kind, t in rec.items()}
+                # what `srcr report` needs beside the offsets (offset correctness, panels): the
+                # label, the prediction and the image (uint8 at label size), so it never re-reads data
+                rec_off.update(label=label.numpy().astype(np.uint8), pred=pred.numpy().astype(np.uint8),
+                               image=_display_image(item["image"], tuple(label.shape), data["mean"], data["std"]))
+                offsets.append(rec_off)
                 off_ids.append(item["path"])
             if bar is not None:
                 bar.update(1)

@@ -186,7 +186,23 @@ def test_evaluate_bilinear_has_no_offsets_and_mismatch_is_named(syn_root, tmp_pa
     cfg = tiny_cfg(syn_root, "model.align=fam", "model.context=none", "eval.num_vis=0", "eval.offset_images=2")
     evaluate(cfg, save_ckpt(cfg, tmp_path / "f.pth"), tmp_path / "eval_fam", device="cpu", progress=False)
     z = np.load(tmp_path / "eval_fam" / "offsets.npz")
-    assert set(z.files) == {"image_ids", "s16_flow", "s8_flow", "s4_flow"} and z["s4_flow"].shape == (2, 2, 8, 16)
+    assert set(z.files) == {"image_ids", "s16_flow", "s8_flow", "s4_flow", "label", "pred", "image"}
+    assert z["s4_flow"].shape == (2, 2, 8, 16)
+
+
+def test_offsets_npz_holds_label_prediction_and_image_of_each_offset_image(syn_root, tmp_path):
+    cfg = tiny_cfg(syn_root, "model.align=srm", "model.context=none", "eval.num_vis=0", "eval.offset_images=2")
+    out = tmp_path / "eval"
+    evaluate(cfg, save_ckpt(cfg, tmp_path / "s.pth"), out, device="cpu", progress=False)
+    z = np.load(out / "offsets.npz")
+    assert z["label"].shape == (2, 32, 64) and z["pred"].shape == (2, 32, 64) and z["image"].shape == (2, 32, 64, 3)
+    assert z["label"].dtype == np.uint8 and z["image"].dtype == np.uint8
+    for i, path in enumerate(z["image_ids"]):
+        stem = Path(str(path)).stem
+        lab = np.asarray(Image.open(syn_root / "labels" / "val" / f"{stem}.png"))
+        assert (z["label"][i] == lab).all()
+        rgb = np.asarray(Image.open(syn_root / "images" / "val" / f"{stem}.png").convert("RGB")).astype(int)
+        assert np.abs(z["image"][i].astype(int) - rgb).max() <= 1  # normalise + denormalise round trip
 
 
 @pytest.mark.parametrize("name,maker,extra", [

@@ -1,0 +1,221 @@
+"""`srcr report`: tables with paired intervals, figures, offset visualisations and the
+boundary-versus-interior error report from finished runs (result files only, never checkpoints).
+
+    srcr report --results results/synthetic [--results results/cityscapes ...] --grid ablations/grid.yaml
+                --out reports/synthetic [--tables components,alignment] [--bootstrap 1000] [--seed 0]
+
+Outputs (SUITE = basename of each --results, TABLE = each selected table, stable names):
+
+    OUT/index.md                                   links to every suite report and cross-dataset table
+    OUT/SUITE/report.md                            every table of the suite + the figures, embedded
+    OUT/SUITE/errors.md                            boundary-versus-interior error report, figures embedded
+    OUT/SUITE/tables/TABLE.md  .tex  .csv          one per table (LaTeX: booktabs)
+    OUT/SUITE/tables/offset_correctness.csv        per offset variant, step and kind (if any offset variant)
+    OUT/SUITE/tables/class_error_shares.csv        per variant, class and trimap width
+    OUT/SUITE/tables/class_changes.csv             per table, variant, class: Δ band / interior IoU + CI
+    OUT/SUITE/figures/NAME.png  .pdf               NAME in mIoU_vs_gflops, trimap_curves, band_vs_interior,
+                                                   per_class_iou, per_class_bf, error_share_curves,
+                                                   class_error_shares, class_changes_TABLE,
+                                                   offset_correctness (if any offset variant)
+    OUT/SUITE/figures/offsets/VARIANT_K.png  .pdf  K = 0..--offset-images-1, for each variant of the
+                                                   tables whose model.align is srm, fam or alignfa
+    OUT/cross/TABLE.md  .tex  .csv                 with two or more --results
+
+srcr.report.outputs.expected_outputs(grid, suites, tables, offset_images) lists exactly these paths
+from the grid alone, for a workflow rule's outputs. Captions for Snakemake's --report:
+workflow/report/NAME.rst (one per figure / table kind).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+from ..utils.io import write_text
+
+FIGURES = ("mIoU_vs_gflops", "trimap_curves", "band_vs_interior", "per_class_iou", "per_class_bf",
+           "error_share_curves", "class_error_shares")
+OFFSET_ALIGNS = ("srm", "fam", "alignfa")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", action="append", required=True, metavar="DIR",
+                        help="results/{suite} directory (repeat for a cross-dataset table)")
+    parser.add_argument("--grid", default="ablations/grid.yaml", help="variant grid YAML (tables, baselines)")
+    parser.add_argument("--out", required=True, help="report directory")
+    parser.add_argument("--tables", default=None, help="comma-separated tables of the grid (default: all)")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
+    parser.add_argument("--band-width", type=float, default=4, help="trimap band width of the tables (px)")
+    parser.add_argument("--offset-images", type=int, default=2, help="offset figures per offset variant")
+    parser.add_argument("--threads", type=int, default=None, help="accepted for symmetry; the report is single-threaded")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
+    make_report([Path(r) for r in args.results], Path(args.grid), Path(args.out), tables,
+                args.bootstrap, args.seed, args.band_width, args.offset_images, not args.no_progress)
+    return 0
+
+
+def offset_variants(suite, variants: list[str]) -> list[str]:
+    return [v for v in variants if suite.runs[v][suite.seeds(v)[0]].align in OFFSET_ALIGNS]
+
+
+def make_report(results: list[Path], grid_path: Path, out: Path, tables: list[str] | None = None,
+                n_boot: int = 1000, seed: int = 0, band_width: float = 4, offset_images: int = 2,
+                progress: bool = True, figures: bool = True) -> list[Path]:
+    """Write the whole report; returns the paths written. ``figures=False`` writes the tables only
+    (OUT/SUITE/tables/TABLE.* and OUT/cross/*), for quick checks."""
+    from .load import load_grid, load_suite
+    from .offsets import load_offsets
+    from .stats import Statistics, make_layout
+
+    grid = load_grid(grid_path, tables)
+    names = [Path(r).name for r in results]
+    if len(set(names)) != len(names):
+        raise UserError(f"--results directories must have distinct names, got {names}")
+    # everything is read and checked before any bootstrap runs
+    suites = [load_suite(r, grid) for r in results]
+    for suite in suites:
+        for v in offset_variants(suite, _variants(grid)):
+            run = suite.runs[v][suite.seeds(v)[0]]
+            off = load_offsets(run.offsets_path)
+            n = len(off["ids"])
+            if off["label"] is None:
+                raise UserError(f"{run.offsets_path}: no 'label' array (written by an older srcr evaluate); "
+                                "re-run srcr evaluate for offset correctness and the offset figures")
+            if n < offset_images:
+                raise UserError(f"{run.offsets_path}: {n} offset image(s), --offset-images asks for {offset_images}")
+    written: list[Path] = []
+    per_suite = {}
+    for suite in suites:
+        stats = Statistics(suite, make_layout(suite, band_width), n_boot, seed, progress)
+        per_suite[suite.name] = _suite_report(stats, grid, out / suite.name, offset_images, written, figures)
+    if len(suites) > 1:
+        _cross(grid, per_suite, out / "cross", written)
+    index = ["# srcr report", ""]
+    index += [f"- [{s.name}]({s.name}/report.md) — error report: [{s.name}/errors.md]({s.name}/errors.md)"
+              for s in suites]
+    if len(suites) > 1:
+        index += [f"- cross-dataset: [{t}](cross/{t}.md)" for t in grid.tables]
+    if figures:
+        _write(out / "index.md", "\n".join(index) + "\n", written)
+    print(f"report: {len(written)} files in {out}", file=sys.stderr)
+    return written
+
+
+def _variants(grid) -> list[str]:
+    return list(dict.fromkeys(v for spec in grid.tables.values() for v in spec["variants"]))
+
+
+def _write(path: Path, text: str, written: list[Path]) -> None:
+    write_text(path, text)
+    written.append(path)
+
+
+def _suite_report(stats, grid, out: Path, offset_images: int, written: list[Path], figures: bool = True) -> dict:
+    from . import errors_report as er
+    from . import figures as fg
+    from .offset_vis import offset_figure
+    from .offsets import run_correctness
+    from .tables import build_table, to_csv, to_latex, to_markdown
+
+    import pandas as pd
+
+    suite = stats.suite
+    variants = _variants(grid)
+    num_classes = stats.layout.num_classes
+    fg.style()
+    # offset correctness (first seed of each offset variant)
+    correctness = {}
+    for v in offset_variants(suite, variants):
+        run = suite.runs[v][suite.seeds(v)[0]]
+        correctness[v] = run_correctness(run.offsets_path, run.align, num_classes)
+    tables = {}
+    md = [f"# {suite.name}: ablation report", "",
+          f"Results: `{suite.root}`; grid: `{grid.path}`. How to read these tables: docs/report.md.", ""]
+    for name, spec in grid.tables.items():
+        t = build_table(stats, name, spec, correctness)
+        tables[name] = t
+        _write(out / "tables" / f"{name}.md", to_markdown(t, "#"), written)
+        _write(out / "tables" / f"{name}.tex", to_latex(t), written)
+        _write(out / "tables" / f"{name}.csv", to_csv(t.csv), written)
+        md += [to_markdown(t, "##"), ""]
+    if not figures:
+        return tables
+    figs = out / "figures"
+    written += fg.miou_vs_gflops(stats, variants, figs / "mIoU_vs_gflops")
+    written += fg.trimap_curves(stats, variants, figs / "trimap_curves")
+    written += fg.band_vs_interior(stats, variants, figs / "band_vs_interior")
+    written += fg.class_heatmap(stats, variants, "IoU", figs / "per_class_iou", "IoU")
+    written += fg.class_heatmap(stats, variants, "BF@3", figs / "per_class_bf", "BF@3")
+    md += ["## Figures", ""] + [f"![{n}](figures/{n}.png)" for n in FIGURES[:5]] + [""]
+    if correctness:
+        rows = [{"variant": v, "align": suite.runs[v][suite.seeds(v)[0]].align, "step": s, "kind": k,
+                 "learned": val[0], "zero": val[1], "pixels": val[2]}
+                for v, oc in correctness.items() for (s, k), val in sorted(oc.items())]
+        _write(out / "tables" / "offset_correctness.csv", to_csv(pd.DataFrame(rows)), written)
+        written += fg.offset_correctness_figure(suite.name, correctness, {}, figs / "offset_correctness")
+        md += ["## Offset correctness", "", "![offset correctness](figures/offset_correctness.png)", ""]
+        md += ["## Offset visualisations", ""]
+        for v in correctness:
+            run = suite.runs[v][suite.seeds(v)[0]]
+            for k in range(offset_images):
+                stem = figs / "offsets" / f"{v}_{k}"
+                written += offset_figure(run.offsets_path, run.align, k,
+                                         f"{suite.name} / {v} / seed {run.seed}: offsets on validation image {k}",
+                                         num_classes, stats.layout.band_width, stem)
+                md.append(f"![{v} image {k}](figures/offsets/{v}_{k}.png)")
+        md.append("")
+    _write(out / "report.md", "\n".join(md), written)
+    _errors_md(stats, grid, out, variants, written)
+    return tables
+
+
+def _errors_md(stats, grid, out: Path, variants: list[str], written: list[Path]) -> None:
+    from . import errors_report as er
+    from .tables import to_csv
+
+    import pandas as pd
+
+    figs = out / "figures"
+    bw = f"{stats.layout.band_width:g}"
+    written += er.share_curves(stats, variants, figs / "error_share_curves")
+    written += er.share_heatmap(stats, variants, figs / "class_error_shares")
+    _write(out / "tables" / "class_error_shares.csv", to_csv(er.error_share_frame(stats, variants)), written)
+    md = [f"# {stats.suite.name}: boundary versus interior errors", "",
+          f"Errors are wrong non-void pixels. Band = within w px of a label boundary (trimap), interior = "
+          f"beyond. Class changes compare per-class IoU inside the {bw} px band and in the interior "
+          "to each table's baseline, with paired 95% intervals (method as in the tables; n.s. = the interval "
+          "contains zero). Per-class intervals are many comparisons: read them as a map, not as findings.", "",
+          "## How much of the error is boundary error", "", "![error share curves](figures/error_share_curves.png)",
+          "", f"## Per class: share of errors within {bw} px", "",
+          "![class error shares](figures/class_error_shares.png)", ""]
+    frames = []
+    for name, spec in grid.tables.items():
+        df = er.class_changes(stats, spec)
+        if df.empty:
+            continue
+        df.insert(0, "table", name)
+        frames.append(df)
+        written += er.changes_figure(df, f"{stats.suite.name} / {spec.get('title', name)}: per-class Δ IoU in "
+                                         f"the {bw} px band and the interior", figs / f"class_changes_{name}")
+        md += [f"## {spec.get('title', name)}", "", "Largest per-class changes (Δ IoU, band and interior):", ""]
+        md += er.top_changes_md(df) + ["", f"![class changes {name}](figures/class_changes_{name}.png)", ""]
+    if frames:
+        _write(out / "tables" / "class_changes.csv", to_csv(pd.concat(frames)), written)
+    _write(out / "errors.md", "\n".join(md), written)
+
+
+def _cross(grid, per_suite: dict, out: Path, written: list[Path]) -> None:
+    from .tables import cross_table, to_csv, to_latex, to_markdown
+
+    for name, spec in grid.tables.items():
+        t = cross_table(name, spec.get("title", name), [tabs[name] for tabs in per_suite.values()])
+        _write(out / f"{name}.md", to_markdown(t, "#"), written)
+        _write(out / f"{name}.tex", to_latex(t), written)
+        _write(out / f"{name}.csv", to_csv(t.csv), written)

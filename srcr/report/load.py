@@ -1,0 +1,248 @@
+"""Reading the grid YAML and a results tree (results/{suite}/...) for `srcr report`.
+
+Everything is checked before any statistics run: a missing file or an unknown table / variant is
+a UserError naming the path or key. Checkpoints are never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import UserError
+
+SEED_DIR = re.compile(r"^seed(\d+)$")
+
+
+@dataclass
+class Grid:
+    path: Path
+    variants: dict[str, dict]   # name -> {"description", "set"}
+    tables: dict[str, dict]     # name -> {"title", "baseline", "variants"}
+
+
+@dataclass
+class Run:
+    variant: str
+    seed: int
+    dir: Path
+    metrics_json: dict          # eval/metrics.json (metrics, config, dataset, code_version, device)
+    counts: dict[str, np.ndarray]
+    eval_config: dict           # SegEvaluator config of per_image.npz
+    names: list[str]
+    summary: dict | None        # summary.json of srcr train (absent for older runs)
+
+    @property
+    def config(self) -> dict:
+        return self.metrics_json.get("config", {})
+
+    @property
+    def align(self) -> str:
+        return str(self.config.get("model", {}).get("align", ""))
+
+    @property
+    def offsets_path(self) -> Path:
+        return self.dir / "eval" / "offsets.npz"
+
+
+@dataclass
+class Suite:
+    name: str
+    root: Path
+    runs: dict[str, dict[int, Run]]       # variant -> seed -> run
+    flops: dict[str, dict]                # variant -> `srcr flops --json` content
+    grid: Grid
+    names: list[str] = field(default_factory=list)
+
+    def seeds(self, variant: str) -> list[int]:
+        return sorted(self.runs[variant])
+
+    def any_run(self) -> Run:
+        return next(iter(next(iter(self.runs.values())).values()))
+
+    @property
+    def eval_config(self) -> dict:
+        return self.any_run().eval_config
+
+    @property
+    def class_names(self) -> list[str]:
+        cfg = self.eval_config
+        return list(cfg.get("class_names") or [str(c) for c in range(cfg["num_classes"])])
+
+    @property
+    def dataset(self) -> dict:
+        return self.any_run().metrics_json.get("dataset", {})
+
+
+def _read_yaml(path: Path) -> Any:
+    import yaml
+
+    if not path.is_file():
+        raise UserError(f"grid file not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML ({e})") from None
+
+
+def load_grid(path: str | Path, tables: list[str] | None = None) -> Grid:
+    """The grid's variants and tables (only ``tables`` if given, in that order)."""
+    path = Path(path)
+    data = _read_yaml(path)
+    if not isinstance(data, dict) or not isinstance(data.get("variants"), dict) \
+            or not isinstance(data.get("tables"), dict):
+        raise UserError(f"{path}: expected mappings 'variants' and 'tables'")
+    variants = {str(k): dict(v or {}) for k, v in data["variants"].items()}
+    all_tables = {str(k): dict(v or {}) for k, v in data["tables"].items()}
+    for name, t in all_tables.items():
+        for key in ("baseline", "variants"):
+            if key not in t:
+                raise UserError(f"{path}: tables.{name} has no '{key}'")
+        for v in list(t["variants"]) + [t["baseline"]]:
+            if v not in variants:
+                raise UserError(f"{path}: tables.{name} names variant '{v}', which is not under 'variants'")
+        if t["baseline"] not in t["variants"]:
+            raise UserError(f"{path}: tables.{name}: baseline '{t['baseline']}' is not one of its variants")
+        t.setdefault("title", name)
+    if tables:
+        unknown = [t for t in tables if t not in all_tables]
+        if unknown:
+            raise UserError(f"{path}: unknown table(s) {', '.join(unknown)}; the grid has "
+                            f"{', '.join(all_tables)}")
+        all_tables = {t: all_tables[t] for t in tables}
+    return Grid(path, variants, all_tables)
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"missing result file: {path}")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None
+
+
+def _load_run(variant: str, seed: int, run_dir: Path) -> Run:
+    from ..metrics.evaluator import load_per_image
+
+    metrics = _read_json(run_dir / "eval" / "metrics.json")
+    npz = run_dir / "eval" / "per_image.npz"
+    if not npz.is_file():
+        raise UserError(f"missing result file: {npz}")
+    state = load_per_image(npz)
+    summary_path = run_dir / "summary.json"
+    summary = _read_json(summary_path) if summary_path.is_file() else None
+    return Run(variant, seed, run_dir, metrics, state["counts"], state["config"], state["names"], summary)
+
+
+def _seed_dirs(variant_dir: Path) -> dict[int, Path]:
+    if not variant_dir.is_dir():
+        return {}
+    return {int(m.group(1)): p for p in sorted(variant_dir.iterdir())
+            if p.is_dir() and (m := SEED_DIR.match(p.name))}
+
+
+def load_suite(results: str | Path, grid: Grid) -> Suite:
+    """Every run of the grid's variants found under ``results``. The variants of the selected
+    tables must all be there; other grid variants found are loaded too (they feed the pooled seed
+    variance)."""
+    root = Path(results)
+    if not root.is_dir():
+        raise UserError(f"results directory not found: {root}")
+    needed = {v: t for t, spec in grid.tables.items() for v in spec["variants"]}
+    runs: dict[str, dict[int, Run]] = {}
+    for variant in grid.variants:
+        dirs = _seed_dirs(root / variant)
+        if not dirs:
+            if variant in needed:
+                raise UserError(f"{root}: variant '{variant}' of table '{needed[variant]}' has no runs "
+                                f"(expected {root / variant}/seed<N>/eval/metrics.json)")
+            continue
+        runs[variant] = {s: _load_run(variant, s, d) for s, d in dirs.items()}
+    if not runs:
+        raise UserError(f"{root}: no runs of any variant in {grid.path}")
+    flops = {}
+    for variant in runs:
+        path = root / "flops" / f"{variant}.json"
+        flops[variant] = _read_json(path)
+        if "gflops" not in flops[variant] or "params" not in flops[variant]:
+            raise UserError(f"{path}: expected keys 'gflops' and 'params' (srcr flops --json output)")
+    suite = Suite(root.name, root, runs, flops, grid)
+    _check_paired(suite)
+    return suite
+
+
+def _check_paired(suite: Suite) -> None:
+    """Every run must score the same images in the same order with the same metric settings:
+    the statistics pair variants by image."""
+    ref = suite.any_run()
+    keys = ("num_classes", "ignore_index", "bf_tolerances", "trimap_widths", "biou_width")
+    for seeds in suite.runs.values():
+        for run in seeds.values():
+            npz = run.dir / "eval" / "per_image.npz"
+            if run.names != ref.names:
+                raise UserError(f"{npz}: scores other images than {ref.dir / 'eval' / 'per_image.npz'} "
+                                f"({len(run.names)} vs {len(ref.names)} images, or another order); "
+                                "variants are compared image by image")
+            for k in keys:
+                if run.eval_config.get(k) != ref.eval_config.get(k):
+                    raise UserError(f"{npz}: metric setting {k}={run.eval_config.get(k)!r} differs from "
+                                    f"{ref.eval_config.get(k)!r} in {ref.dir / 'eval' / 'per_image.npz'}")
+    suite.names = list(ref.names)
+
+
+# --------------------------------------------------------------------------------------------------
+# provenance: machine, config, code version
+
+
+def _drop(cfg: dict, dotted: str) -> None:
+    parts = dotted.split(".")
+    node = cfg
+    for p in parts[:-1]:
+        node = node.get(p)
+        if not isinstance(node, dict):
+            return
+    node.pop(parts[-1], None)
+
+
+def base_config_hash(run: Run, grid: Grid) -> str:
+    """sha256 (12 hex) of the resolved config without the seed and every key any grid variant sets:
+    equal for every run of a suite trained from the same base config."""
+    cfg = json.loads(json.dumps(run.config))
+    cfg.pop("seed", None)
+    for key in {k for spec in grid.variants.values() for k in (spec.get("set") or {})}:
+        _drop(cfg, key)
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def machine_text(run: Run) -> str:
+    m = (run.summary or {}).get("machine")
+    if not m:
+        return f"not recorded (no summary.json; evaluated on {run.metrics_json.get('device', '?')})"
+    chip = m.get("gpu") or m.get("cpu") or "?"
+    return (f"{m.get('device', '?')} ({chip}), torch {m.get('torch', '?')}, "
+            f"{m.get('threads', '?')} thread(s), {m.get('hostname', '?')}")
+
+
+def code_text(run: Run) -> str:
+    cv = run.metrics_json.get("code_version") or {}
+    text = f"srcr {cv.get('srcr', '?')}"
+    return text + (f" (git {cv['git']})" if cv.get("git") else "")
+
+
+def provenance(suite: Suite, variants: list[str]) -> dict[str, list[str]]:
+    """Distinct machine / code / base-config descriptions over the runs of ``variants``."""
+    out: dict[str, list[str]] = {"machine": [], "code": [], "config": []}
+    for v in variants:
+        for run in suite.runs[v].values():
+            for key, text in (("machine", machine_text(run)), ("code", code_text(run)),
+                              ("config", base_config_hash(run, suite.grid))):
+                if text not in out[key]:
+                    out[key].append(text)
+    return out

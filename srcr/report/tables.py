@@ -1,0 +1,222 @@
+"""Ablation tables: one DataFrame per (suite, table), written as Markdown, LaTeX (booktabs) and CSV,
+and cross-dataset tables with one column block per suite."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .load import Suite, provenance
+from .offsets import PRIMARY, STEPS
+from .paper import REPORTED_NOTES, reported_miou
+from .stats import METHOD_TEXT, Statistics
+
+DIFF_METRICS = ("mIoU", "mBF@3")   # differences shown in Markdown / LaTeX (all are in the CSV)
+
+
+@dataclass
+class Table:
+    name: str
+    suite: str
+    title: str
+    csv: pd.DataFrame              # every number
+    shown: pd.DataFrame            # formatted cells for Markdown / LaTeX
+    notes: list[str] = field(default_factory=list)
+    sdd: float = float("nan")      # smallest detectable mIoU difference (median half-width)
+
+
+def _num(x: float, digits: int = 2, sign: bool = False) -> str:
+    if x is None or not math.isfinite(x):
+        return "–"
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def _mean_sd(mean: float, sd: float, n: int) -> str:
+    return _num(mean) if n < 2 else f"{_num(mean)} ± {_num(sd)}"
+
+
+def _diff_cell(d, i: int) -> str:
+    mark = "" if d.significant[i] else " n.s."
+    return f"{_num(d.point[i], sign=True)} [{_num(d.lo[i], sign=True)}, {_num(d.hi[i], sign=True)}]{mark}"
+
+
+def build_table(stats: Statistics, name: str, spec: dict, correctness: dict) -> Table:
+    """``correctness``: variant -> {(step, kind): (learned, zero, n)} for runs with offsets."""
+    suite, lay = stats.suite, stats.layout
+    base = spec["baseline"]
+    bw = f"{lay.band_width:g}"
+    has_oc = any(v in correctness for v in spec["variants"])
+    zero_ref = next((correctness[v] for v in spec["variants"] if v in correctness), None)
+    dataset = suite.dataset.get("name", suite.name)
+    rows, shown, methods, halves = [], [], set(), []
+    for v in spec["variants"]:
+        mean, sd = stats.mean_sd(v)
+        seeds = suite.seeds(v)
+        fl = suite.flops[v]
+        row = {"table": name, "suite": suite.name, "dataset": dataset, "variant": v,
+               "description": suite.grid.variants[v].get("description", ""), "is_baseline": v == base,
+               "n_seeds": len(seeds), "seeds": " ".join(map(str, seeds)), "n_images": stats.n_images,
+               "gflops": float(fl["gflops"]), "params": int(fl["params"])}
+        d = stats.diff(v, base) if v != base else None
+        if d is not None:
+            methods.add(d.method)
+            halves.append(float(d.half_width[lay.index("mIoU")]))
+            row["method"] = d.method
+        for m in lay.names:
+            i = lay.index(m)
+            row[f"{m}_mean"], row[f"{m}_sd"] = mean[i], sd[i]
+            if d is not None:
+                row.update({f"d_{m}": d.point[i], f"d_{m}_lo": d.lo[i], f"d_{m}_hi": d.hi[i],
+                            f"d_{m}_significant": bool(d.significant[i])})
+        cell = {"variant": v, "seeds": str(len(seeds)),
+                "mIoU": _mean_sd(mean[lay.index("mIoU")], sd[lay.index("mIoU")], len(seeds)),
+                "mBF@3": _mean_sd(mean[lay.index("mBF@3")], sd[lay.index("mBF@3")], len(seeds)),
+                f"band mIoU@{bw}": _mean_sd(*(a[lay.index(f"band_mIoU@{bw}")] for a in (mean, sd)), len(seeds)),
+                f"interior mIoU@{bw}": _mean_sd(*(a[lay.index(f"interior_mIoU@{bw}")] for a in (mean, sd)),
+                                               len(seeds)),
+                "GFLOPs": _num(row["gflops"], 3), "params (M)": _num(row["params"] / 1e6, 3)}
+        for m in DIFF_METRICS:
+            cell[f"Δ {m} [95% CI]"] = "baseline" if d is None else _diff_cell(d, lay.index(m))
+        if has_oc:
+            oc = correctness.get(v)
+            for step in STEPS:
+                key = (step, PRIMARY.get(suite.runs[v][seeds[0]].align, ""))
+                zero = zero_ref.get((step, PRIMARY[_align_of(suite, spec, correctness)]), (np.nan,) * 3)[1]
+                learned = oc.get(key, (np.nan,) * 3)[0] if oc else float("nan")
+                row[f"oc_{step}_learned"], row[f"oc_{step}_zero"] = learned, zero
+                cell[f"offset corr. {step} (zero)"] = f"{_num(learned, 1)} ({_num(zero, 1)})"
+        rep = reported_miou(dataset, suite.runs[v][seeds[0]].config)
+        row["reported_mIoU"] = rep
+        rows.append(row)
+        shown.append(cell)
+    shown_df = pd.DataFrame(shown)
+    if any(r["reported_mIoU"] is not None for r in rows):
+        shown_df["reported mIoU (paper)"] = [_num(r["reported_mIoU"], 1) if r["reported_mIoU"] else "" for r in rows]
+    sdd = float(np.median(halves)) if halves else float("nan")
+    notes = _notes(stats, spec, methods, sdd, len(rows) - 1, has_oc, dataset, rows)
+    return Table(name, suite.name, spec.get("title", name), pd.DataFrame(rows), shown_df, notes, sdd)
+
+
+def _align_of(suite: Suite, spec: dict, correctness: dict) -> str:
+    v = next(v for v in spec["variants"] if v in correctness)
+    return suite.runs[v][suite.seeds(v)[0]].align
+
+
+def _notes(stats, spec, methods, sdd, k, has_oc, dataset, rows) -> list[str]:
+    suite, lay = stats.suite, stats.layout
+    seeds = sorted({r["n_seeds"] for r in rows})
+    prov = provenance(suite, spec["variants"])
+    ds = suite.dataset
+    notes = [
+        f"Dataset: {dataset} ({ds.get('split', 'val')}, {stats.n_images} images); seeds per variant: "
+        f"{', '.join(map(str, seeds))}; baseline: {spec['baseline']}.",
+        "Cells: mean ± standard deviation over seeds (a single number with one seed). Δ: paired difference "
+        "to the baseline with its 95% interval; n.s. = the interval contains zero (not significant).",
+        "Intervals: " + "; ".join(METHOD_TEXT[m] for m in sorted(methods)) + f" ({stats.B} resamples)."
+        if methods else "Intervals: none (the table holds the baseline only).",
+        f"Smallest detectable difference (median 95% half-width of Δ mIoU): {_num(sdd)} mIoU. "
+        f"The table makes {k} comparisons to its baseline; intervals are not corrected for multiplicity.",
+        f"Band / interior: pixels within / beyond {lay.band_width:g} px of a label boundary (trimap).",
+    ]
+    if "pooled" in methods:
+        sd, dof = stats.pooled_sd
+        notes.append(f"Pooled seed sd of paired mIoU differences: {_num(sd)} ({dof} degrees of freedom, "
+                     "over every pair of variants of the suite).")
+    if has_oc:
+        notes.append("Offset correctness: share (%) of fine-grid pixels within 1 px of a label boundary whose "
+                     "sampling location lies in a coarse cell of their own majority label, learned offsets "
+                     "(zero offsets = what bilinear upsampling reads); first seed, offset images of eval/offsets.npz.")
+    if any(r["reported_mIoU"] is not None for r in rows):
+        notes.append("reported mIoU (paper): the number in the paper's abstract, not measured here.")
+    if dataset in REPORTED_NOTES:
+        notes.append(REPORTED_NOTES[dataset])
+    notes.append("Machine: " + "; ".join(prov["machine"]) + ".")
+    notes.append("Code: " + "; ".join(prov["code"]) + ".")
+    cfg = suite.any_run().config
+    tr = cfg.get("train", {})
+    conf = (f"Config: backbone {cfg.get('model', {}).get('backbone', '?')}, {tr.get('iterations', '?')} iterations "
+            f"x batch {tr.get('batch_size', '?')}; base config sha256 {', '.join(prov['config'])}")
+    if len(prov["config"]) > 1:
+        conf += " (WARNING: the runs differ in more than the variant's own keys)"
+    notes.append(conf + ".")
+    return notes
+
+
+# --------------------------------------------------------------------------------------------------
+# writers
+
+
+def to_markdown(t: Table, heading: str = "###") -> str:
+    lines = [f"{heading} {t.title} ({t.suite})", "", t.shown.to_markdown(index=False, disable_numparse=True), ""]
+    lines += [f"- {n}" for n in t.notes]
+    return "\n".join(lines) + "\n"
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+        "±": r"$\pm$", "Δ": r"$\Delta$", "–": "--", "−": "-"}
+
+
+def tex_escape(s: str) -> str:
+    return "".join(_TEX.get(ch, ch) for ch in str(s))
+
+
+def to_latex(t: Table) -> str:
+    """A booktabs table (needs \\usepackage{booktabs}); notes as a footnote block."""
+    cols = list(t.shown.columns)
+    spec = "l" + "r" * (len(cols) - 1)
+    out = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{tex_escape(t.title)} ({tex_escape(t.suite)})}}",
+           rf"\label{{tab:{t.suite}_{t.name}}}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+           " & ".join(tex_escape(c) for c in cols) + r" \\", r"\midrule"]
+    for _, row in t.shown.iterrows():
+        out.append(" & ".join(tex_escape(row[c]) for c in cols) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip\parbox{\linewidth}{\footnotesize"]
+    out += [tex_escape(n) + r"\\" for n in t.notes]
+    out += ["}", r"\end{table}"]
+    return "\n".join(out) + "\n"
+
+
+def to_csv(df: pd.DataFrame) -> str:
+    return df.to_csv(index=False, float_format="%.6g")
+
+
+# --------------------------------------------------------------------------------------------------
+# cross-dataset
+
+
+def cross_table(name: str, title: str, tables: list[Table]) -> Table:
+    """One column block per suite: mIoU, Δ mIoU [CI] and the reported number where there is one."""
+    order = list(dict.fromkeys(v for t in tables for v in t.csv["variant"]))
+    shown = pd.DataFrame({"variant": order})
+    rows = []
+    for t in tables:
+        by = t.csv.set_index("variant")
+        cells_m, cells_d, cells_r = [], [], []
+        for v in order:
+            if v not in by.index:
+                cells_m.append("")
+                cells_d.append("")
+                cells_r.append("")
+                continue
+            r = by.loc[v]
+            cells_m.append(_mean_sd(r["mIoU_mean"], r["mIoU_sd"], int(r["n_seeds"])))
+            if r["is_baseline"]:
+                cells_d.append("baseline")
+            else:
+                mark = "" if r["d_mIoU_significant"] else " n.s."
+                cells_d.append(f"{_num(r['d_mIoU'], sign=True)} [{_num(r['d_mIoU_lo'], sign=True)}, "
+                               f"{_num(r['d_mIoU_hi'], sign=True)}]{mark}")
+            rep = r.get("reported_mIoU")
+            cells_r.append(_num(rep, 1) if rep is not None and not pd.isna(rep) else "")
+            rows.append({**r.to_dict(), "variant": v})
+        shown[f"{t.suite}: mIoU"] = cells_m
+        shown[f"{t.suite}: Δ mIoU [95% CI]"] = cells_d
+        if any(cells_r):
+            shown[f"{t.suite}: reported (paper)"] = cells_r
+    notes = [f"{t.suite}: {t.notes[0]} {t.notes[2]} Smallest detectable difference {_num(t.sdd)} mIoU."
+             for t in tables]
+    notes.append("Each block is measured on its own dataset; see the per-dataset tables for machine, code and config.")
+    return Table(name, "cross-dataset", title, pd.DataFrame(rows), shown, notes)

@@ -1,0 +1,163 @@
+"""`srcr report` on a small fabricated results tree (tests/report_fixtures.py): table values,
+interval methods and significance, offset correctness on hand-built fields, figures, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from report_fixtures import N_IMAGES, make_tree
+from srcr.errors import UserError
+from srcr.metrics import load_per_image
+from srcr.metrics.summary import summarize
+from srcr.report.cli import make_report
+from srcr.report.load import load_grid, load_suite
+from srcr.report.offsets import correctness
+from srcr.report.outputs import expected_outputs
+from srcr.report.stats import HIER, IMAGES, POOLED, Statistics, make_layout
+
+
+def _stats(tmp_path, seeds, n_boot=100):
+    results, grid_path = make_tree(tmp_path, seeds=seeds)
+    suite = load_suite(results, load_grid(grid_path))
+    return Statistics(suite, make_layout(suite, 4), n_boot, seed=0, progress=False)
+
+
+@pytest.mark.parametrize("seeds,method", [((0, 1, 2, 3, 4), HIER), ((0, 1), POOLED), ((0,), IMAGES)])
+def test_interval_covers_planted_difference_and_zero_difference_is_not_significant(tmp_path, seeds, method):
+    st = _stats(tmp_path, seeds)
+    i = st.layout.index("mIoU")
+    d = st.diff("better", "base")  # 10% against 30% of pixels wrong: a large planted gain
+    planted = np.mean([st.point("better", s)[i] - st.point("base", s)[i] for s in seeds])
+    assert d.method == method and d.n_seeds == len(seeds)
+    assert d.point[i] == pytest.approx(planted) and planted > 10
+    assert d.lo[i] <= planted <= d.hi[i] and d.lo[i] > 0 and d.significant[i]
+    z = st.diff("same", "base")  # identical predictions: a difference of exactly zero
+    assert z.point[i] == 0 and z.lo[i] <= 0 <= z.hi[i] and not z.significant[i]
+
+
+def test_resamples_are_deterministic_and_paired(tmp_path):
+    st = _stats(tmp_path, (0, 1), n_boot=100)
+    a = st.resampled("base", (0, 1), IMAGES)
+    b = Statistics(st.suite, st.layout, 100, seed=0, progress=False).resampled("base", (0, 1), IMAGES)
+    assert np.array_equal(a, b, equal_nan=True)
+    # "same" has the baseline's predictions: on every paired resample the difference is zero
+    assert np.nanmax(np.abs(st.resampled("same", (0, 1), IMAGES) - a)) == 0
+
+
+def test_table_values_equal_the_inputs(tmp_path):
+    results, grid = make_tree(tmp_path, seeds=(0, 1))
+    out = tmp_path / "reports"
+    make_report([results], grid, out, n_boot=100, progress=False, offset_images=2, figures=False)
+    df = pd.read_csv(out / "synthetic" / "tables" / "main.csv")
+    for _, row in df.iterrows():
+        per_seed = []
+        for s in (0, 1):
+            m = json.loads((results / row["variant"] / f"seed{s}" / "eval" / "metrics.json").read_text())["metrics"]
+            st = load_per_image(results / row["variant"] / f"seed{s}" / "eval" / "per_image.npz")
+            again = summarize(st["counts"], st["config"])
+            assert again["mIoU"] == pytest.approx(m["mIoU"])
+            per_seed.append([m["mIoU"], m["mBF@3"], m["trimap"]["4"]["band_mIoU"]])
+        per_seed = np.array(per_seed)
+        assert row["mIoU_mean"] == pytest.approx(per_seed[:, 0].mean(), rel=1e-5)
+        assert row["mIoU_sd"] == pytest.approx(per_seed[:, 0].std(ddof=1), rel=1e-4, abs=1e-6)
+        assert row["mBF@3_mean"] == pytest.approx(per_seed[:, 1].mean(), rel=1e-5)
+        assert row["band_mIoU@4_mean"] == pytest.approx(per_seed[:, 2].mean(), rel=1e-5)
+        assert row["n_images"] == N_IMAGES and row["n_seeds"] == 2
+    assert df.set_index("variant").loc["same", "d_mIoU_significant"] == False  # noqa: E712
+    assert df.set_index("variant").loc["better", "d_mIoU_significant"] == True  # noqa: E712
+    md = (out / "synthetic" / "tables" / "main.md").read_text()
+    assert "n.s." in md and "pooled seed variance" in md and "Smallest detectable difference" in md
+    assert "TestCPU" in md and "not recorded" in md  # one seed has summary.json, one does not
+    assert "reported" not in md  # never a paper column for synthetic
+    tex = (out / "synthetic" / "tables" / "main.tex").read_text()
+    assert r"\toprule" in tex and r"\bottomrule" in tex and r"$\pm$" in tex
+    align = (out / "synthetic" / "tables" / "align.md").read_text()
+    assert "offset corr. s4 (zero)" in align
+
+
+def test_figures_and_reports_are_written_and_non_empty(tmp_path):
+    results, grid = make_tree(tmp_path, seeds=(0,))
+    out = tmp_path / "reports"
+    written = make_report([results], grid, out, n_boot=100, progress=False, offset_images=2)
+    assert all(p.stat().st_size > 0 for p in written)
+    figs = out / "synthetic" / "figures"
+    for name in ("mIoU_vs_gflops", "trimap_curves", "band_vs_interior", "per_class_iou", "per_class_bf",
+                 "error_share_curves", "class_error_shares", "class_changes_main", "class_changes_align",
+                 "offset_correctness", "offsets/offs_0", "offsets/offs_1"):
+        for ext in ("png", "pdf"):
+            assert (figs / f"{name}.{ext}").stat().st_size > 1000, name
+    for name in ("report.md", "errors.md", "tables/offset_correctness.csv", "tables/class_changes.csv",
+                 "tables/class_error_shares.csv"):
+        assert (out / "synthetic" / name).stat().st_size > 0
+    assert "![error share curves](figures/error_share_curves.png)" in (out / "synthetic" / "errors.md").read_text()
+    assert "does NOT cover training noise" in (out / "synthetic" / "tables" / "main.md").read_text()
+    assert (out / "index.md").is_file()
+    # the list a workflow rule declares is exactly what was written
+    expected = expected_outputs(grid, ["synthetic"], offset_images=2)
+    assert sorted(expected) == sorted(str(p.relative_to(out)) for p in written)
+
+
+def test_expected_outputs_of_the_default_grid():
+    grid = Path(__file__).resolve().parents[1] / "ablations" / "grid.yaml"
+    out = expected_outputs(grid, ["synthetic"])
+    assert "synthetic/tables/components.tex" in out and "synthetic/figures/offsets/fam_crm_1.pdf" in out
+    assert not any("offsets/bilinear" in p for p in out) and not any(p.startswith("cross/") for p in out)
+    assert "cross/loss.csv" in expected_outputs(grid, ["synthetic", "cityscapes"], tables=["loss"])
+
+
+def test_cross_dataset_table_has_one_block_per_suite(tmp_path):
+    results, grid = make_tree(tmp_path, seeds=(0,))
+    other, _ = make_tree(tmp_path / "b", seeds=(0, 1), name="other")
+    out = tmp_path / "reports"
+    make_report([results, other], grid, out, tables=["main"], n_boot=100, progress=False, figures=False)
+    cross = (out / "cross" / "main.md").read_text()
+    assert "synthetic: mIoU" in cross and "other: Δ mIoU [95% CI]" in cross
+    df = pd.read_csv(out / "cross" / "main.csv")
+    assert sorted(set(df["suite"])) == ["other", "synthetic"]
+
+
+def _halves_label(width=64, split=21):
+    lab = np.zeros((width, width), np.uint8)
+    lab[:, split:] = 1
+    return lab
+
+
+def test_offset_correctness_hand_built_fields():
+    lab = _halves_label()
+    H = W = 16  # step s4 of a 64 x 64 label
+    # every fine pixel pushed 3 fine pixels deeper into its own side: it samples its own class
+    own = np.zeros((H, W), np.int64)
+    own[:, 5:] = 1  # fine cell 5 covers label columns 20..23: three of them class 1
+    field = np.zeros((2, H, W), np.float32)
+    field[0] = np.where(own == 0, -3.0, 3.0)
+    learned, zero, n = correctness(field, lab, 4, True, 2, width=1)
+    assert n > 0 and learned == pytest.approx(100.0)
+    assert zero < 100.0  # bilinear reads the mixed coarse cell 2 (five class-0 columns) for class-1 pixels
+    # zero offsets score exactly the zero-offset share
+    learned0, zero0, _ = correctness(np.zeros_like(field), lab, 4, True, 2, width=1)
+    assert learned0 == zero0 == zero
+
+
+def test_bad_input_names_the_file_or_key(tmp_path):
+    results, grid = make_tree(tmp_path, seeds=(0,))
+    out = tmp_path / "reports"
+    with pytest.raises(UserError, match="unknown table.*nope"):
+        make_report([results], grid, out, tables=["nope"], n_boot=100, progress=False)
+    (results / "better" / "seed0" / "eval" / "metrics.json").unlink()
+    with pytest.raises(UserError, match=r"better/seed0/eval/metrics\.json"):
+        make_report([results], grid, out, tables=["main"], n_boot=100, progress=False)
+    shutil.rmtree(results / "better")
+    with pytest.raises(UserError, match="variant 'better' of table 'main'"):
+        make_report([results], grid, out, tables=["main"], n_boot=100, progress=False)
+    (results / "flops" / "offs.json").unlink()
+    with pytest.raises(UserError, match=r"flops/offs\.json"):
+        make_report([results], grid, out, tables=["align"], n_boot=100, progress=False)
+    with pytest.raises(UserError, match="results directory not found"):
+        make_report([tmp_path / "missing"], grid, out, n_boot=100, progress=False)
+    assert not out.exists()  # nothing written before the checks
