@@ -118,7 +118,6 @@ def _write(path: Path, text: str, written: list[Path]) -> None:
 
 
 def _suite_report(stats, grid, out: Path, offset_images: int, written: list[Path], figures: bool = True) -> dict:
-    from . import errors_report as er
     from . import figures as fg
     from .offset_vis import offset_figure
     from .offsets import run_correctness
@@ -177,7 +176,6 @@ def _suite_report(stats, grid, out: Path, offset_images: int, written: list[Path
 
 
 def _errors_md(stats, grid, out: Path, variants: list[str], written: list[Path]) -> None:
-    from . import errors_report as er
     from .tables import to_csv
 
     import pandas as pd

@@ -11,7 +11,6 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -80,36 +79,16 @@ class Suite:
         return self.any_run().metrics_json.get("dataset", {})
 
 
-def _read_yaml(path: Path) -> Any:
-    import yaml
-
-    if not path.is_file():
-        raise UserError(f"grid file not found: {path}")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML ({e})") from None
-
-
 def load_grid(path: str | Path, tables: list[str] | None = None) -> Grid:
-    """The grid's variants and tables (only ``tables`` if given, in that order)."""
+    """The grid's variants and tables (only ``tables`` if given, in that order), as plain dicts;
+    parsed and checked by srcr.suite.grid, the parser the workflow uses."""
+    from ..suite.grid import load_grid as parse_grid
+
     path = Path(path)
-    data = _read_yaml(path)
-    if not isinstance(data, dict) or not isinstance(data.get("variants"), dict) \
-            or not isinstance(data.get("tables"), dict):
-        raise UserError(f"{path}: expected mappings 'variants' and 'tables'")
-    variants = {str(k): dict(v or {}) for k, v in data["variants"].items()}
-    all_tables = {str(k): dict(v or {}) for k, v in data["tables"].items()}
-    for name, t in all_tables.items():
-        for key in ("baseline", "variants"):
-            if key not in t:
-                raise UserError(f"{path}: tables.{name} has no '{key}'")
-        for v in list(t["variants"]) + [t["baseline"]]:
-            if v not in variants:
-                raise UserError(f"{path}: tables.{name} names variant '{v}', which is not under 'variants'")
-        if t["baseline"] not in t["variants"]:
-            raise UserError(f"{path}: tables.{name}: baseline '{t['baseline']}' is not one of its variants")
-        t.setdefault("title", name)
+    parsed = parse_grid(path)
+    variants = {v.name: {"description": v.description, "set": dict(v.settings)} for v in parsed.variants.values()}
+    all_tables = {t.name: {"title": t.title, "baseline": t.baseline, "variants": list(t.variants)}
+                  for t in parsed.tables.values()}
     if tables:
         unknown = [t for t in tables if t not in all_tables]
         if unknown:

@@ -28,6 +28,7 @@ class Variant:
     name: str
     description: str
     overrides: tuple[str, ...]
+    settings: dict  # the grid's `set` mapping as written (key -> value)
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,9 @@ def _parse_variants(raw: dict, path: str) -> dict[str, Variant]:
         unknown = set(spec) - {"description", "set"}
         if unknown:
             raise UserError(f"{where}: unknown keys {sorted(unknown)} (allowed: description, set)")
-        variants[name] = Variant(name, str(spec.get("description", "")), override_strings(spec.get("set", {}), where))
+        settings = spec.get("set", {})
+        variants[name] = Variant(name, str(spec.get("description", "")), override_strings(settings, where),
+                                 dict(settings))
     return variants
 
 
