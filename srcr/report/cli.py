@@ -176,6 +176,7 @@ def _suite_report(stats, grid, out: Path, offset_images: int, written: list[Path
 
 
 def _errors_md(stats, grid, out: Path, variants: list[str], written: list[Path]) -> None:
+    from . import errors_report as er
     from .tables import to_csv
 
     import pandas as pd
