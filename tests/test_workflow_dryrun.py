@@ -37,7 +37,7 @@ def expected_counts(suite: str) -> dict[str, int]:
     grid = load_grid(REPO / cfg["grid"])
     assert len(grid.variants_of(cfg["tables"])) == variants  # the grid says so, not just this table
     counts = {"train": variants * seeds, "evaluate": variants * seeds, "flops": variants,
-              "aggregate": 1, "tables": 1, "all": 1}
+              "aggregate": 1, "report": 1, "all": 1}
     if synthetic:
         counts["synth"] = 1
     return counts

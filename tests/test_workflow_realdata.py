@@ -35,5 +35,5 @@ def test_cityscapes_suite_runs_end_to_end_on_a_fixture(tmp_path):
     runs = pd.read_csv(wf / "results" / "cityscapes" / "runs.csv")
     assert sorted(runs["variant"]) == ["srm_crm", "srm_crm_ce"] and set(runs["dataset"]) == {"cityscapes"}
     assert (runs["num_images"] == 2).all() and runs["mIoU"].between(0, 100).all()
-    table = (wf / "reports" / "cityscapes" / "loss.md").read_text()
-    assert "srm_crm_ce (baseline)" in table and "64x128" in table
+    table = (wf / "reports" / "cityscapes" / "tables" / "loss.md").read_text()
+    assert "srm_crm_ce" in table and "baseline" in table and "1 seed" in table

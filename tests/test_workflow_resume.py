@@ -71,7 +71,7 @@ def test_sigkill_mid_training_then_restart_resumes_and_a_finished_suite_does_not
     log = (results / "logs" / "train" / "srm_crm" / "seed0.log").read_text()
     assert f"resuming {killed.relative_to(wf)} from iter_{newest:07d}.pth" in log, log
     assert mtimes(finished) == finished, "a finished run was redone"
-    assert (wf / "reports" / "resume" / "loss.md").is_file()
+    assert (wf / "reports" / "resume" / "tables" / "loss.md").is_file()
     assert "train" in res.stdout + res.stderr
 
     again = run_snakemake(wf, "--cores", "2", "--configfile", cfg)

@@ -2,11 +2,12 @@
 boundary-versus-interior error report from finished runs (result files only, never checkpoints).
 
     srcr report --results results/synthetic [--results results/cityscapes ...] --grid ablations/grid.yaml
-                --out reports/synthetic [--tables components,alignment] [--bootstrap 1000] [--seed 0]
+                --out reports [--tables components,alignment] [--bootstrap 1000] [--seed 0]
 
 Outputs (SUITE = basename of each --results, TABLE = each selected table, stable names):
 
-    OUT/index.md                                   links to every suite report and cross-dataset table
+    OUT/index.md                                   with two or more --results: links to every suite report
+                                                   and cross-dataset table
     OUT/SUITE/report.md                            every table of the suite + the figures, embedded
     OUT/SUITE/errors.md                            boundary-versus-interior error report, figures embedded
     OUT/SUITE/tables/TABLE.md  .tex  .csv          one per table (LaTeX: booktabs)
@@ -102,7 +103,7 @@ def make_report(results: list[Path], grid_path: Path, out: Path, tables: list[st
               for s in suites]
     if len(suites) > 1:
         index += [f"- cross-dataset: [{t}](cross/{t}.md)" for t in grid.tables]
-    if figures:
+    if figures and len(suites) > 1:  # one suite's report.md is its own front page
         _write(out / "index.md", "\n".join(index) + "\n", written)
     print(f"report: {len(written)} files in {out}", file=sys.stderr)
     return written

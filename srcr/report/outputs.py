@@ -31,7 +31,7 @@ def expected_outputs(grid_path: str | Path, suites: list[str], tables: list[str]
     grid = load_grid(grid_path, tables)
     variants = list(dict.fromkeys(v for spec in grid.tables.values() for v in spec["variants"]))
     offs = offset_variants_of_grid(grid, variants)
-    out = ["index.md"]
+    out = ["index.md"] if len(suites) > 1 else []
     for s in suites:
         out += [f"{s}/report.md", f"{s}/errors.md"]
         out += [f"{s}/tables/{t}.{e}" for t in grid.tables for e in TABLE_EXTS]

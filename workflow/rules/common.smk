@@ -9,7 +9,6 @@ from srcr.suite.plan import make_plan
 
 PLAN = make_plan(config)
 RESULTS = f"results/{PLAN.name}"
-REPORTS = f"reports/{PLAN.name}"
 LOGS = f"{RESULTS}/logs"
 BENCHMARKS = f"{RESULTS}/benchmarks"
 
@@ -68,5 +67,38 @@ def run_outputs(pattern):
     return [pattern.format(variant=v, seed=s) for v, s in PLAN.runs()]
 
 
-def table_outputs():
-    return [f"{REPORTS}/{t}.md" for t in PLAN.tables]
+# offset figures per offset variant: as many as evaluation stored, at most two
+REPORT_OFFSET_IMAGES = max(1, min(2, int(PLAN.base["eval"]["offset_images"])))
+
+
+def _caption(rel):
+    """The caption file of one report output (workflow/report/KIND.rst) and its category."""
+    parts = rel.split("/")
+    stem = parts[-1].rsplit(".", 1)[0]
+    if parts[1] == "tables":
+        return "table", "Tables"
+    if len(parts) > 3 and parts[2] == "offsets":
+        return "offsets", "Offsets"
+    if stem.startswith("class_changes_"):
+        return "class_changes", "Errors"
+    if stem in ("report", "errors"):
+        return stem, "Reports"
+    return stem, "Figures"
+
+
+def report_outputs():
+    """Every file srcr report writes for this suite; tables, figures (PNG) and the two reports
+    are flagged for `snakemake --report`, each with its caption."""
+    from srcr.report.outputs import expected_outputs
+
+    rels = expected_outputs(
+        PLAN.grid.path, [PLAN.name], list(PLAN.tables), REPORT_OFFSET_IMAGES
+    )
+    outs = []
+    for rel in rels:
+        path = f"reports/{rel}"
+        if rel.endswith((".png", ".md")):
+            kind, category = _caption(rel)
+            path = report(path, caption=f"../report/{kind}.rst", category=category)
+        outs.append(path)
+    return outs

@@ -1,10 +1,8 @@
-# The table of every run, then one plain Markdown table per ablation group. Cheap: they run on
-# the submitting host, never as cluster jobs.
+# The table of every run (runs.csv). Cheap: it runs on the submitting host, never as a cluster job.
 
 
 localrules:
     aggregate,
-    tables,
 
 
 rule aggregate:
@@ -24,21 +22,3 @@ rule aggregate:
     shell:
         "srcr aggregate --results {params.results} --variants {params.variants} --seeds {params.seeds} "
         "--out {output} > {log} 2>&1"
-
-
-rule tables:
-    input:
-        runs=rules.aggregate.output[0],
-        grid=PLAN.grid.path,
-    output:
-        report(table_outputs(), caption="../report/tables.rst", category="Tables"),
-    log:
-        f"{LOGS}/tables.log",
-    conda:
-        "../envs/srcr.yaml"
-    params:
-        reports=lambda w, output: os.path.dirname(output[0]),
-        tables=",".join(PLAN.tables),
-    shell:
-        "srcr tables --runs {input.runs} --grid {input.grid} --tables {params.tables} "
-        "--out {params.reports} > {log} 2>&1"
