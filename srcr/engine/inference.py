@@ -31,6 +31,10 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def whole_logits(model, images: torch.Tensor) -> torch.Tensor:
+    if images.device.type == "cpu":
+        # oneDNN's channels-last convolutions: the default model's forward at 128x256 takes 16%
+        # less time on one thread (as in training, where train.channels_last sets it)
+        images = images.contiguous(memory_format=torch.channels_last)
     out = model(images)
     if isinstance(out, dict):
         out = out["logits"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -18,7 +20,56 @@ def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size, mode: str = "bil
         return x
     if mode in ("nearest", "nearest-exact", "area"):
         return F.interpolate(x, size=size, mode=mode)
+    if mode == "bilinear" and align_corners and _matmul_backward_pays(x, size):
+        return _BilinearMatmulGrad.apply(x, size)
     return F.interpolate(x, size=size, mode=mode, align_corners=align_corners)
+
+
+# Upsampling an NCHW map on the CPU: upsample_bilinear2d_backward scatters one output pixel at a
+# time (4 ms for the default model's 4x10x128x128 logits, one thread); the same linear map's
+# transpose as two small matmuls takes 1.8 ms. Channels-last maps have a fast native backward.
+MATMUL_BACKWARD_MIN_PIXELS = 64 * 64
+
+
+def _matmul_backward_pays(x: torch.Tensor, size: tuple[int, int]) -> bool:
+    return (x.device.type == "cpu" and x.dim() == 4 and x.dtype in (torch.float32, torch.float64)
+            and x.requires_grad and torch.is_grad_enabled() and not torch.jit.is_tracing()
+            and x.is_contiguous() and size[0] * size[1] >= MATMUL_BACKWARD_MIN_PIXELS
+            and size[0] >= x.shape[-2] and size[1] >= x.shape[-1])
+
+
+@functools.lru_cache(maxsize=64)
+def interp_matrix(n_in: int, n_out: int, dtype: torch.dtype) -> torch.Tensor:
+    """(n_out, n_in) weights of 1-D linear interpolation, align_corners=True, computed as ATen's
+    CPU kernel does (source index = float scale (n_in-1)/(n_out-1) times the output index)."""
+    scale = torch.tensor(n_in - 1, dtype=dtype) / max(n_out - 1, 1) if n_out > 1 else torch.zeros((), dtype=dtype)
+    src = torch.arange(n_out, dtype=dtype) * scale
+    i0 = src.floor().long().clamp(max=n_in - 1)
+    lam1 = (src - i0.to(dtype)).clamp(0, 1)
+    m = torch.zeros(n_out, n_in, dtype=dtype)
+    rows = torch.arange(n_out)
+    m.index_put_((rows, i0), 1 - lam1, accumulate=True)
+    m.index_put_((rows, (i0 + 1).clamp(max=n_in - 1)), lam1, accumulate=True)
+    return m
+
+
+class _BilinearMatmulGrad(torch.autograd.Function):
+    """F.interpolate(bilinear, align_corners=True) forward (bit-identical); the backward applies the
+    transposed interpolation matrices: grad_in = Ah^T @ grad_out @ Aw."""
+
+    @staticmethod
+    def forward(ctx, x, size):
+        ctx.in_size = tuple(x.shape[-2:])
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (h, w), (hh, ww) = ctx.in_size, grad.shape[-2:]
+        n, c = grad.shape[:2]
+        ah = interp_matrix(h, hh, grad.dtype)
+        aw = interp_matrix(w, ww, grad.dtype)
+        t = torch.matmul(grad.reshape(n * c, hh, ww), aw)     # (NC, H, w)
+        return torch.matmul(ah.t(), t).view(n, c, h, w), None
 
 
 def build_norm(norm: str, channels: int) -> nn.Module:
