@@ -171,6 +171,9 @@ def train(cfg: dict, out: Path, ctx=None, progress: bool = True) -> dict:
 
     if ctx.device.type != "cuda":
         torch.use_deterministic_algorithms(True, warn_only=True)
+        # deterministic mode would also NaN-fill every new tensor: 2% of a CPU step, and no
+        # kernel here reads memory before writing it (the determinism tests would see it)
+        torch.utils.deterministic.fill_uninitialized_memory = False
     else:
         torch.backends.cudnn.benchmark = True
     run = _build_run(cfg, ctx, criterion)
