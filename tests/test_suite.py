@@ -131,3 +131,19 @@ def test_aggregate_names_the_missing_file(tmp_path, capsys):
     assert rc == 2
     assert str(results / "a" / "seed0" / "summary.json") in capsys.readouterr().err
     assert not (tmp_path / "runs.csv").exists()
+
+
+def test_cost_counts_runs_iterations_and_training_flops(tmp_path, capsys):
+    out = tmp_path / "cost.json"
+    smoke = tmp_path / "smoke.yaml"
+    smoke.write_text(yaml.safe_dump({**suite(), "tables": ["loss"]}))
+    assert main(["cost", "--suite", str(smoke), "--json", str(out), "--threads", "1"]) == 0
+    cost = json.loads(out.read_text())
+    assert cost["runs"] == 4 and [r["variant"] for r in cost["variants"]] == ["srm_crm_ce", "srm_crm"]
+    a, b = cost["variants"]
+    assert a["forward_gflops_per_image"] == b["forward_gflops_per_image"] > 0  # same model, other loss
+    assert a["iterations"] == 12 and a["batch"] == 4 and a["crop"] == "64x64"
+    per_run = 3 * a["forward_gflops_per_image"] * 1e9 * 12 * 4 / 1e15
+    assert a["train_pflops_per_run"] == pytest.approx(per_run)
+    assert cost["total_train_pflops"] == pytest.approx(2 * (a["train_pflops_per_run"] + b["train_pflops_per_run"]))
+    assert "4 runs, 48 iterations" in capsys.readouterr().out
