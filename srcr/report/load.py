@@ -99,12 +99,9 @@ def load_grid(path: str | Path, tables: list[str] | None = None) -> Grid:
 
 
 def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise UserError(f"missing result file: {path}")
-    try:
-        return json.loads(path.read_text())
-    except ValueError as e:
-        raise UserError(f"{path}: not valid JSON ({e})") from None
+    from ..utils.io import read_json
+
+    return read_json(path)
 
 
 def _load_run(variant: str, seed: int, run_dir: Path) -> Run:

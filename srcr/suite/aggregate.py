@@ -10,7 +10,6 @@ git, machine (device, cpu or gpu, threads, torch).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -20,12 +19,9 @@ HEADLINE = ("aAcc", "mIoU", "mAcc")
 
 
 def _read_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise UserError(f"{path}: missing ({what}); run the suite step that writes it first")
-    try:
-        return json.loads(path.read_text())
-    except ValueError as e:
-        raise UserError(f"{path}: not valid JSON ({e})") from None
+    from ..utils.io import read_json
+
+    return read_json(path, f"{path.name} ({what}); run the suite step that writes it first")
 
 
 def run_row(results: Path, variant: str, seed: int) -> dict:

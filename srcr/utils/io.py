@@ -55,6 +55,19 @@ def write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
         f.write("\n")
 
 
+def read_json(path: str | os.PathLike, what: str = "result file") -> Any:
+    """A JSON file, or a UserError naming the file and, when missing, what writes it."""
+    from ..errors import UserError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"missing {what}: {path}")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_open(path, "w") as f:
         f.write(text)
