@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import UserError
+from .errors import RunInterrupted, UserError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("srcr.train", "train a model from a config (resumable)"),
     "evaluate": ("srcr.evaluate", "evaluate a checkpoint and write metrics"),
     "flops": ("srcr.flops", "count GFLOPs and parameters (fvcore, audited)"),
+    "aggregate": ("srcr.suite.aggregate", "one row per (variant, seed) of a suite's results: runs.csv"),
+    "tables": ("srcr.suite.tables", "plain Markdown tables per ablation group from runs.csv"),
 }
 
 BENCHES: dict[str, tuple[str, str]] = {
@@ -83,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except RunInterrupted as e:  # stopped on request after saving its state: run again to resume
+        print(f"srcr {args.command}: {e}", file=sys.stderr)
+        return e.exit_status
     except UserError as e:  # bad input: a clear message, no traceback
         print(f"srcr {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -4,7 +4,14 @@ The data order and every augmentation are a pure function of (seed, iteration) (
 srcr.engine.sampler); dropout / drop-path draw from torch's generator, reseeded from (seed, iteration,
 rank) at every step, and the contrastive loss's anchor sampling from a generator seeded the same way.
 A run killed at any point and restarted on the same RUN_DIR therefore resumes from its newest
-checkpoint and ends, on CPU, with exactly the weights of an uninterrupted run.
+checkpoint and ends, on CPU, with exactly the weights of an uninterrupted run. SIGTERM or SIGUSR1
+(a scheduler's preemption or time-limit warning) makes it write a checkpoint at the next iteration
+boundary and exit with status 75 (srcr.errors.EXIT_INTERRUPTED), so nothing since the last
+checkpoint interval is lost.
+
+Progress: a tqdm bar on a terminal; in a log file one plain line per train.log_interval
+(srcr.engine.progress). When it finishes, RUN_DIR/summary.json records the training time, the
+parameter count and the machine, before checkpoints/final.pth marks the run complete.
 
 Under torchrun each rank takes its slice of the global batch (identical sample stream), BatchNorm
 becomes SyncBN, and rank 0 writes the log and checkpoints.
@@ -17,7 +24,9 @@ import contextlib
 import math
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import UserError
 
@@ -28,7 +37,7 @@ STREAM_WORKER = 0x7043
 STREAM_LOADER = 0x7044
 
 # Keys that may differ between a run directory's saved config and a restart without changing results.
-RESUME_IGNORED_KEYS = ("data.num_workers",)
+RESUME_IGNORED_KEYS = ("data.num_workers", "data.cache")
 
 
 class TrainingDiverged(UserError):
@@ -122,7 +131,7 @@ def build_train_dataset(cfg: dict, ctx=None):
     if ctx is not None:
         barrier(ctx)
     ds = build_dataset(data["dataset"], data["root"], "train",
-                       transforms=build_train_transforms(data))
+                       transforms=build_train_transforms(data), cache=bool(data.get("cache", False)))
     if ds.num_classes != cfg["model"]["num_classes"]:
         raise UserError(f"model.num_classes is {cfg['model']['num_classes']} but the {data['dataset']} "
                         f"dataset at {data['root']} has {ds.num_classes} classes")
@@ -130,181 +139,255 @@ def build_train_dataset(cfg: dict, ctx=None):
 
 
 def train(cfg: dict, out: Path, ctx=None, progress: bool = True) -> dict:
-    """Train (or resume, or report completion of) the run in ``out``. Returns a summary dict."""
-    import torch
-    from torch.utils.data import DataLoader
+    """Train (or resume, or report completion of) the run in ``out``. Returns a summary dict.
 
-    from . import __version__
-    from .config import dump_config
-    from .engine.checkpoint import (FINAL_NAME, latest_checkpoint, load_checkpoint, save_checkpoint,
-                                    save_final)
-    from .engine.distributed import DistContext, any_flag, barrier, convert_sync_batchnorm
-    from .engine.logging import JsonlLog
-    from .engine.sampler import InfiniteBatchSampler, InfiniteSeededSampler
-    from .losses import NonFiniteLoss, build_criterion
-    from .models.segmentor import build_model
-    from .optim import apply_lr, build_optimizer, check_schedule, lr_factor
-    from .utils.io import write_text
-    from .utils.seed import derive_seed, seed_everything
+    Every check that can fail on bad input (schedule, loss, run-dir config, dataset layout) runs
+    before anything is written into ``out``."""
+    import torch
+
+    from .engine.checkpoint import FINAL_NAME
+    from .engine.distributed import DistContext, barrier
+    from .engine.signals import StopRequest
+    from .losses import build_criterion
+    from .optim import check_schedule
 
     ctx = ctx or DistContext()
     out = Path(out)
-    ckpt_dir = out / "checkpoints"
     tcfg = cfg["train"]
     total = int(tcfg["iterations"])
-    seed = int(cfg["seed"])
-    check_schedule(tcfg["schedule"], total)  # fail before any work
+    check_schedule(tcfg["schedule"], total)
     criterion = build_criterion(tcfg["loss"], cfg["model"]["num_classes"])
-
     _check_run_dir_config(cfg, out)
-    if (ckpt_dir / FINAL_NAME).exists():
-        _say(ctx, f"run in {out} is already complete ({total} iterations): {ckpt_dir / FINAL_NAME}")
-        return {"status": "complete", "iteration": total, "final": str(ckpt_dir / FINAL_NAME)}
+    final = out / "checkpoints" / FINAL_NAME
+    if final.exists():
+        _say(ctx, f"run in {out} is already complete ({total} iterations): {final}")
+        return {"status": "complete", "iteration": total, "final": str(final)}
     if tcfg["batch_size"] % ctx.world_size:
         raise UserError(f"train.batch_size: the global batch {tcfg['batch_size']} is not divisible by the "
                         f"{ctx.world_size} processes")
+    dataset = build_train_dataset(cfg, ctx)
     barrier(ctx)  # every rank has checked before rank 0 writes
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        if not (out / "config.yaml").exists():
-            write_text(out / "config.yaml", dump_config(cfg))
-        # temporary files of a checkpoint being written when a previous process was killed
-        for stale in ckpt_dir.glob(".*.tmp") if ckpt_dir.is_dir() else ():
-            stale.unlink(missing_ok=True)
+    _init_run_dir(cfg, out, ctx)
 
-    device = ctx.device
-    cuda = device.type == "cuda"
-    seed_everything(seed)
-    if not cuda:
+    if ctx.device.type != "cuda":
         torch.use_deterministic_algorithms(True, warn_only=True)
     else:
         torch.backends.cudnn.benchmark = True
-
-    dataset = build_train_dataset(cfg, ctx)
-
-    seed_everything(seed)  # identical initialisation on every rank and on resume
-    model = build_model(cfg["model"]).to(device)
-    if ctx.distributed:
-        model = convert_sync_batchnorm(model, device)
-    channels_last = bool(tcfg["channels_last"])
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    criterion = criterion.to(device)
-    optimizer = build_optimizer(model, tcfg["optimizer"])
-
-    start = 0
-    log_window: dict = {"count": 0, "sums": {}, "time": 0.0, "images": 0}
-    resume_path = latest_checkpoint(ckpt_dir)
-    if resume_path is not None:
-        ckpt = load_checkpoint(resume_path, map_location=device)
-        if isinstance(ckpt.get("config"), dict):
-            from .config import config_diff
-
-            diff = config_diff(ckpt["config"], cfg, ignore=RESUME_IGNORED_KEYS)
-            if diff:
-                raise UserError(f"{resume_path} was written with a different configuration (differing keys: "
-                                f"{', '.join(diff)}); use a new --out")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        start = int(ckpt["iteration"])
-        log_window = ckpt.get("log_window", log_window)
-        _say(ctx, f"resuming {out} from {resume_path.name} (iteration {start} of {total})")
-
-    n_params = sum(p.numel() for p in model.parameters())
+    run = _build_run(cfg, ctx, criterion)
+    start = _resume(run, cfg, out, ctx)
     _say(ctx, f"training {cfg['model']['backbone']} + {cfg['model']['align']} + {cfg['model']['context']} "
-              f"({n_params / 1e6:.2f} M parameters) on {len(dataset)} {cfg['data']['dataset']} images, "
-              f"{total} iterations x {tcfg['batch_size']} images, {ctx.world_size} process(es) on {device.type}")
+              f"({run.n_params / 1e6:.2f} M parameters) on {len(dataset)} {cfg['data']['dataset']} images, "
+              f"{total} iterations x {tcfg['batch_size']} images, {ctx.world_size} process(es) on "
+              f"{ctx.device.type}")
+    with StopRequest() as stop:
+        _train_loop(run, cfg, out, ctx, dataset, start, progress, stop)
+    if ctx.is_main:
+        _write_final(run, cfg, out, ctx)
+        _say(ctx, f"finished {total} iterations in {run.train_time:.1f} s of training: {final}")
+    barrier(ctx)
+    return {"status": "trained", "iteration": total, "resumed_from": start, "final": str(final)}
+
+
+@dataclass
+class _Run:
+    """What the training loop updates: model, optimiser, criterion and the state saved with them."""
+
+    model: Any
+    train_model: Any
+    optimizer: Any
+    criterion: Any
+    n_params: int
+    log_window: dict = field(default_factory=lambda: {"count": 0, "sums": {}, "time": 0.0, "images": 0})
+    train_time: float = 0.0  # seconds of training steps over every process that worked on this run
+
+    def state(self, cfg: dict, iteration: int) -> dict:
+        import torch
+
+        from . import __version__
+
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "iteration": iteration, "config": cfg, "rng": {"torch": torch.get_rng_state()},
+                "log_window": self.log_window, "train_time": self.train_time, "srcr_version": __version__}
+
+
+def _init_run_dir(cfg: dict, out: Path, ctx) -> None:
+    from .config import dump_config
+    from .utils.io import write_text
+
+    if not ctx.is_main:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "config.yaml").exists():
+        write_text(out / "config.yaml", dump_config(cfg))
+    ckpt_dir = out / "checkpoints"
+    # temporary files of a checkpoint being written when a previous process was killed
+    for stale in ckpt_dir.glob(".*.tmp") if ckpt_dir.is_dir() else ():
+        stale.unlink(missing_ok=True)
+
+
+def init_model(cfg: dict, device=None):
+    """The model as every run of this seed starts: seeded from ``seed`` alone, so for one seed every
+    variant draws the same backbone weights (the backbone is built first) and the pairing of
+    variants by seed holds (tests/test_pairing.py)."""
+    from .models.segmentor import build_model
+    from .utils.seed import seed_everything
+
+    seed_everything(int(cfg["seed"]))
+    model = build_model(cfg["model"])
+    return model if device is None else model.to(device)
+
+
+def _build_run(cfg: dict, ctx, criterion) -> _Run:
+    import torch
+
+    from .engine.distributed import convert_sync_batchnorm
+    from .optim import build_optimizer
+
+    model = init_model(cfg, ctx.device)
+    if ctx.distributed:
+        model = convert_sync_batchnorm(model, ctx.device)
+    if cfg["train"]["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, cfg["train"]["optimizer"])
     train_model = model
     if ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        train_model = DDP(model, device_ids=[device.index] if cuda else None)
+        train_model = DDP(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
     train_model.train()
+    return _Run(model=model, train_model=train_model, optimizer=optimizer, criterion=criterion.to(ctx.device),
+                n_params=sum(p.numel() for p in model.parameters()))
 
-    sampler = InfiniteSeededSampler(len(dataset), seed, tcfg["batch_size"], ctx.rank, ctx.world_size, start)
+
+def _resume(run: _Run, cfg: dict, out: Path, ctx) -> int:
+    """Load the newest checkpoint of ``out`` into ``run``; the iteration to continue from."""
+    from .config import config_diff
+    from .engine.checkpoint import latest_checkpoint, load_checkpoint
+
+    path = latest_checkpoint(out / "checkpoints")
+    if path is None:
+        return 0
+    ckpt = load_checkpoint(path, map_location=ctx.device)
+    if isinstance(ckpt.get("config"), dict):
+        diff = config_diff(ckpt["config"], cfg, ignore=RESUME_IGNORED_KEYS)
+        if diff:
+            raise UserError(f"{path} was written with a different configuration (differing keys: "
+                            f"{', '.join(diff)}); use a new --out")
+    run.model.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.log_window = ckpt.get("log_window", run.log_window)
+    run.train_time = float(ckpt.get("train_time", 0.0))
+    start = int(ckpt["iteration"])
+    _say(ctx, f"resuming {out} from {path.name} (iteration {start} of {cfg['train']['iterations']})")
+    return start
+
+
+def _make_loader(dataset, cfg: dict, ctx, start: int):
+    import torch
+    from torch.utils.data import DataLoader
+
+    from .engine.sampler import InfiniteBatchSampler, InfiniteSeededSampler
+    from .utils.seed import derive_seed
+
+    seed = int(cfg["seed"])
+    sampler = InfiniteSeededSampler(len(dataset), seed, cfg["train"]["batch_size"], ctx.rank,
+                                    ctx.world_size, start)
     loader_gen = torch.Generator()
     loader_gen.manual_seed(derive_seed(seed, STREAM_LOADER, start, ctx.rank))
-    num_workers = int(cfg["data"]["num_workers"])
-    loader = DataLoader(dataset, batch_sampler=InfiniteBatchSampler(sampler), num_workers=num_workers,
-                        worker_init_fn=_seed_worker, generator=loader_gen, pin_memory=cuda,
-                        persistent_workers=False)
+    return DataLoader(dataset, batch_sampler=InfiniteBatchSampler(sampler),
+                      num_workers=int(cfg["data"]["num_workers"]), worker_init_fn=_seed_worker,
+                      generator=loader_gen, pin_memory=ctx.device.type == "cuda", persistent_workers=False)
 
-    log = JsonlLog(out / "log.jsonl", resume_iteration=start) if ctx.is_main else None
-    bar = None
-    if ctx.is_main and progress:
-        from tqdm import tqdm
 
-        bar = tqdm(total=total, initial=start, desc=f"train {out.name}", file=sys.stderr,
-                   dynamic_ncols=True, unit="it")
+def _train_step(run: _Run, cfg: dict, ctx, batch, it: int, amp, log, ckpt_dir: Path) -> dict:
+    """One optimisation step at iteration ``it`` (0-based); the loss terms as floats."""
+    import torch
+
+    from .engine.distributed import any_flag
+    from .losses import NonFiniteLoss
+    from .optim import apply_lr, lr_factor
+    from .utils.seed import derive_seed
+
+    tcfg, seed, device = cfg["train"], int(cfg["seed"]), ctx.device
+    images = batch["image"].to(device, non_blocking=True)
+    labels = batch["label"].to(device, non_blocking=True).long()
+    if tcfg["channels_last"]:
+        images = images.contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(derive_seed(seed, STREAM_TORCH, it, ctx.rank))
+    gen = torch.Generator(device=device)
+    gen.manual_seed(derive_seed(seed, STREAM_CONTRAST, it, ctx.rank))
+    apply_lr(run.optimizer, lr_factor(it, tcfg["schedule"], int(tcfg["iterations"])))
+
+    bad = None
+    with amp:
+        outputs = run.train_model(images)
+    outputs = {k: v.float() for k, v in outputs.items()}
+    try:
+        loss, terms = run.criterion(outputs, labels, it, gen)
+    except NonFiniteLoss as e:
+        bad = (e.term, e.value)
+    if any_flag(ctx, bad is not None):
+        bad = bad or ("(another rank)", float("nan"))
+        raise _diverged(it + 1, bad[0], bad[1], ckpt_dir, log)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if tcfg["grad_clip"] is not None:
+        params = [p for p in run.model.parameters() if p.requires_grad]
+        norm = torch.nn.utils.clip_grad_norm_(params, float(tcfg["grad_clip"]))
+        if any_flag(ctx, not bool(torch.isfinite(norm))):
+            raise _diverged(it + 1, "gradient norm", float(norm), ckpt_dir, log)
+    run.optimizer.step()
+    return {"loss": float(loss.detach()), **terms}
+
+
+def _train_loop(run: _Run, cfg: dict, out: Path, ctx, dataset, start: int, progress: bool, stop) -> None:
+    import torch
+
+    from .engine.checkpoint import save_checkpoint
+    from .engine.distributed import any_flag, barrier
+    from .engine.logging import JsonlLog
+    from .engine.progress import PlainProgress, progress_bar
+
+    tcfg = cfg["train"]
+    total = int(tcfg["iterations"])
+    ckpt_dir = out / "checkpoints"
+    cuda = ctx.device.type == "cuda"
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and tcfg["amp"]) else contextlib.nullcontext()
-    grad_clip = tcfg["grad_clip"]
-    params = [p for p in model.parameters() if p.requires_grad]
-    global_images = tcfg["batch_size"]
+    log = JsonlLog(out / "log.jsonl", resume_iteration=start) if ctx.is_main else None
+    bar = progress_bar(total, f"train {out.name}", initial=start, enabled=progress) if ctx.is_main else None
+    plain = PlainProgress(total, f"train {out}", initial=start) if (ctx.is_main and bar is None) else None
 
-    def checkpoint_state(iteration: int) -> dict:
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
-                "config": cfg, "rng": {"torch": torch.get_rng_state()}, "log_window": log_window,
-                "srcr_version": __version__}
+    def save(iteration: int) -> None:
+        if ctx.is_main:
+            save_checkpoint(ckpt_dir, iteration, run.state(cfg, iteration), int(tcfg["keep_checkpoints"]))
+        barrier(ctx)
 
-    data_iter = iter(loader)
+    data_iter = iter(_make_loader(dataset, cfg, ctx, start))
     it = start
     try:
         while it < total:
             t0 = time.perf_counter()
-            batch = next(data_iter)
-            images = batch["image"].to(device, non_blocking=True)
-            labels = batch["label"].to(device, non_blocking=True).long()
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-
-            torch.manual_seed(derive_seed(seed, STREAM_TORCH, it, ctx.rank))
-            gen = torch.Generator(device=device)
-            gen.manual_seed(derive_seed(seed, STREAM_CONTRAST, it, ctx.rank))
-            apply_lr(optimizer, lr_factor(it, tcfg["schedule"], total))
-
-            bad = None
-            with amp:
-                outputs = train_model(images)
-            outputs = {k: v.float() for k, v in outputs.items()}
-            try:
-                loss, terms = criterion(outputs, labels, it, gen)
-            except NonFiniteLoss as e:
-                bad = (e.term, e.value)
-            if any_flag(ctx, bad is not None):
-                bad = bad or ("(another rank)", float("nan"))
-                raise _diverged(it + 1, bad[0], bad[1], ckpt_dir, log)
-
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None:
-                norm = torch.nn.utils.clip_grad_norm_(params, float(grad_clip))
-                if any_flag(ctx, not bool(torch.isfinite(norm))):
-                    raise _diverged(it + 1, "gradient norm", float(norm), ckpt_dir, log)
-            optimizer.step()
+            terms = _train_step(run, cfg, ctx, next(data_iter), it, amp, log, ckpt_dir)
             it += 1
-
             dt = time.perf_counter() - t0
-            log_window["count"] += 1
-            log_window["time"] += dt
-            log_window["images"] += global_images
-            terms = {"loss": float(loss.detach()), **terms}
-            for k, v in terms.items():
-                log_window["sums"][k] = log_window["sums"].get(k, 0.0) + v
+            run.train_time += dt
+            _accumulate(run.log_window, terms, dt, int(tcfg["batch_size"]))
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{terms['loss']:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+                bar.set_postfix(loss=f"{terms['loss']:.4f}", lr=f"{run.optimizer.param_groups[0]['lr']:.2e}")
             if it % tcfg["log_interval"] == 0 or it == total:
-                n = max(log_window["count"], 1)
-                record = {"iteration": it, "lr": optimizer.param_groups[0]["lr"]}
-                record.update({k: v / n for k, v in _mean_over_ranks(ctx, log_window["sums"]).items()})
-                record["images_per_s"] = log_window["images"] / max(log_window["time"], 1e-9)
+                record = _flush_log_window(run, ctx, it)
                 if log is not None:
                     log.write(record)
-                log_window = {"count": 0, "sums": {}, "time": 0.0, "images": 0}
-            if it % tcfg["checkpoint_interval"] == 0 or it == total:
-                if ctx.is_main:
-                    save_checkpoint(ckpt_dir, it, checkpoint_state(it), int(tcfg["keep_checkpoints"]))
-                barrier(ctx)
+                if plain is not None:
+                    plain.line(it, {k: v for k, v in record.items() if k not in ("iteration", "lr",
+                                                                                  "images_per_s")},
+                               lr=record["lr"], rate=record["images_per_s"])
+            stopping = it < total and (any_flag(ctx, stop.requested) if ctx.distributed else stop.requested)
+            if stopping or it % tcfg["checkpoint_interval"] == 0 or it == total:
+                save(it)
+            if stopping:
+                raise _interrupted(stop.signal_name, it, total, out)
     finally:
         if bar is not None:
             bar.close()
@@ -312,13 +395,47 @@ def train(cfg: dict, out: Path, ctx=None, progress: bool = True) -> dict:
             log.close()
         del data_iter
 
-    final = ckpt_dir / FINAL_NAME
-    if ctx.is_main:
-        save_final(ckpt_dir, {"model": model.state_dict(), "iteration": total, "config": cfg,
-                              "srcr_version": __version__})
-        _say(ctx, f"finished {total} iterations: {final}")
-    barrier(ctx)
-    return {"status": "trained", "iteration": total, "resumed_from": start, "final": str(final)}
+
+def _accumulate(window: dict, terms: dict, dt: float, images: int) -> None:
+    window["count"] += 1
+    window["time"] += dt
+    window["images"] += images
+    for k, v in terms.items():
+        window["sums"][k] = window["sums"].get(k, 0.0) + v
+
+
+def _flush_log_window(run: _Run, ctx, iteration: int) -> dict:
+    """The log record of the iterations since the last one (means; DDP ranks averaged)."""
+    w = run.log_window
+    n = max(w["count"], 1)
+    record = {"iteration": iteration, "lr": run.optimizer.param_groups[0]["lr"]}
+    record.update({k: v / n for k, v in _mean_over_ranks(ctx, w["sums"]).items()})
+    record["images_per_s"] = w["images"] / max(w["time"], 1e-9)
+    run.log_window = {"count": 0, "sums": {}, "time": 0.0, "images": 0}
+    return record
+
+
+def _interrupted(signal_name: str | None, it: int, total: int, out: Path):
+    from .errors import RunInterrupted
+
+    return RunInterrupted(f"interrupted by {signal_name or 'a stop request'} at iteration {it} of {total}; "
+                          f"checkpoint written to {out / 'checkpoints'}; run the same command again to resume")
+
+
+def _write_final(run: _Run, cfg: dict, out: Path, ctx) -> None:
+    """summary.json (time, size, machine), then final.pth: the checkpoint marks the run complete, so
+    whoever sees it also finds the summary."""
+    from . import __version__
+    from .engine.checkpoint import save_final
+    from .utils.io import write_json
+    from .utils.machine import machine_info
+
+    write_json(out / "summary.json", {
+        "iterations": int(cfg["train"]["iterations"]), "train_time_s": run.train_time,
+        "params": run.n_params, "world_size": ctx.world_size, "srcr_version": __version__,
+        "machine": machine_info(ctx.device)})
+    save_final(out / "checkpoints", {"model": run.model.state_dict(), "iteration": int(cfg["train"]["iterations"]),
+                                     "config": cfg, "srcr_version": __version__})
 
 
 def _mean_over_ranks(ctx, sums: dict) -> dict:

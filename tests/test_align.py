@@ -312,3 +312,104 @@ def test_gradients_reach_offset_heads(name):
     for n, p in m.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, n
     assert low.grad.abs().sum() > 0 and high.grad.abs().sum() > 0
+
+
+def _alignfa_negative_preactivation(act: str | None) -> nn.Module:
+    """AlignFA whose first head sees the constant pre-activation z = -2 (from low's channel 0) and
+    turns act(z) into an x offset of -50 * act(z) pixels; the second head stays zero-initialised."""
+    m = ALIGN_MODULES["alignfa"](2) if act is None else ALIGN_MODULES["alignfa"](2, act=act)
+    m.eval()
+    conv1, bn, _, conv3 = m.offset_high
+    with torch.no_grad():
+        conv1.weight.zero_()
+        conv1.weight[:, 0] = -2.0  # z_k = -2 * low[:, 0] for both hidden channels
+        bn.running_mean.zero_()
+        bn.running_var.fill_(1.0 - bn.eps)  # BN is exactly the identity in eval
+        conv3.weight.zero_()
+        conv3.weight[0, 0, 1, 1] = -50.0  # dx = -50 * act(z_0), centre tap only; dy = 0
+    return m
+
+
+def test_alignfa_offset_head_activation_is_inplace_abn_leaky_relu():
+    # AlignSeg's delta_gen = Conv1x1 - InPlaceABNSync - Conv3x3; InPlaceABN's activation defaults to
+    # leaky_relu with slope 0.01, so z = -2 gives act(z) = -0.02 and an offset of exactly +1 px.
+    # ReLU would give 0 and no shift at all.
+    g = torch.Generator().manual_seed(12)
+    low = torch.ones(1, 2, 5, 7)
+    high = torch.randn(1, 2, 5, 7, generator=g)  # same size: h = high exactly
+    out = _alignfa_negative_preactivation(None)(low, high) - low
+    expected = torch.zeros_like(high)
+    expected[..., :-1] = high[..., 1:]  # one pixel to the right; beyond the edge zero padding gives 0
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    # the old Conv-BN-ReLU heads on request: the negative pre-activation is cut to 0
+    out_relu = _alignfa_negative_preactivation("relu")(low, high) - low
+    torch.testing.assert_close(out_relu, high, atol=1e-6, rtol=1e-6)
+
+
+def test_alignfa_matches_hand_written_alignseg_forward():
+    # random weights in every layer (BN in eval with non-trivial statistics): the module equals an
+    # explicit functional AlignSeg CAB (corrected warp) with leaky ReLU 0.01 written out by hand
+    torch.manual_seed(13)
+    m = ALIGN_MODULES["alignfa"](C).eval()
+    for head in (m.offset_high, m.offset_low):
+        with torch.no_grad():
+            head[1].running_mean.normal_()
+            head[1].running_var.uniform_(0.5, 2.0)
+            head[1].weight.normal_()
+            head[1].bias.normal_()
+            head[3].weight.normal_(std=0.3)
+    low, high = _maps((9, 13), (5, 7))
+
+    def head_ref(head, g):
+        conv1, bn, _, conv3 = head
+        z = F.conv2d(g, conv1.weight)
+        z = (z - bn.running_mean.view(1, -1, 1, 1)) / torch.sqrt(bn.running_var.view(1, -1, 1, 1) + bn.eps)
+        z = z * bn.weight.view(1, -1, 1, 1) + bn.bias.view(1, -1, 1, 1)
+        z = torch.where(z >= 0, z, 0.01 * z)
+        return F.conv2d(z, conv3.weight, padding=1)
+
+    h = F.interpolate(high, size=(9, 13), mode="bilinear", align_corners=True)
+    g = torch.cat([low, h], 1)
+    d1, d2 = head_ref(m.offset_high, g), head_ref(m.offset_low, g)
+    assert (d1.abs() > 0.5).any()
+
+    def grid_sample_ref(x, d):  # AlignSeg's bilinear_interpolate_torch_gridsample2
+        n, _, out_h, out_w = d.shape
+        norm = torch.tensor([(out_w - 1) / 2.0, (out_h - 1) / 2.0]).view(1, 1, 1, 2)
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, out_h), torch.linspace(-1, 1, out_w), indexing="ij")
+        grid = torch.stack([xs, ys], -1).unsqueeze(0) + d.permute(0, 2, 3, 1) / norm
+        return F.grid_sample(x, grid, align_corners=True)
+
+    ref = grid_sample_ref(h, d1) + grid_sample_ref(low, d2)
+    torch.testing.assert_close(m(low, high), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_alignfa_act_option():
+    from srcr.models.decoder import build_align
+    assert isinstance(ALIGN_MODULES["alignfa"](C).offset_high[2], nn.LeakyReLU)
+    assert ALIGN_MODULES["alignfa"](C).offset_low[2].negative_slope == 0.01
+    m = build_align("alignfa", C, {"act": "relu"})
+    assert isinstance(m.offset_high[2], nn.ReLU) and isinstance(m.offset_low[2], nn.ReLU)
+    with pytest.raises(UserError) as e:
+        ALIGN_MODULES["alignfa"](C, act="gelu")
+    assert "alignfa" in str(e.value) and "gelu" in str(e.value)
+
+
+def test_fam_matches_hand_written_sfnet_aligned_module():
+    # SFNet's AlignedModule.flow_warp written out: grid = identity + flow / (out_w, out_h),
+    # grid_sample(align_corners=True, zero padding); UperNetAlignHead adds the lateral: low + warped
+    torch.manual_seed(14)
+    m = ALIGN_MODULES["fam"](C).eval()
+    low, high = _maps((13, 21), (7, 11))
+    with torch.no_grad():
+        m.flow.weight.mul_(20.0)  # flows of several pixels, some reaching past the border
+        low_r = F.conv2d(low, m.down_low.weight)
+        high_r = F.interpolate(F.conv2d(high, m.down_high.weight), size=(13, 21), mode="bilinear",
+                               align_corners=True)
+        flow = F.conv2d(torch.cat([high_r, low_r], 1), m.flow.weight, padding=1)
+        assert flow.abs().max() > 10.0  # up to ~5 fine pixels (SFNet units: ~half a pixel each)
+        ys = torch.linspace(-1.0, 1.0, 13).view(-1, 1).repeat(1, 21)
+        xs = torch.linspace(-1.0, 1.0, 21).repeat(13, 1)
+        grid = torch.stack([xs, ys], -1).unsqueeze(0) + flow.permute(0, 2, 3, 1) / torch.tensor([21.0, 13.0])
+        ref = low + F.grid_sample(high, grid, align_corners=True)
+        torch.testing.assert_close(m(low, high), ref, atol=1e-5, rtol=1e-5)

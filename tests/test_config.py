@@ -12,7 +12,7 @@ from srcr.config import (apply_overrides, config_diff, defaults, dump_config, fl
 from srcr.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((REPO / "config").glob("*.yaml"))
+CONFIGS = sorted(p for p in (REPO / "config").glob("*.yaml") if not yaml.safe_load(p.read_text()).get("base_config"))  # run configs, not suite configs
 
 
 def write(tmp_path: Path, text: str) -> Path:

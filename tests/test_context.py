@@ -147,6 +147,48 @@ def test_criss_cross_equals_dense_masked_attention():
             assert (a_col.diagonal(dim1=1, dim2=3) == 0).all()              # self excluded from the column
 
 
+def _dense_criss_cross(m, x):
+    """Criss-cross attention written as dense attention masked to each pixel's row and column."""
+    h, w = x.shape[-2:]
+    q, k, v = m.query(x).flatten(2), m.key(x).flatten(2), m.value(x).flatten(2)
+    rows = torch.arange(h).repeat_interleave(w)
+    cols = torch.arange(w).repeat(h)
+    same_line = (rows[:, None] == rows[None, :]) | (cols[:, None] == cols[None, :])
+    att = (q.transpose(1, 2) @ k).masked_fill(~same_line, float("-inf")).softmax(-1)
+    return x + m.gamma * (v @ att.transpose(1, 2)).reshape(x.shape)
+
+
+@pytest.mark.parametrize("act", ["relu", "leaky_relu"])
+def test_ccam_matches_hand_written_rcca(act):
+    # CCNet's RCCAModule with InPlaceABNSync (BN + leaky ReLU 0.01) after conva, convb and the
+    # bottleneck conv; act='relu' is the project default. BN in eval with non-trivial statistics.
+    torch.manual_seed(1)
+    m = build("ccam", act=act).double().eval()
+    with torch.no_grad():
+        m.cca.gamma.fill_(0.6)
+        for unit in (m.conv_in, m.conv_out, m.bottleneck):
+            unit[1].running_mean.normal_()
+            unit[1].running_var.uniform_(0.5, 2.0)
+            unit[1].bias.normal_()
+    feats = make_feats(image=(97, 181), dtype=torch.float64)
+    slope = 0.01 if act == "leaky_relu" else 0.0
+
+    def unit_ref(unit, x):
+        conv, bn = unit[0], unit[1]
+        z = torch.nn.functional.conv2d(x, conv.weight, padding=1)
+        z = torch.nn.functional.batch_norm(z, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        return torch.where(z >= 0, z, slope * z)
+
+    x = feats[-1]
+    with torch.no_grad():
+        y = unit_ref(m.conv_in, x)
+        assert (y < 0).any() == (act == "leaky_relu")
+        for _ in range(2):  # recurrence 2, shared weights
+            y = _dense_criss_cross(m.cca, y)
+        ref = unit_ref(m.bottleneck, torch.cat([x, unit_ref(m.conv_out, y)], 1))
+        torch.testing.assert_close(m(feats), ref, rtol=1e-9, atol=1e-9)
+
+
 def test_channel_attention_matches_formula():
     m = _double(ChannelAttention(), gamma=0.3)
     x = 0.1 * torch.randn(2, 6, 3, 5, dtype=torch.float64)

@@ -263,6 +263,64 @@ def test_gscnn_mode_matches_gscnn_code(case, fractions):
         assert close(val, 100 * (Fpc[j] / len(pairs)).mean()), (f, val, Fpc[j] / len(pairs))
 
 
+def _random_pairs(C, n, shape, seed):
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for _ in range(n):
+        lab = rng.integers(0, C, shape).astype(np.uint8)
+        lab[rng.random(shape) < 0.1] = V
+        pred = np.where(rng.random(shape) < 0.7, lab, rng.integers(0, C, shape)).astype(np.uint8)
+        pred[pred == V] = 0
+        pairs.append((pred, lab))
+    return pairs
+
+
+def test_gscnn_integer_pixel_thresholds_match_brute_force():
+    # f >= 1 is a pixel radius in GSCNN's code: 2 and 3.0 are disk(2), disk(3) -- exact Euclidean
+    C, fractions = 3, (2, 3.0)
+    pairs = _random_pairs(C, 3, (11, 14), seed=5)
+    ev = SegEvaluator(C, gscnn=True, gscnn_fractions=fractions)
+    Fpc = np.zeros((len(fractions), C))
+    for pred, lab in pairs:
+        ev.update(pred, lab)
+        assert gscnn_tolerances(lab.shape, fractions) == [2, 3]
+        for j, bp in enumerate((2, 3)):
+            for c in range(C):
+                Fpc[j, c] += db_eval_boundary_ref(pred == c, lab == c, lab == V, bp)
+    out = ev.compute()
+    assert out["gscnn_keys"] == ["gscnn_F@2", "gscnn_F@3"]
+    for j, key in enumerate(out["gscnn_keys"]):
+        assert close(out[key], 100 * (Fpc[j] / len(pairs)).mean())
+    assert not np.allclose(Fpc[0], Fpc[1])  # the two radii really differ on these maps
+
+
+def test_skimage_disk_of_half_integer_radius_is_an_off_centre_box():
+    # why 2.5 px cannot be reproduced: skimage's disk(r) is (X**2 + Y**2 <= r**2) on
+    # X, Y = meshgrid(arange(-r, r + 1)); for r = 2.5 the lattice is -2.5..2.5 (6 values, no 0)
+    r = 2.5
+    L = np.arange(-r, r + 1)
+    X, Y = np.meshgrid(L, L)
+    fp = X ** 2 + Y ** 2 <= r ** 2
+    assert fp.shape == (6, 6)
+    expected = np.zeros((6, 6), bool)
+    expected[1:5, 1:5] = True  # a 4x4 box: offsets -2..1 or -1..2 around the origin pixel
+    assert np.array_equal(fp, expected)
+    # whereas the pixels within Euclidean distance 2.5 are 21, symmetric about the centre
+    assert sum(dy * dy + dx * dx <= r * r for dy in range(-3, 4) for dx in range(-3, 4)) == 21
+
+
+@pytest.mark.parametrize("fractions", [(2.5,), (0.005, 1.5), (3, 7.25)])
+def test_gscnn_non_integer_pixel_threshold_is_rejected(fractions):
+    bad = next(f for f in fractions if f >= 1 and not float(f).is_integer())
+    with pytest.raises(UserError) as e:
+        SegEvaluator(4, gscnn=True, gscnn_fractions=fractions)
+    assert "gscnn_fractions" in str(e.value) and repr(bad) in str(e.value)
+    with pytest.raises(UserError):
+        gscnn_tolerances((64, 64), fractions)
+    # fractions below 1 are ceil-ed to whole pixels and stay accepted
+    assert gscnn_tolerances((30, 40), (0.3, 0.0005)) == [15, 1]
+
+
 # ------------------------------------------------------------------------------------------------
 # hand-worked cases
 # ------------------------------------------------------------------------------------------------

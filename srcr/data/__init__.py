@@ -20,13 +20,17 @@ DATASETS: dict[str, type[SegDataset]] = {
 }
 
 
-def build_dataset(name: str, root: str | Path, split: str, transforms: Callable | None = None) -> SegDataset:
-    """The ``split`` ('train' or 'val') of dataset ``name`` at ``root``; validates the tree now."""
+def build_dataset(name: str, root: str | Path, split: str, transforms: Callable | None = None,
+                  cache: bool = False) -> SegDataset:
+    """The ``split`` ('train' or 'val') of dataset ``name`` at ``root``; validates the tree now.
+    ``cache`` keeps each decoded pair in memory after its first use (read-only arrays)."""
     try:
         cls = DATASETS[name]
     except KeyError:
         raise UserError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}") from None
-    return cls(root, split, transforms)
+    ds = cls(root, split, transforms)
+    ds.cache = bool(cache)
+    return ds
 
 
 __all__ = ["DATASETS", "build_dataset", "SegDataset", "DataProblem", "IGNORE_INDEX", "SPLITS",

@@ -146,6 +146,8 @@ class SegDataset(Dataset):
         self.root = Path(root)
         self.split = split
         self.transforms = transforms
+        self.cache = False  # build_dataset(..., cache=True): decoded pairs kept after first use
+        self._decoded: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.problems: list[DataProblem] = []
         if not self.root.is_dir():
             what = "is not a directory" if self.root.exists() else "does not exist"
@@ -293,6 +295,17 @@ class SegDataset(Dataset):
             raise self._size_error(i, image.shape, label.shape)
         return (image, label, out[1]) if counts else (image, label)
 
+    def _pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if not self.cache:
+            return self.load_pair(i)
+        if i not in self._decoded:
+            image, label = self.load_pair(i)
+            # read-only: a transform that wrote into a cached array would corrupt later epochs
+            image.setflags(write=False)
+            label.setflags(write=False)
+            self._decoded[i] = (image, label)
+        return self._decoded[i]
+
     def _size_error(self, i: int, image_shape, label_shape) -> DataProblem:
         img_path, lbl_path = self.pairs[i]
         return DataProblem("size", lbl_path,
@@ -329,7 +342,7 @@ class SegDataset(Dataset):
             i += n
         if not 0 <= i < n:
             raise IndexError(f"{self.name} {self.split}: index {index} out of range for {n} items")
-        image, label = self.load_pair(i)
+        image, label = self._pair(i)
         if self.transforms is not None:
             rng = np.random.default_rng(derive_seed(_INDEX_SEED_SALT, i) if seed is None else seed)
             image, label = self.transforms(image, label, rng)

@@ -17,7 +17,7 @@ from . import summary as _summary
 from .biou import inner_bands
 from .boundary import bf_counts
 from .confusion import joint_histogram, reduce_histogram
-from .gscnn import GSCNN_FRACTIONS, gscnn_counts
+from .gscnn import GSCNN_FRACTIONS, check_gscnn_fractions, gscnn_counts
 from .maps import (BAD, MAX_CLASSES, VOID, as_numpy, bad_values, class_boundaries,
                    single_class_reference, to_codes, trimap_boundary)
 from .trimap import width_index
@@ -92,6 +92,8 @@ class SegEvaluator:
             biou_width = _numbers([biou_width], "biou_width")[0]
         if len(trimap_widths) > 60:
             raise UserError(f"trimap_widths: at most 60 widths, got {len(trimap_widths)}")
+        fractions = list(_numbers(gscnn_fractions, "gscnn_fractions", positive=True))
+        check_gscnn_fractions(fractions)
         self.config = {
             "num_classes": int(num_classes),
             "ignore_index": int(ignore_index),
@@ -99,7 +101,7 @@ class SegEvaluator:
             "biou_width": biou_width,
             "trimap_widths": sorted(_numbers(trimap_widths, "trimap_widths")),  # band k = width index <= k
             "gscnn": bool(gscnn),
-            "gscnn_fractions": list(_numbers(gscnn_fractions, "gscnn_fractions", positive=True)),
+            "gscnn_fractions": fractions,
             "class_names": names,
         }
         self.num_classes = int(num_classes)

@@ -9,7 +9,12 @@
   score 1 in every image), only one of them empty -> F = 0;
 - F averaged over images per class, then over all classes.
 
-Matching here is the same exact Euclidean test as skimage's ``binary_dilation(b, disk(r))``.
+Matching here is the same exact Euclidean test as skimage's ``binary_dilation(b, disk(r))`` for
+an integer r. GSCNN passes a threshold f >= 1 through as r unchanged; for a non-integer r
+skimage's ``disk(r)`` is built on ``np.arange(-r, r + 1)``, a lattice of non-integer coordinates
+(disk(2.5) is a 6x6 array whose True part is a 4x4 block), so it has no centre pixel and the
+dilation is an off-centre box whose side of the extra pixel depends on the skimage/scipy version.
+There is no exact, version-independent answer to reproduce, so such thresholds are rejected.
 """
 
 from __future__ import annotations
@@ -19,13 +24,27 @@ import math
 import cv2
 import numpy as np
 
+from ..errors import UserError
 from .maps import VOID, ClassNeighbourhood
 
 GSCNN_FRACTIONS = (0.0005, 0.001875, 0.00375, 0.005)  # GSCNN's --eval_thresholds
 
 
+def check_gscnn_fractions(fractions) -> None:
+    """GSCNN takes f >= 1 as a pixel radius for skimage's ``disk``; only integers are well defined
+    there (module docstring), so a non-integer f >= 1 is a UserError rather than a silent change."""
+    for f in fractions:
+        if f >= 1 and not float(f).is_integer():
+            raise UserError(
+                f"gscnn_fractions: {f!r} is >= 1, so GSCNN takes it as a pixel radius, but only whole "
+                "pixels are reproducible (skimage's disk of a non-integer radius is an even-sized, "
+                "off-centre footprint); use an integer number of pixels or a fraction < 1 of the diagonal")
+
+
 def gscnn_tolerances(shape, fractions=GSCNN_FRACTIONS) -> list[int]:
-    """Pixel tolerances of GSCNN for an image of ``shape`` (f >= 1 is taken as pixels, as there)."""
+    """Pixel tolerances of GSCNN for an image of ``shape``: ceil(f x diagonal) for f < 1; f >= 1 is
+    taken as pixels, as there, and must be a whole number (:func:`check_gscnn_fractions`)."""
+    check_gscnn_fractions(fractions)
     diag = math.hypot(shape[0], shape[1])
     return [int(f) if f >= 1 else int(math.ceil(f * diag)) for f in fractions]
 

@@ -37,13 +37,17 @@ def build_norm(norm: str, channels: int) -> nn.Module:
 
 
 def build_act(act: str) -> nn.Module:
+    """'relu', 'leaky_relu' (slope 0.01: the default of in-place ABN, which AlignSeg and CCNet use
+    as their norm + activation), 'gelu' or 'none'."""
     if act == "relu":
         return nn.ReLU(inplace=True)
+    if act == "leaky_relu":
+        return nn.LeakyReLU(0.01, inplace=True)
     if act == "gelu":
         return nn.GELU()
     if act == "none":
         return nn.Identity()
-    raise ValueError(f"unknown activation {act!r}; expected one of: relu, gelu, none")
+    raise ValueError(f"unknown activation {act!r}; expected one of: relu, leaky_relu, gelu, none")
 
 
 class ConvNormAct(nn.Sequential):

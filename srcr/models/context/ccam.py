@@ -18,25 +18,28 @@ class CCAM(nn.Module):
     concatenation with C5 -> Conv3x3-BN-ReLU(c5 + c5 / reduction -> out_channels).
 
     "CCAM" in the paper's ablation is not confirmed to be CCNet's module; DRANet's compact channel
-    attention module is the other reading, offered as context `ccam_dran`. CCNet's in-place ABN used
-    leaky ReLU; the project's conv units use ReLU.
+    attention module is the other reading, offered as context `ccam_dran`. CCNet's convs are followed
+    by InPlaceABNSync, whose activation is leaky ReLU (slope 0.01); the default here is the project's
+    BN + ReLU (a fidelity-table row), ``act='leaky_relu'`` computes CCNet's RCCA exactly.
 
-    Options: reduction (4), recurrence (2), attention_reduction (8, query/key width), norm ('bn')."""
+    Options: reduction (4), recurrence (2), attention_reduction (8, query/key width), norm ('bn'),
+    act ('relu' | 'leaky_relu', the activation after each of the three convs)."""
 
     def __init__(self, in_channels: list[int], out_channels: int, *, reduction: int = 4, recurrence: int = 2,
-                 attention_reduction: int = 8, norm: str = "bn", **unknown) -> None:
+                 attention_reduction: int = 8, norm: str = "bn", act: str = "relu", **unknown) -> None:
         super().__init__()
-        reject_unknown("ccam", unknown, ["reduction", "recurrence", "attention_reduction", "norm"])
+        reject_unknown("ccam", unknown, ["reduction", "recurrence", "attention_reduction", "norm", "act"])
         in_channels = check_in_channels("ccam", in_channels, out_channels)
         check_choice("ccam", "norm", norm, NORMS)
+        check_choice("ccam", "act", act, ("relu", "leaky_relu"))
         c5 = in_channels[-1]
         inter = reduced("ccam", "reduction", c5, check_int("ccam", "reduction", reduction))
         self.recurrence = check_int("ccam", "recurrence", recurrence)
         check_int("ccam", "attention_reduction", attention_reduction)
-        self.conv_in = ConvNormAct(c5, inter, 3, norm=norm)
+        self.conv_in = ConvNormAct(c5, inter, 3, norm=norm, act=act)
         self.cca = CrissCrossAttention(inter, attention_reduction)
-        self.conv_out = ConvNormAct(inter, inter, 3, norm=norm)
-        self.bottleneck = ConvNormAct(c5 + inter, out_channels, 3, norm=norm)
+        self.conv_out = ConvNormAct(inter, inter, 3, norm=norm, act=act)
+        self.bottleneck = ConvNormAct(c5 + inter, out_channels, 3, norm=norm, act=act)
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         x = feats[-1]

@@ -1,4 +1,7 @@
-"""Pyramid Pooling Module (PSPNet, Zhao et al., CVPR 2017), in the UPerNet/SFNet decoder form."""
+"""Pyramid Pooling Module (PSPNet, Zhao et al., CVPR 2017), in the UPerNet decoder form (CSAIL's
+UPerNet, mmseg's UPerHead): Conv-BN-ReLU branches and a 3x3 bottleneck. SFNet's own PSPModule
+differs: its branches have no ReLU (pool-conv-BN), its bottleneck is a 1x1 conv over
+cat[branches, C5] followed by Dropout2d(0.1)."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ class PPM(nn.Module):
 
     Options:
       bins (1, 2, 3, 6).
-      branch_channels (default out_channels, as UPerNet/SFNet's PPM; PSPNet used c5 / 4).
+      branch_channels (default out_channels, as UPerNet's and SFNet's PPM; PSPNet used c5 / 4).
       pool_norm ('gn'): the norm of the pooled branches. PSPNet used BN, but BN on the 1 x 1 map of
         the bin-1 branch has a single value per channel at batch size 1 and raises in train mode
         (and is a poor estimate at small batches); GroupNorm (32 groups, fewer when needed to keep

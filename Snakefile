@@ -1,0 +1,28 @@
+# srcr ablation suite: `snakemake --cores 2` runs the default suite (config/suite.yaml) on the
+# embedded synthetic dataset; `--configfile config/suite_cityscapes.yaml` (and bdd100k, ade20k) the
+# paper-scale ones; `--profile profiles/slurm` sends the jobs to a SLURM cluster. Every compute
+# rule is one `srcr` call, so each step also runs by hand. See README.md, "The suite".
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/suite.yaml"
+
+
+validate(config, "workflow/schemas/suite.schema.json")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/flops.smk"
+include: "workflow/rules/tables.smk"
+
+
+rule all:
+    input:
+        f"{RESULTS}/runs.csv",
+        table_outputs(),

@@ -1,0 +1,77 @@
+"""What a suite config asks for, resolved and checked before any job runs: the base run config with
+the suite's own overrides, the variants its tables need, the seeds, the synthetic data to generate,
+the GFLOPs size and the resources per step. The Snakemake workflow reads only this."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import UserError
+from .grid import Grid, load_grid
+
+STEPS = ("train", "evaluate", "flops")
+
+
+@dataclass(frozen=True)
+class SuitePlan:
+    name: str
+    base_config: str
+    grid: Grid
+    tables: tuple[str, ...]
+    variants: tuple[str, ...]
+    seeds: tuple[int, ...]
+    common: tuple[str, ...]           # overrides applied to every run (suite `set`, `data_root`)
+    base: dict                        # the resolved base config (common overrides applied)
+    flops_size: tuple[int, int] | None
+    resources: dict[str, dict[str, Any]]
+
+    @property
+    def dataset(self) -> str:
+        return self.base["data"]["dataset"]
+
+    @property
+    def data_root(self) -> str:
+        return str(self.base["data"]["root"])
+
+    @property
+    def synthetic(self) -> dict | None:
+        """n_train, n_val, size, seed of the synthetic set to generate, or None for real data."""
+        return dict(self.base["data"]["synthetic"]) if self.dataset == "synthetic" else None
+
+    def overrides(self, variant: str, seed: int | None = None) -> list[str]:
+        """Every --set of one run: the suite's, then the variant's, then the seed."""
+        over = list(self.common) + list(self.grid.variants[variant].overrides)
+        return over + ([f"seed={int(seed)}"] if seed is not None else [])
+
+    def runs(self) -> list[tuple[str, int]]:
+        return [(v, s) for v in self.variants for s in self.seeds]
+
+
+def make_plan(config: dict) -> SuitePlan:
+    """``config`` is the suite config as validated by workflow/schemas/suite.schema.json."""
+    from ..config import load_config
+
+    grid = load_grid(config["grid"])
+    tables = tuple(config["tables"])
+    for t in tables:
+        if t not in grid.tables:
+            raise UserError(f"suite config: tables: unknown table {t!r} (the grid {grid.path} has: "
+                            f"{', '.join(grid.tables)})")
+    seeds = tuple(int(s) for s in config["seeds"])
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"suite config: seeds: a seed is listed twice: {list(seeds)}")
+    common = tuple(config.get("set") or ()) + ((f"data.root={config['data_root']}",)
+                                               if config.get("data_root") else ())
+    base = load_config(config["base_config"], list(common))
+    variants = tuple(grid.variants_of(list(tables)))
+    for v in variants:  # every run's config must be valid before the first job starts
+        try:
+            load_config(config["base_config"], list(common) + list(grid.variants[v].overrides))
+        except UserError as e:
+            raise UserError(f"variant {v!r} of {grid.path} on {config['base_config']}: {e}") from None
+    size = config.get("flops_size")
+    return SuitePlan(name=config["name"], base_config=config["base_config"], grid=grid, tables=tables,
+                     variants=variants, seeds=seeds, common=common, base=base,
+                     flops_size=tuple(size) if size else None,
+                     resources={step: dict(config["resources"][step]) for step in STEPS})

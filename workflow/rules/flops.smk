@@ -1,0 +1,28 @@
+# GFLOPs and parameters of each variant's inference model at the suite's reporting size.
+
+
+rule flops:
+    input:
+        config=PLAN.base_config,
+    output:
+        f"{RESULTS}/flops/{{variant}}.json",
+    log:
+        f"{LOGS}/flops/{{variant}}.log",
+    benchmark:
+        f"{BENCHMARKS}/flops/{{variant}}.tsv"
+    conda:
+        "../envs/srcr.yaml"
+    threads: res("flops", "threads")
+    resources:
+        mem_mb=res("flops", "mem_mb"),
+        runtime=res("flops", "runtime"),
+    params:
+        sets=lambda w: set_args(w.variant),
+        size=(
+            f"--size {PLAN.flops_size[0]}x{PLAN.flops_size[1]}"
+            if PLAN.flops_size
+            else ""
+        ),
+    shell:
+        "srcr flops --config {input.config} {params.sets} {params.size} --json {output} "
+        "--threads {threads} > {log} 2>&1"

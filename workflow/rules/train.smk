@@ -1,0 +1,31 @@
+# One training run per (variant, seed). Only the final checkpoint is declared: Snakemake deletes
+# the declared outputs of an interrupted job, and the run folder's iteration checkpoints are what
+# `srcr train` resumes from. The log is appended to, so a resumed run keeps its history.
+
+
+rule train:
+    input:
+        config=PLAN.base_config,
+        data=data_inputs,
+    output:
+        f"{RESULTS}/{{variant}}/seed{{seed}}/checkpoints/final.pth",
+    log:
+        f"{LOGS}/train/{{variant}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCHMARKS}/train/{{variant}}/seed{{seed}}.tsv"
+    conda:
+        "../envs/srcr.yaml"
+    threads: res("train", "threads")
+    resources:
+        mem_mb=res("train", "mem_mb"),
+        runtime=res("train", "runtime"),
+        gpu=res("train", "gpu"),
+    params:
+        run=run_dir,
+        sets=lambda w: set_args(w.variant, w.seed),
+        launcher=launcher("train"),
+        device=device("train"),
+        threads=threads_per_process("train"),
+    shell:
+        "{params.launcher} train --config {input.config} --out {params.run} {params.sets} "
+        "--threads {params.threads} --device {params.device} >> {log} 2>&1"
