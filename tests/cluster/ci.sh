@@ -52,6 +52,9 @@ cleanup() {
   local rc=$?
   for p in "${BG[@]}"; do kill -INT "$p" 2>/dev/null || true; done
   for p in "${BG[@]}"; do wait "$p" 2>/dev/null || true; done
+  # processes of this check's jobs that outlived them (proctrack/linuxproc loses a job process
+  # whose parent died first): every one names this run's work dir; stop each by its pid
+  for p in $(pgrep -f -- "$WORK/" || true); do [ "$p" != $$ ] && kill -9 "$p" 2>/dev/null && echo "   killed leftover job process $p"; done
   if [ "${SRCR_CLUSTER_KEEP:-0}" != 1 ]; then
     step "[7] SLURM down"; $SUDO bash "$HERE/slurm-local.sh" down || true
   fi
