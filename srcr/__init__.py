@@ -7,6 +7,15 @@ with every ablation partner, the datasets, metrics and training engine needed to
 
 __version__ = "0.1.0"
 
-# Importing the models registers the MSCAN backbones with timm's registry, so that
-# `timm.create_model("mscan_s", features_only=True)` works after `import srcr`.
-from . import models  # noqa: E402,F401
+# `import srcr` stays cheap (the workflow imports srcr.suite on every job start, torch and timm
+# cost seconds); `import srcr.models` registers the MSCAN backbones with timm's registry, so that
+# `timm.create_model("mscan_s", features_only=True)` works after it. `srcr.models` is also
+# reachable as an attribute, imported on first use.
+
+
+def __getattr__(name: str):
+    if name == "models":
+        import importlib
+
+        return importlib.import_module(".models", __name__)
+    raise AttributeError(f"module 'srcr' has no attribute {name!r}")

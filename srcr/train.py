@@ -10,7 +10,7 @@ boundary and exit with status 75 (srcr.errors.EXIT_INTERRUPTED), so nothing sinc
 checkpoint interval is lost.
 
 Progress: a tqdm bar on a terminal; in a log file one plain line per train.log_interval
-(srcr.engine.progress). When it finishes, RUN_DIR/summary.json records the training time, the
+(srcr.engine.progress). RUN_DIR/events.log keeps every start, resume, interruption and completion. When it finishes, RUN_DIR/summary.json records the training time, the
 parameter count and the machine, before checkpoints/final.pth marks the run complete.
 
 Under torchrun each rank takes its slice of the global batch (identical sample stream), BatchNorm
@@ -85,6 +85,15 @@ def _say(ctx, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
+def _event(ctx, out: Path, msg: str) -> None:
+    """Say ``msg`` and append it, timestamped, to RUN_DIR/events.log: the run's own history of
+    starts, resumes, interruptions and completion (a workflow's log file is rewritten per attempt)."""
+    _say(ctx, msg)
+    if ctx.is_main and out.is_dir():
+        with open(out / "events.log", "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}\n")
+
+
 def _check_run_dir_config(cfg: dict, out: Path) -> None:
     """A restarted run must use the configuration it was started with."""
     from .config import config_diff, flatten, load_yaml
@@ -148,6 +157,7 @@ def train(cfg: dict, out: Path, ctx=None, progress: bool = True) -> dict:
     from .engine.checkpoint import FINAL_NAME
     from .engine.distributed import DistContext, barrier
     from .engine.signals import StopRequest
+    from .errors import RunInterrupted
     from .losses import build_criterion
     from .optim import check_schedule
 
@@ -178,15 +188,19 @@ def train(cfg: dict, out: Path, ctx=None, progress: bool = True) -> dict:
         torch.backends.cudnn.benchmark = True
     run = _build_run(cfg, ctx, criterion)
     start = _resume(run, cfg, out, ctx)
-    _say(ctx, f"training {cfg['model']['backbone']} + {cfg['model']['align']} + {cfg['model']['context']} "
+    _event(ctx, out, f"training {cfg['model']['backbone']} + {cfg['model']['align']} + {cfg['model']['context']} "
               f"({run.n_params / 1e6:.2f} M parameters) on {len(dataset)} {cfg['data']['dataset']} images, "
               f"{total} iterations x {tcfg['batch_size']} images, {ctx.world_size} process(es) on "
               f"{ctx.device.type}")
     with StopRequest() as stop:
-        _train_loop(run, cfg, out, ctx, dataset, start, progress, stop)
+        try:
+            _train_loop(run, cfg, out, ctx, dataset, start, progress, stop)
+        except RunInterrupted as e:
+            _event(ctx, out, str(e))
+            raise
     if ctx.is_main:
         _write_final(run, cfg, out, ctx)
-        _say(ctx, f"finished {total} iterations in {run.train_time:.1f} s of training: {final}")
+        _event(ctx, out, f"finished {total} iterations in {run.train_time:.1f} s of training: {final}")
     barrier(ctx)
     return {"status": "trained", "iteration": total, "resumed_from": start, "final": str(final)}
 
@@ -281,7 +295,7 @@ def _resume(run: _Run, cfg: dict, out: Path, ctx) -> int:
     run.log_window = ckpt.get("log_window", run.log_window)
     run.train_time = float(ckpt.get("train_time", 0.0))
     start = int(ckpt["iteration"])
-    _say(ctx, f"resuming {out} from {path.name} (iteration {start} of {cfg['train']['iterations']})")
+    _event(ctx, out, f"resuming {out} from {path.name} (iteration {start} of {cfg['train']['iterations']})")
     return start
 
 

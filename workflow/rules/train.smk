@@ -1,6 +1,7 @@
 # One training run per (variant, seed). Only the final checkpoint is declared: Snakemake deletes
 # the declared outputs of an interrupted job, and the run folder's iteration checkpoints are what
-# `srcr train` resumes from. The log is appended to, so a resumed run keeps its history.
+# `srcr train` resumes from. Snakemake rewrites the log per attempt; the run's own history of
+# starts, resumes and interruptions is RUN/events.log.
 
 
 rule train:
@@ -28,4 +29,4 @@ rule train:
         threads=threads_per_process("train"),
     shell:
         "{params.launcher} train --config {input.config} --out {params.run} {params.sets} "
-        "--threads {params.threads} --device {params.device} >> {log} 2>&1"
+        "--threads {params.threads} --device {params.device} > {log} 2>&1"
