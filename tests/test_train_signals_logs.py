@@ -60,6 +60,8 @@ def test_stop_signal_checkpoints_mid_interval_and_resumes_exactly(sig, uninterru
     res = subprocess.run(_cmd(cfg_path, run), env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert f"from iter_{done[0]:07d}.pth" in res.stderr
+    events = (run / "events.log").read_text()
+    assert events.count(" training ") == 2 and f"interrupted by {sig.name}" in events and "resuming" in events
     assert_same_state(final_state(ref), final_state(run))
     strip = lambda recs: [{k: v for k, v in r.items() if k != "images_per_s"} for r in recs]  # noqa: E731
     assert strip(read_log(ref / "log.jsonl")) == strip(read_log(run / "log.jsonl"))
@@ -96,3 +98,12 @@ def test_missing_data_root_leaves_no_run_folder(tmp_path, capsys):
     assert rc == 2
     assert str(tmp_path / "nowhere") in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_events_log_keeps_start_and_finish(syn_root, tmp_path):
+    from srcr.train import train
+
+    cfg = tiny_cfg(syn_root)
+    train(cfg, tmp_path / "run", progress=False)
+    lines = (tmp_path / "run" / "events.log").read_text().splitlines()
+    assert len(lines) == 2 and " training " in lines[0] and " finished 6 iterations" in lines[1]
