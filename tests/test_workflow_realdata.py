@@ -36,4 +36,5 @@ def test_cityscapes_suite_runs_end_to_end_on_a_fixture(tmp_path):
     assert sorted(runs["variant"]) == ["srm_crm", "srm_crm_ce"] and set(runs["dataset"]) == {"cityscapes"}
     assert (runs["num_images"] == 2).all() and runs["mIoU"].between(0, 100).all()
     table = (wf / "reports" / "cityscapes" / "tables" / "loss.md").read_text()
-    assert "srm_crm_ce" in table and "baseline" in table and "1 seed" in table
+    assert "srm_crm_ce" in table and "baseline" in table and "seeds per variant: 1" in table
+    assert "does NOT cover training noise" in table  # one seed: image bootstrap only
