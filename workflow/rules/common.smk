@@ -67,6 +67,8 @@ def run_outputs(pattern):
     return [pattern.format(variant=v, seed=s) for v, s in PLAN.runs()]
 
 
+# report() objects made in a function resolve relative captions against the working directory
+CAPTIONS = os.path.join(workflow.basedir, "workflow", "report")
 # offset figures per offset variant: as many as evaluation stored, at most two
 REPORT_OFFSET_IMAGES = max(1, min(2, int(PLAN.base["eval"]["offset_images"])))
 
@@ -99,6 +101,6 @@ def report_outputs():
         path = f"reports/{rel}"
         if rel.endswith((".png", ".md")):
             kind, category = _caption(rel)
-            path = report(path, caption=f"../report/{kind}.rst", category=category)
+            path = report(path, caption=f"{CAPTIONS}/{kind}.rst", category=category)
         outs.append(path)
     return outs
