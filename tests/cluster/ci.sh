@@ -87,7 +87,8 @@ start_bg() { local log=$1; shift; set -m; "$@" > "$log" 2>&1 & BGPID=$!; set +m;
 # job id of a running SLURM job whose comment (rule_<rule>_wildcards_<w>) matches a regex
 running_job() { squeue -h -t R -o '%i %k' | awk -v re="$1" '$2 ~ re {print $1; exit}'; }
 # newest iteration checkpoint of a run folder (empty if none)
-ckpt() { ls "$1"/checkpoints/iter_*.pth 2>/dev/null | sort | tail -1 | xargs -r basename; }
+# (|| true: no checkpoint yet is an empty answer, not a failure under set -e and pipefail)
+ckpt() { ls "$1"/checkpoints/iter_*.pth 2>/dev/null | sort | tail -1 | xargs -r basename || true; }
 
 SMK=("$PY" -m snakemake)
 export PATH="$VENV/bin:$PATH"
