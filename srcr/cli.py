@@ -20,7 +20,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("srcr.evaluate", "evaluate a checkpoint and write metrics"),
     "flops": ("srcr.flops", "count GFLOPs and parameters (fvcore, audited)"),
     "aggregate": ("srcr.suite.aggregate", "one row per (variant, seed) of a suite's results: runs.csv"),
-    "tables": ("srcr.suite.tables", "plain Markdown tables per ablation group from runs.csv"),
     "cost": ("srcr.suite.cost", "runs, iterations and training FLOPs of a suite config, before it runs"),
     "report": ("srcr.report.cli", "tables with paired intervals, figures and error reports from results"),
 }

@@ -261,6 +261,8 @@ def _build_run(cfg: dict, ctx, criterion) -> _Run:
     from .optim import build_optimizer
 
     model = init_model(cfg, ctx.device)
+    if cfg["train"]["freeze_backbone"]:
+        model.backbone.requires_grad_(False)
     if ctx.distributed:
         model = convert_sync_batchnorm(model, ctx.device)
     if cfg["train"]["channels_last"]:
@@ -272,6 +274,8 @@ def _build_run(cfg: dict, ctx, criterion) -> _Run:
 
         train_model = DDP(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
     train_model.train()
+    if cfg["train"]["freeze_backbone"]:
+        model.backbone.eval()  # its BN statistics stay the pretrained ones
     return _Run(model=model, train_model=train_model, optimizer=optimizer, criterion=criterion.to(ctx.device),
                 n_params=sum(p.numel() for p in model.parameters()))
 

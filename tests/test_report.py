@@ -161,3 +161,27 @@ def test_bad_input_names_the_file_or_key(tmp_path):
     with pytest.raises(UserError, match="results directory not found"):
         make_report([tmp_path / "missing"], grid, out, n_boot=100, progress=False)
     assert not out.exists()  # nothing written before the checks
+
+
+def test_control_table_detects_the_handicap_and_measures_recovery(tmp_path):
+    import yaml
+
+    results, grid = make_tree(tmp_path, seeds=(0, 1))
+    g = yaml.safe_load(grid.read_text())
+    # "base" (30% of pixels wrong) and "offs" (20%) as handicapped twins of "better" (10%); "same"
+    # has exactly base's predictions, so it recovers nothing of the reference loss
+    g["tables"]["controls"] = {"title": "Control", "twins": {"base": "better", "same": "better", "offs": "better"}}
+    grid.write_text(yaml.safe_dump(g))
+    out = tmp_path / "reports"
+    make_report([results], grid, out, n_boot=100, progress=False, figures=False)
+    df = pd.read_csv(out / "synthetic" / "tables" / "controls.csv").set_index("handicapped")
+    ref = df.loc["base", "d_mIoU"]
+    assert ref < -10 and df.loc["base", "d_mIoU_significant"] and df.loc["base", "d_mIoU_hi"] < 0
+    assert df.loc["same", "recovered_pct"] == pytest.approx(0.0, abs=1e-9)
+    assert 0 < df.loc["offs", "recovered_pct"] < 100
+    assert df.loc["offs", "recovered_pct"] == pytest.approx(100 * (1 - df.loc["offs", "d_mIoU"] / ref))
+    md = (out / "synthetic" / "tables" / "controls.md").read_text()
+    assert "reference" in md and "A control, not a paper table" in md
+    rels = expected_outputs(grid, ["synthetic", "other"])
+    assert "synthetic/tables/controls.csv" in rels
+    assert not any("class_changes_controls" in r or r.startswith("cross/controls") for r in rels)

@@ -79,6 +79,56 @@ def test_plan_rejects_a_variant_invalid_on_the_base_config(tmp_path):
         make_plan(suite(seeds=[0, 0]))
 
 
+PRETRAIN = {"variant": "bilinear_none", "seed": 100, "data_root": "data/smoke_pretrain",
+            "synthetic": {"n_train": 8, "seed": 7}, "set": ["train.iterations=5"]}
+RES = {"threads": 2, "mem_mb": 1000, "runtime": 5, "gpu": 0}
+
+
+def test_plan_pretrain_runs_on_its_own_split_and_every_run_fine_tunes_from_it():
+    cfg = suite(pretrain=PRETRAIN)
+    cfg["resources"] = {**cfg["resources"], "pretrain": RES}
+    plan = make_plan(cfg)
+    assert plan.pretrained == "results/smoke/pretrain/checkpoints/final.pth"
+    assert f"model.pretrained={plan.pretrained}" in plan.overrides("srm_crm", 0)
+    pre = plan.pretrain
+    assert pre.synthetic == {"n_train": 8, "n_val": 4, "size": [64, 128], "seed": 7}
+    assert pre.overrides[-1] == "seed=100" and "train.iterations=5" in pre.overrides
+    # its own data root and split come after the suite's (which point at the evaluated set)
+    assert pre.overrides.index("data.root=data/smoke_pretrain") > pre.overrides.index("data.root=data/smoke")
+    assert not any(o.startswith("model.pretrained") for o in pre.overrides)
+    assert make_plan(suite()).pretrained is None
+    assert not any(o.startswith("model.pretrained") for o in make_plan(suite()).overrides("srm_crm", 0))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["pretrain"].update(synthetic={"seed": 0}), "must not see the validation images"),
+    (lambda c: c["pretrain"].update(variant="nosuch"), "pretrain.variant: unknown variant 'nosuch'"),
+    (lambda c: c["resources"].pop("pretrain"), "resources.pretrain is required"),
+    (lambda c: c["pretrain"].update(set=["train.iterations=0"]), "suite config: pretrain: "),
+])
+def test_plan_pretrain_errors(change, message):
+    cfg = suite(pretrain=json.loads(json.dumps(PRETRAIN)))
+    cfg["resources"] = {**cfg["resources"], "pretrain": RES}
+    change(cfg)
+    with pytest.raises(UserError, match=message):
+        make_plan(cfg)
+
+
+def test_grid_control_table_pairs_twins(tmp_path):
+    grid = json.loads(json.dumps(GOOD))
+    grid["variants"]["c"] = {"set": {"model.align": "bilinear", "model.coarse_shift": 0.5}}
+    grid["tables"]["ctl"] = {"title": "control", "twins": {"c": "a"}}
+    g = load_grid(write_grid(tmp_path / "g.yaml", grid))
+    assert g.tables["ctl"].twins == (("c", "a"),) and g.tables["ctl"].baseline is None
+    assert g.variants_of(["ctl"]) == ["c", "a"]
+    grid["tables"]["ctl"]["twins"] = {"c": "zz"}
+    with pytest.raises(UserError, match="ctl.twins: unknown variant 'zz'"):
+        load_grid(write_grid(tmp_path / "g.yaml", grid))
+    grid["tables"]["ctl"] = {"twins": {"c": "a"}, "baseline": "a"}
+    with pytest.raises(UserError, match="a control table has title and twins"):
+        load_grid(write_grid(tmp_path / "g.yaml", grid))
+
+
 # --- runs.csv and tables from a fabricated results tree ---------------------------------------
 
 def fabricate(results: Path, miou: dict) -> None:
@@ -99,7 +149,7 @@ def fabricate(results: Path, miou: dict) -> None:
                                                                  "params": 540000, "size": [128, 256]}))
 
 
-def test_aggregate_rows_equal_the_inputs_and_tables_pair_by_seed(tmp_path, capsys):
+def test_aggregate_rows_equal_the_inputs(tmp_path, capsys):
     results = tmp_path / "results" / "x"
     fabricate(results, {("a", 0): 70.0, ("a", 1): 72.0, ("b", 0): 71.0, ("b", 1): 75.0})
     runs = tmp_path / "runs.csv"
@@ -111,15 +161,6 @@ def test_aggregate_rows_equal_the_inputs_and_tables_pair_by_seed(tmp_path, capsy
     assert list(df["band_mIoU@4"]) == [60.0, 62.0, 61.0, 65.0]
     assert df["gflops"].tolist() == [0.5, 0.5, 0.6, 0.6] and df["params_m"].iloc[0] == pytest.approx(0.54)
     assert df["train_time_s"].iloc[0] == 61.5 and "TestCPU x2, 1 thread" in df["machine"].iloc[0]
-
-    grid = write_grid(tmp_path / "g.yaml", GOOD)
-    assert main(["tables", "--runs", str(runs), "--grid", str(grid), "--tables", "t", "--out",
-                 str(tmp_path / "rep")]) == 0
-    text = (tmp_path / "rep" / "t.md").read_text()
-    row_b = next(ln for ln in text.splitlines() if ln.startswith("| b "))
-    # b - a per seed: +1, +3 -> mean 2.00, sd 1.41; mIoU of b: mean 73, sd 2.83
-    assert "73.00 ± 2.83" in row_b and "2.00 ± 1.41" in row_b
-    assert "a (baseline)" in text and "TestCPU" in text
 
 
 def test_aggregate_names_the_missing_file(tmp_path, capsys):

@@ -312,3 +312,17 @@ def test_bench_train_compares_variants(syn_root, tmp_path, capsys):
     assert base["flops_counted"].startswith("training-mode")
     assert main(["bench", "train", "--config", str(cfg_path), "--compare", "model.alig=x"]) == 2
     assert "unknown key 'model.alig'" in capsys.readouterr().err
+
+
+def test_freeze_backbone_trains_the_decoder_only(syn_root, tmp_path, one_thread):
+    cfg = tiny_cfg(syn_root, "train.freeze_backbone=true")
+    from srcr.train import init_model
+
+    start = {k: v.clone() for k, v in init_model(cfg).state_dict().items()}
+    train(cfg, tmp_path / "f", progress=False)
+    end = final_state(tmp_path / "f")
+    backbone = [k for k in start if k.startswith("backbone.")]
+    assert backbone and any("running_mean" in k for k in backbone)
+    for k in backbone:  # weights and BN statistics: the initial (pretrained) ones
+        assert torch.equal(start[k], end[k]), k
+    assert any(not torch.equal(start[k], end[k]) for k in start if k.startswith("decoder."))

@@ -17,7 +17,7 @@ pytest.importorskip("snakemake")
 
 SUITES = {
     # suite config -> (runs per variant, variants, synthetic data to generate)
-    "config/suite.yaml": (2, 13, True),
+    "config/suite.yaml": (2, 17, True),
     "config/smoke.yaml": (2, 5, True),
     "config/suite_cityscapes.yaml": (1, 13, False),
     "config/suite_bdd100k.yaml": (1, 13, False),
@@ -40,15 +40,20 @@ def expected_counts(suite: str) -> dict[str, int]:
               "aggregate": 1, "report": 1, "all": 1}
     if synthetic:
         counts["synth"] = 1
+    if cfg.get("pretrain"):
+        counts["pretrain"] = 1
+        if synthetic:
+            counts["synth_pretrain"] = 1
     return counts
 
 
-def test_default_grid_has_13_distinct_variants_over_5_tables():
+def test_default_grid_has_17_distinct_variants_over_5_tables_and_a_control():
     grid = load_grid(REPO / "ablations" / "grid.yaml")
-    assert len(grid.variants) == 13 and len(grid.tables) == 5
+    assert len(grid.variants) == 17 and len(grid.tables) == 6
+    assert [t.name for t in grid.tables.values() if t.twins] == ["controls"]
     assert grid.variants_of(list(grid.tables)) == list(grid.variants)  # every declared variant is used
     assert {t.baseline for t in grid.tables.values()} == {"bilinear_none", "bilinear_crm", "srm_none",
-                                                          "srm_crm_ce", "srm_crm_k1"}
+                                                          "srm_crm_ce", "srm_crm_k1", None}
 
 
 @pytest.mark.parametrize("profile", PROFILES)

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..errors import UserError
 from .layers import ConvNormAct, resize
@@ -58,10 +59,41 @@ def build_context(name: str, in_channels: list[int], out_channels: int, options:
         raise UserError(f"model.context_options: {name} rejects {sorted(options)}: {e}") from None
 
 
+def shift_directions(images: torch.Tensor) -> torch.Tensor:
+    """(B, 2) signs (rows, columns), each +1 or -1, a fixed function of each image's pixels: the
+    same image gets the same direction in every variant, and augmented training crops get
+    directions that look random. A fixed direction would not be a handicap: the convolutions
+    before it learn to pre-shift their output (measured: no loss at all)."""
+    h = (images.detach().flatten(1)[:, ::61].float().sum(1) * 997.0).floor().long().abs()
+    return torch.stack([(h % 2) * 2 - 1, ((h // 2) % 2) * 2 - 1], dim=1)
+
+
+def _shift_axis(x: torch.Tensor, shift: float, sign: torch.Tensor, dim: int) -> torch.Tensor:
+    n = x.shape[dim]
+    idx = torch.arange(n, device=x.device)
+    nxt = x.index_select(dim, (idx + 1).clamp(max=n - 1))
+    prv = x.index_select(dim, (idx - 1).clamp(min=0))
+    return (1.0 - shift) * x + shift * torch.where(sign.view(-1, 1, 1, 1) > 0, nxt, prv)
+
+
+def shift_coarse(x: torch.Tensor, shift: float, signs: torch.Tensor) -> torch.Tensor:
+    """``x`` resampled (bilinear, border replicated) at (i + shift * signs[:, 0], j + shift *
+    signs[:, 1]) per sample: the control handicap of ``model.coarse_shift``, a misalignment that
+    bilinear upsampling cannot undo and a learned offset, which sees both maps, can."""
+    if shift == 0.0:
+        return x
+    return _shift_axis(_shift_axis(x, shift, signs[:, 0], 2), shift, signs[:, 1], 3)
+
+
 class FPNDecoder(nn.Module):
     """P5' = context(C2..C5); top-down for strides 16, 8, 4: L_i = Conv1x1-norm-ReLU(C_i),
     F_i = align_i(L_i, F_{i+1}) (F_5 = P5'), P_i = Conv3x3-norm-ReLU(F_i); fusion: P3, P4, P5'
     resized to P2 (bilinear, align_corners=True), cat[P2, P3, P4, P5'], Conv3x3-norm-ReLU(4d -> d).
+
+    ``coarse_shift`` > 0 (a control, not a model): every coarse input to an alignment step, and
+    every coarse map the fusion upsamples, is first shifted by that fraction of its cell, in a
+    direction given per image (:func:`shift_coarse`;
+    ``forward(feats, shift_signs)``, the signs from :func:`shift_directions`).
 
     ``laterals``, ``align`` and ``fpn_convs`` are ModuleLists in top-down order: index 0, 1, 2 =
     strides 16, 8, 4. ``forward(feats)`` returns the fused stride-4 map (B, fpn_dim, H4, W4).
@@ -69,8 +101,11 @@ class FPNDecoder(nn.Module):
 
     def __init__(self, in_channels: list[int], fpn_dim: int = 256, align: str = "srm",
                  align_options: dict[str, Any] | None = None, context: str = "crm",
-                 context_options: dict[str, Any] | None = None, norm: str = "bn"):
+                 context_options: dict[str, Any] | None = None, norm: str = "bn", coarse_shift: float = 0.0):
         super().__init__()
+        if not 0.0 <= coarse_shift < 1.0:
+            raise ValueError(f"coarse_shift must be in [0, 1) of a coarse cell; got {coarse_shift}")
+        self.coarse_shift = float(coarse_shift)
         if len(in_channels) != 4:
             raise ValueError(f"FPNDecoder needs 4 input maps (strides 4, 8, 16, 32); got channels {in_channels}")
         self.in_channels = list(in_channels)
@@ -82,14 +117,19 @@ class FPNDecoder(nn.Module):
         self.fpn_convs = nn.ModuleList(ConvNormAct(fpn_dim, fpn_dim, 3, norm=norm) for _ in top_down)
         self.fuse = ConvNormAct(4 * fpn_dim, fpn_dim, 3, norm=norm)
 
-    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, feats: list[torch.Tensor], shift_signs: torch.Tensor | None = None) -> torch.Tensor:
+        if self.coarse_shift and shift_signs is None:
+            raise ValueError("FPNDecoder with coarse_shift > 0 needs shift_signs (see shift_directions)")
         top = self.context(feats)
         f = top
         pyramid = [top]  # P5', P4, P3, P2
         for lateral, align, conv, i in zip(self.laterals, self.align, self.fpn_convs, (2, 1, 0)):
-            f = align(lateral(feats[i]), f)
+            f = align(lateral(feats[i]), shift_coarse(f, self.coarse_shift, shift_signs))
             pyramid.append(conv(f))
         size = pyramid[-1].shape[-2:]
-        fused = torch.cat([pyramid[3]] + [resize(p, size, mode="bilinear", align_corners=True)
+        # the handicap also misaligns the fusion's coarse maps, or the network would route the
+        # coarse semantics around the top-down path (measured: then it costs nothing)
+        fused = torch.cat([pyramid[3]] + [resize(shift_coarse(p, self.coarse_shift, shift_signs), size,
+                                                 mode="bilinear", align_corners=True)
                                           for p in (pyramid[2], pyramid[1], pyramid[0])], dim=1)
         return self.fuse(fused)

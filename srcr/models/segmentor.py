@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from ..errors import UserError
 from .backbone import build_backbone
-from .decoder import FPNDecoder
+from .decoder import FPNDecoder, shift_directions
 from .heads import EmbedHead, FCNHead, SegHead
 from .layers import resize
 from .registry import ALIGN_MODULES, CONTEXT_MODULES
@@ -32,6 +32,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "embed_dim": 256,
     "dropout": 0.1,
     "norm": "bn",
+    "coarse_shift": 0.0,  # control handicap (fraction of a coarse cell), not part of any model
 }
 DECODER_NORMS = ("bn", "gn")
 STEP_NAMES = ("s16", "s8", "s4")
@@ -64,7 +65,8 @@ class Segmentor(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         size = images.shape[-2:]
         feats = self.extract(images)
-        fused = self.decoder(feats)
+        signs = shift_directions(images) if self.decoder.coarse_shift else None
+        fused = self.decoder(feats, signs)
         logits_s4 = self.head(fused)
         # NCHW before the upsample: a channels-last full-resolution map makes the loss's softmax
         # over classes strided (on the CPU 1.8x slower than the contiguous one)
@@ -137,6 +139,10 @@ def resolve_model_cfg(model_cfg: dict[str, Any] | None) -> dict[str, Any]:
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise UserError(f"model.dropout: expected a number in [0, 1); got {dropout!r}")
     cfg["dropout"] = float(dropout)
+    shift = cfg["coarse_shift"]
+    if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not 0.0 <= shift < 1.0:
+        raise UserError(f"model.coarse_shift: expected a fraction of a coarse cell in [0, 1); got {shift!r}")
+    cfg["coarse_shift"] = float(shift)
     if cfg["norm"] not in DECODER_NORMS:
         raise UserError(f"model.norm: expected one of {', '.join(DECODER_NORMS)}; got {cfg['norm']!r}")
     return cfg
@@ -149,7 +155,8 @@ def build_model(model_cfg: dict[str, Any]) -> Segmentor:
     channels = list(backbone.out_channels)
     fpn_dim, num_classes, norm = cfg["fpn_dim"], cfg["num_classes"], cfg["norm"]
     decoder = FPNDecoder(channels, fpn_dim, align=cfg["align"], align_options=cfg["align_options"],
-                         context=cfg["context"], context_options=cfg["context_options"], norm=norm)
+                         context=cfg["context"], context_options=cfg["context_options"], norm=norm,
+                         coarse_shift=cfg["coarse_shift"])
     head = SegHead(fpn_dim, num_classes, cfg["dropout"])
     aux_head = FCNHead(channels[2], num_classes, fpn_dim, cfg["dropout"], norm) if cfg["aux_head"] else None
     embed_head = EmbedHead(fpn_dim, cfg["embed_dim"]) if cfg["embed_dim"] > 0 else None

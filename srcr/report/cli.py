@@ -102,7 +102,7 @@ def make_report(results: list[Path], grid_path: Path, out: Path, tables: list[st
     index += [f"- [{s.name}]({s.name}/report.md) — error report: [{s.name}/errors.md]({s.name}/errors.md)"
               for s in suites]
     if len(suites) > 1:
-        index += [f"- cross-dataset: [{t}](cross/{t}.md)" for t in grid.tables]
+        index += [f"- cross-dataset: [{t}](cross/{t}.md)" for t, spec in grid.tables.items() if not spec.get("twins")]
     if figures and len(suites) > 1:  # one suite's report.md is its own front page
         _write(out / "index.md", "\n".join(index) + "\n", written)
     print(f"report: {len(written)} files in {out}", file=sys.stderr)
@@ -110,7 +110,9 @@ def make_report(results: list[Path], grid_path: Path, out: Path, tables: list[st
 
 
 def _variants(grid) -> list[str]:
-    return list(dict.fromkeys(v for spec in grid.tables.values() for v in spec["variants"]))
+    """The variants of the paper tables (control tables' variants stay out of the figures)."""
+    return list(dict.fromkeys(v for spec in grid.tables.values() if not spec.get("twins")
+                              for v in spec["variants"]))
 
 
 def _write(path: Path, text: str, written: list[Path]) -> None:
@@ -122,6 +124,7 @@ def _suite_report(stats, grid, out: Path, offset_images: int, written: list[Path
     from . import figures as fg
     from .offset_vis import offset_figure
     from .offsets import run_correctness
+    from .controls import build_control_table
     from .tables import build_table, to_csv, to_latex, to_markdown
 
     import pandas as pd
@@ -139,7 +142,8 @@ def _suite_report(stats, grid, out: Path, offset_images: int, written: list[Path
     md = [f"# {suite.name}: ablation report", "",
           f"Results: `{suite.root}`; grid: `{grid.path}`. How to read these tables: docs/report.md.", ""]
     for name, spec in grid.tables.items():
-        t = build_table(stats, name, spec, correctness)
+        t = build_control_table(stats, name, spec) if spec.get("twins") else build_table(stats, name, spec,
+                                                                                           correctness)
         tables[name] = t
         _write(out / "tables" / f"{name}.md", to_markdown(t, "#"), written)
         _write(out / "tables" / f"{name}.tex", to_latex(t), written)
@@ -197,6 +201,8 @@ def _errors_md(stats, grid, out: Path, variants: list[str], written: list[Path])
           "![class error shares](figures/class_error_shares.png)", ""]
     frames = []
     for name, spec in grid.tables.items():
+        if spec.get("twins"):
+            continue
         df = er.class_changes(stats, spec)
         if df.empty:
             continue
@@ -215,6 +221,8 @@ def _cross(grid, per_suite: dict, out: Path, written: list[Path]) -> None:
     from .tables import cross_table, to_csv, to_latex, to_markdown
 
     for name, spec in grid.tables.items():
+        if spec.get("twins"):  # a control is read per dataset
+            continue
         t = cross_table(name, spec.get("title", name), [tabs[name] for tabs in per_suite.values()])
         _write(out / f"{name}.md", to_markdown(t, "#"), written)
         _write(out / f"{name}.tex", to_latex(t), written)

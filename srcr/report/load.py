@@ -87,7 +87,8 @@ def load_grid(path: str | Path, tables: list[str] | None = None) -> Grid:
     path = Path(path)
     parsed = parse_grid(path)
     variants = {v.name: {"description": v.description, "set": dict(v.settings)} for v in parsed.variants.values()}
-    all_tables = {t.name: {"title": t.title, "baseline": t.baseline, "variants": list(t.variants)}
+    all_tables = {t.name: {"title": t.title, "baseline": t.baseline, "variants": list(t.variants),
+                           "twins": [list(p) for p in t.twins]}
                   for t in parsed.tables.values()}
     if tables:
         unknown = [t for t in tables if t not in all_tables]

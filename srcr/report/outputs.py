@@ -29,14 +29,15 @@ def expected_outputs(grid_path: str | Path, suites: list[str], tables: list[str]
                      offset_images: int = 2) -> list[str]:
     """Paths relative to --out, in a stable order."""
     grid = load_grid(grid_path, tables)
-    variants = list(dict.fromkeys(v for spec in grid.tables.values() for v in spec["variants"]))
+    variants = list(dict.fromkeys(v for spec in grid.tables.values() if not spec.get("twins")
+                                  for v in spec["variants"]))
     offs = offset_variants_of_grid(grid, variants)
     out = ["index.md"] if len(suites) > 1 else []
     for s in suites:
         out += [f"{s}/report.md", f"{s}/errors.md"]
         out += [f"{s}/tables/{t}.{e}" for t in grid.tables for e in TABLE_EXTS]
         out += [f"{s}/tables/class_error_shares.csv"]
-        changes = [t for t, spec in grid.tables.items() if len(spec["variants"]) > 1]
+        changes = [t for t, spec in grid.tables.items() if len(spec["variants"]) > 1 and not spec.get("twins")]
         if changes:
             out.append(f"{s}/tables/class_changes.csv")
         figs = list(SUITE_FIGURES) + [f"class_changes_{t}" for t in changes]
@@ -46,5 +47,5 @@ def expected_outputs(grid_path: str | Path, suites: list[str], tables: list[str]
             figs += [f"offsets/{v}_{k}" for v in offs for k in range(offset_images)]
         out += [f"{s}/figures/{f}.{e}" for f in figs for e in FIGURE_EXTS]
     if len(suites) > 1:
-        out += [f"cross/{t}.{e}" for t in grid.tables for e in TABLE_EXTS]
+        out += [f"cross/{t}.{e}" for t, spec in grid.tables.items() if not spec.get("twins") for e in TABLE_EXTS]
     return out

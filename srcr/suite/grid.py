@@ -5,6 +5,11 @@ applies to a base run config) and ``tables`` (name -> title, baseline and the va
       bilinear_none: {description: ..., set: {model.align: bilinear, model.context: none}}
     tables:
       components: {title: ..., baseline: bilinear_none, variants: [bilinear_none, srm_none, ...]}
+      controls: {title: ..., twins: {bilinear_crm_shift: bilinear_crm, srm_crm_shift: srm_crm}}
+
+A table with ``twins`` (handicapped variant -> its uncorrupted twin) is a control table: each
+handicapped variant is compared with its twin, and the first pair's loss is the reference that the
+others' recovery is measured against.
 
 Override values are written as JSON (which YAML reads back unchanged), so ``{kernel_size: 3}``
 becomes ``model.align_options={"kernel_size": 3}``; plain words stay plain (``model.align=srm``).
@@ -33,10 +38,14 @@ class Variant:
 
 @dataclass(frozen=True)
 class Table:
+    """A comparison table. Ablation tables compare every variant to ``baseline``. A control table
+    instead pairs each handicapped variant with its uncorrupted twin (``twins``: (handicapped,
+    clean) pairs; ``baseline`` is then None) and is kept out of the paper tables' figures."""
     name: str
     title: str
-    baseline: str
+    baseline: str | None
     variants: tuple[str, ...]
+    twins: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,12 +111,35 @@ def _parse_variants(raw: dict, path: str) -> dict[str, Variant]:
     return variants
 
 
+def _parse_twins(spec: dict, where: str, variants: dict[str, Variant]) -> Table:
+    unknown = set(spec) - {"title", "twins"}
+    if unknown:
+        raise UserError(f"{where}: unknown keys {sorted(unknown)} (a control table has title and twins)")
+    twins = _mapping(spec["twins"], f"{where}.twins")
+    for v in (*twins, *twins.values()):
+        if v not in variants:
+            raise UserError(f"{where}.twins: unknown variant {v!r} (declared: {', '.join(variants)})")
+    members = list(dict.fromkeys(v for pair in twins.items() for v in pair))
+    clash = set(twins) & set(twins.values())
+    if clash:
+        raise UserError(f"{where}.twins: {sorted(clash)} is both a handicapped variant and a clean twin")
+    name = where.rsplit(".", 1)[-1]
+    return Table(name, str(spec.get("title", name)), None, tuple(members), tuple(twins.items()))
+
+
 def _parse_tables(raw: dict, path: str, variants: dict[str, Variant]) -> dict[str, Table]:
     tables = {}
     for name, spec in _mapping(raw, f"{path}: tables").items():
         where = f"{path}: tables.{name}"
         _check_name(name, where)
         spec = _mapping(spec, where)
+        if "twins" in spec:
+            tables[name] = _parse_twins(spec, where, variants)
+            continue
+        unknown = set(spec) - {"title", "baseline", "variants"}
+        if unknown:
+            raise UserError(f"{where}: unknown keys {sorted(unknown)} (allowed: title, baseline, variants; "
+                            "or title, twins for a control table)")
         members = spec.get("variants")
         if not isinstance(members, list) or not members:
             raise UserError(f"{where}.variants: expected a non-empty list of variant names")

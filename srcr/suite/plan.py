@@ -4,6 +4,7 @@ the GFLOPs size and the resources per step. The Snakemake workflow reads only th
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,17 @@ from ..errors import UserError
 from .grid import Grid, load_grid
 
 STEPS = ("train", "evaluate", "flops")
+
+
+@dataclass(frozen=True)
+class Pretrain:
+    """One run whose backbone every variant and seed fine-tunes from (the paper's protocol
+    fine-tunes an ImageNet-pretrained backbone; on the synthetic set this run stands in for it)."""
+    variant: str
+    seed: int
+    data_root: str
+    synthetic: dict | None            # the separate split to generate (synthetic suites), else None
+    overrides: tuple[str, ...]        # every --set of the pretraining run
 
 
 @dataclass(frozen=True)
@@ -25,6 +37,12 @@ class SuitePlan:
     base: dict                        # the resolved base config (common overrides applied)
     flops_size: tuple[int, int] | None
     resources: dict[str, dict[str, Any]]
+    pretrain: Pretrain | None = None
+
+    @property
+    def pretrained(self) -> str | None:
+        """The checkpoint every run fine-tunes from, or None (from scratch)."""
+        return f"results/{self.name}/pretrain/checkpoints/final.pth" if self.pretrain else None
 
     @property
     def dataset(self) -> str:
@@ -42,6 +60,8 @@ class SuitePlan:
     def overrides(self, variant: str, seed: int | None = None) -> list[str]:
         """Every --set of one run: the suite's, then the variant's, then the seed."""
         over = list(self.common) + list(self.grid.variants[variant].overrides)
+        if self.pretrained:
+            over.append(f"model.pretrained={self.pretrained}")
         return over + ([f"seed={int(seed)}"] if seed is not None else [])
 
     def runs(self) -> list[tuple[str, int]]:
@@ -71,7 +91,37 @@ def make_plan(config: dict) -> SuitePlan:
         except UserError as e:
             raise UserError(f"variant {v!r} of {grid.path} on {config['base_config']}: {e}") from None
     size = config.get("flops_size")
+    pretrain = _pretrain(config, grid, common, base) if config.get("pretrain") else None
+    if pretrain and "pretrain" not in config["resources"]:
+        raise UserError("suite config: resources.pretrain is required when pretrain is set")
+    steps = STEPS + (("pretrain",) if pretrain else ())
     return SuitePlan(name=config["name"], base_config=config["base_config"], grid=grid, tables=tables,
                      variants=variants, seeds=seeds, common=common, base=base,
                      flops_size=tuple(size) if size else None,
-                     resources={step: dict(config["resources"][step]) for step in STEPS})
+                     resources={step: dict(config["resources"][step]) for step in steps},
+                     pretrain=pretrain)
+
+
+def _pretrain(config: dict, grid: Grid, common: tuple[str, ...], base: dict) -> Pretrain:
+    """The pretraining run: the suite's overrides, its variant's, then its own, on its own data."""
+    from ..config import load_config
+
+    spec = config["pretrain"]
+    if spec["variant"] not in grid.variants:
+        raise UserError(f"suite config: pretrain.variant: unknown variant {spec['variant']!r} (the grid "
+                        f"{grid.path} has: {', '.join(grid.variants)})")
+    data = [f"data.root={spec['data_root']}"]
+    synthetic = None
+    if base["data"]["dataset"] == "synthetic":
+        synthetic = {**base["data"]["synthetic"], **(spec.get("synthetic") or {})}
+        if synthetic["seed"] == base["data"]["synthetic"]["seed"]:
+            raise UserError(f"suite config: pretrain.synthetic.seed must differ from the evaluated set's seed "
+                            f"({synthetic['seed']}): pretraining must not see the validation images")
+        data.append("data.synthetic=" + json.dumps(synthetic))
+    over = (*common, *grid.variants[spec["variant"]].overrides, *data, *(spec.get("set") or ()),
+            f"seed={int(spec['seed'])}")
+    try:
+        load_config(config["base_config"], list(over))
+    except UserError as e:
+        raise UserError(f"suite config: pretrain: {e}") from None
+    return Pretrain(spec["variant"], int(spec["seed"]), spec["data_root"], synthetic, tuple(over))

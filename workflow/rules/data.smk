@@ -1,5 +1,21 @@
 # The embedded synthetic dataset, generated once where the base config's data.root points
-# (byte-identical for a seed). Real datasets are never generated: point data_root at them.
+# (byte-identical for a seed), and the pretraining run's own split (another seed: it never holds
+# the validation images). Real datasets are never generated: point data_root at them.
+
+
+SYNTH_SHELL = (
+    "srcr synth --out {output} --n-train {params.n_train} --n-val {params.n_val} "
+    "--size {params.size} --seed {params.seed} --workers {threads} --no-progress > {log} 2>&1"
+)
+
+
+def synth_params(spec):
+    return dict(
+        n_train=spec["n_train"],
+        n_val=spec["n_val"],
+        size="x".join(str(s) for s in spec["size"]),
+        seed=spec["seed"],
+    )
 
 
 if PLAN.synthetic:
@@ -15,10 +31,24 @@ if PLAN.synthetic:
             "../envs/srcr.yaml"
         threads: 1
         params:
-            n_train=PLAN.synthetic["n_train"],
-            n_val=PLAN.synthetic["n_val"],
-            size="x".join(str(s) for s in PLAN.synthetic["size"]),
-            seed=PLAN.synthetic["seed"],
+            **synth_params(PLAN.synthetic),
         shell:
-            "srcr synth --out {output} --n-train {params.n_train} --n-val {params.n_val} "
-            "--size {params.size} --seed {params.seed} --workers {threads} --no-progress > {log} 2>&1"
+            SYNTH_SHELL
+
+
+if PLAN.pretrain and PLAN.pretrain.synthetic:
+
+    rule synth_pretrain:
+        output:
+            directory(PLAN.pretrain.data_root),
+        log:
+            f"{LOGS}/synth_pretrain.log",
+        benchmark:
+            f"{BENCHMARKS}/synth_pretrain.tsv"
+        conda:
+            "../envs/srcr.yaml"
+        threads: 1
+        params:
+            **synth_params(PLAN.pretrain.synthetic),
+        shell:
+            SYNTH_SHELL
