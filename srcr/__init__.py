@@ -8,7 +8,9 @@ with every ablation partner, the datasets, metrics and training engine needed to
 __version__ = "0.1.0"
 
 # `import srcr` stays cheap (the workflow imports srcr.suite on every job start, torch and timm
-# cost seconds); `import srcr.models` registers the MSCAN backbones with timm's registry, so that
+# cost seconds). `import srcr.models` loads torch but not timm: the MSCAN backbones are built
+# natively, and timm is imported only for other backbone names. `import
+# srcr.models.backbones.mscan_timm` registers MSCAN with timm's registry, so that
 # `timm.create_model("mscan_s", features_only=True)` works after it. `srcr.models` is also
 # reachable as an attribute, imported on first use.
 

@@ -11,6 +11,7 @@ import timm
 import torch
 import torch.nn as nn
 
+import srcr.models.backbones.mscan_timm  # noqa: F401  (timm.create_model("mscan_t") below)
 from srcr.errors import UserError
 from srcr.models import ALIGN_MODULES, CONTEXT_MODULES, Segmentor, build_backbone, build_model
 from srcr.models.backbone import load_backbone_checkpoint, select_out_indices

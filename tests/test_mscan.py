@@ -9,7 +9,7 @@ import timm
 import torch
 import torch.nn.functional as F
 
-import srcr.models  # noqa: F401  (registers the MSCAN models with timm)
+import srcr.models.backbones.mscan_timm  # noqa: F401  (registers the MSCAN models with timm)
 from srcr.errors import UserError
 from srcr.models.backbones.mscan import (MSCAN, load_mscan_checkpoint, official_to_srcr_key,
                                          srcr_to_official_key)

@@ -1,7 +1,9 @@
-"""Backbones: any timm model with ``features_only=True`` whose features reach strides 4, 8, 16, 32
-(MSCAN of SegNeXt, Guo et al. NeurIPS 2022, is registered with timm by srcr.models.backbones).
+"""Backbones: srcr's MSCAN (SegNeXt, Guo et al. NeurIPS 2022: ``mscan_t/s/b/l``), built natively,
+or any timm model with ``features_only=True`` whose features reach strides 4, 8, 16, 32.
 
-Nothing is ever downloaded: ``pretrained`` is a local checkpoint file.
+timm is imported only for a non-MSCAN name: ``import timm`` pulls in torchvision and costs seconds
+in every train / evaluate / flops process. Nothing is ever downloaded: ``pretrained`` is a local
+checkpoint file.
 """
 
 from __future__ import annotations
@@ -9,18 +11,27 @@ from __future__ import annotations
 import difflib
 import os
 import pickle
+from types import ModuleType
 from typing import Any, Callable
 
-import timm
 import torch
 import torch.nn as nn
 
 from ..errors import UserError
+from .backbones.mscan import MSCAN_ARCHS, mscan_features
 from .state_dict_report import raise_on_mismatch
 
 STRIDES = (4, 8, 16, 32)
 # options that build_backbone sets itself
 _RESERVED_OPTIONS = ("pretrained", "features_only", "out_indices", "pretrained_cfg", "pretrained_cfg_overlay")
+
+
+def _timm() -> ModuleType:
+    """timm, with srcr's MSCAN registered so that ``mscan_*`` resolves through timm as well."""
+    import timm
+
+    from .backbones import mscan_timm  # noqa: F401  (registers mscan_t/s/b/l)
+    return timm
 
 
 def select_out_indices(reductions: list[int], strides: tuple[int, ...] = STRIDES) -> list[int] | None:
@@ -36,38 +47,31 @@ def select_out_indices(reductions: list[int], strides: tuple[int, ...] = STRIDES
 
 
 def _close_names(name: str) -> str:
-    close = difflib.get_close_matches(name, timm.list_models(), n=8, cutoff=0.6)
+    close = difflib.get_close_matches(name, _timm().list_models(), n=8, cutoff=0.6)
     return ", ".join(close) if close else "none"
 
 
-def _create(name: str, options: dict[str, Any], **extra: Any) -> nn.Module:
+def _guarded(name: str, options: dict[str, Any], builder: str, build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()``, with the errors of bad ``options`` turned into UserError."""
     try:
-        return timm.create_model(name, pretrained=False, features_only=True, **extra, **options)
+        return build()
     except UserError:
         raise
     except TypeError as e:
         raise UserError(f"model.backbone_options: {name} rejects these options {sorted(options)}: {e}") from None
     except (RuntimeError, ValueError, AssertionError, KeyError) as e:
-        raise UserError(f"model.backbone: timm cannot build {name!r} with features_only=True "
+        raise UserError(f"model.backbone: {builder} cannot build {name!r} with features_only=True "
                         f"(options {options}): {type(e).__name__}: {e}") from None
 
 
-def build_backbone(name: str, options: dict[str, Any] | None = None, pretrained: str | None = None) -> nn.Module:
-    """timm ``features_only`` model returning 4 maps at strides 4, 8, 16, 32 (NCHW or, for a few timm
-    models, NHWC: see ``feature_format``).
+def _create(name: str, options: dict[str, Any], **extra: Any) -> nn.Module:
+    timm = _timm()
+    return _guarded(name, options, "timm", lambda: timm.create_model(
+        name, pretrained=False, features_only=True, **extra, **options))
 
-    ``out_indices`` are chosen from ``feature_info.reduction()``: the deepest feature at each stride.
-    The returned module carries ``out_channels`` (list of 4 ints), ``out_strides`` and
-    ``feature_format`` ('NCHW' or 'NHWC'). ``pretrained``: a local file path (see
-    :func:`load_backbone_checkpoint`), never a download.
-    """
-    options = dict(options or {})
-    if not isinstance(name, str) or not timm.is_model(name):
-        raise UserError(f"model.backbone: unknown timm model {name!r}; close names: {_close_names(str(name))}")
-    bad = [k for k in options if k in _RESERVED_OPTIONS]
-    if bad:
-        raise UserError(f"model.backbone_options: {bad} cannot be set (srcr chooses out_indices from the "
-                        "feature strides; pretrained weights go in model.pretrained as a local path)")
+
+def _build_timm(name: str, options: dict[str, Any]) -> nn.Module:
+    """A timm ``features_only`` model at strides 4, 8, 16, 32, with srcr's attributes set."""
     model = _create(name, options)
     info = model.feature_info
     reductions = [fi["reduction"] for fi in info.info]
@@ -85,6 +89,32 @@ def build_backbone(name: str, options: dict[str, Any] | None = None, pretrained:
     model.out_strides = list(STRIDES)
     fmt = getattr(model, "output_fmt", "NCHW")
     model.feature_format = str(getattr(fmt, "value", fmt))
+    return model
+
+
+def build_backbone(name: str, options: dict[str, Any] | None = None, pretrained: str | None = None) -> nn.Module:
+    """Features-only backbone returning 4 maps at strides 4, 8, 16, 32 (NCHW or, for a few timm
+    models, NHWC: see ``feature_format``).
+
+    ``mscan_t/s/b/l`` are built by :func:`~.backbones.mscan.mscan_features` without timm (same keys,
+    weights for a seed and outputs as timm's ``features_only`` build). Any other name is a timm
+    model, whose ``out_indices`` are chosen from ``feature_info.reduction()``: the deepest feature
+    at each stride. The returned module carries ``feature_info``, ``out_channels`` (list of 4 ints),
+    ``out_strides`` and ``feature_format`` ('NCHW' or 'NHWC'). ``pretrained``: a local file path
+    (see :func:`load_backbone_checkpoint`), never a download.
+    """
+    options = dict(options or {})
+    native = isinstance(name, str) and name in MSCAN_ARCHS
+    if not native and (not isinstance(name, str) or not _timm().is_model(name)):
+        raise UserError(f"model.backbone: unknown timm model {name!r}; close names: {_close_names(str(name))}")
+    bad = [k for k in options if k in _RESERVED_OPTIONS]
+    if bad:
+        raise UserError(f"model.backbone_options: {bad} cannot be set (srcr chooses out_indices from the "
+                        "feature strides; pretrained weights go in model.pretrained as a local path)")
+    if native:
+        model = _guarded(name, options, "srcr", lambda: mscan_features(name, **options))
+    else:
+        model = _build_timm(name, options)
     if pretrained is not None:
         load_backbone_checkpoint(model, name, pretrained)
     return model
@@ -108,7 +138,7 @@ def _custom_loader(model: nn.Module, name: str) -> Callable[[str], Any] | None:
         from .backbones.mscan import load_mscan_checkpoint
         return lambda path: load_mscan_checkpoint(model, path)
     try:
-        module = __import__(timm.models.model_entrypoint(name).__module__, fromlist=["_"])
+        module = __import__(_timm().models.model_entrypoint(name).__module__, fromlist=["_"])
     except Exception:  # pragma: no cover - entry points always have a module
         return None
     fn = getattr(module, "load_pretrained", None)

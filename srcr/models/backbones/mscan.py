@@ -1,9 +1,12 @@
 """MSCAN, the Multi-Scale Convolutional Attention Network backbone of SegNeXt.
 
 Guo, Lu, Hou, Liu, Cheng, Hu, "SegNeXt: Rethinking Convolutional Attention Design for Semantic
-Segmentation", NeurIPS 2022 (arXiv 2209.08575). Pure PyTorch, timm style: registered with timm's
-model registry as ``mscan_t``, ``mscan_s``, ``mscan_b`` and ``mscan_l``, so that
-``timm.create_model("mscan_s", features_only=True)`` returns the four stage maps (strides 4, 8, 16, 32).
+Segmentation", NeurIPS 2022 (arXiv 2209.08575). Pure PyTorch, timm style, and importing it does not
+import timm: :func:`mscan_features` builds the features-only backbone (four stage maps, strides 4, 8,
+16, 32) that srcr trains, with the same weights, state-dict keys and outputs as
+``timm.create_model("mscan_s", features_only=True)``. The timm registration (``mscan_t``,
+``mscan_s``, ``mscan_b``, ``mscan_l``) lives in :mod:`srcr.models.backbones.mscan_timm`; import that
+module to create MSCAN through timm.
 
 Module names follow the official code inside a block (``norm1``, ``attn.proj_1``,
 ``attn.spatial_gating_unit.conv0_1``, ``layer_scale_1``, ``mlp.fc1`` ...), while the stages are
@@ -22,14 +25,42 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
-from timm.layers import DropPath
-from timm.models import build_model_with_cfg, register_model
 
 from ...errors import UserError
 from ..depthwise import depthwise_conv2d
 from ..state_dict_report import raise_on_mismatch
 
-__all__ = ["MSCAN", "load_mscan_checkpoint", "official_to_srcr_key", "srcr_to_official_key"]
+__all__ = ["MSCAN", "MSCAN_ARCHS", "MSCANFeatures", "mscan_features", "load_mscan_checkpoint",
+           "official_to_srcr_key", "srcr_to_official_key"]
+
+
+def drop_path(x: torch.Tensor, drop_prob: float = 0.0, training: bool = False,
+              scale_by_keep: bool = True) -> torch.Tensor:
+    """Stochastic depth per sample, as ``timm.layers.drop_path`` (same random draws for a seed)."""
+    if drop_prob == 0.0 or not training:
+        return x
+    keep_prob = 1 - drop_prob
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    random_tensor = x.new_empty(shape).bernoulli_(keep_prob)
+    if keep_prob > 0.0 and scale_by_keep:
+        random_tensor.div_(keep_prob)
+    return x * random_tensor
+
+
+class DropPath(nn.Module):
+    """Drop paths (stochastic depth) per sample in the main path of residual blocks: timm's
+    ``DropPath``, kept local so that building MSCAN does not import timm."""
+
+    def __init__(self, drop_prob: float = 0.0, scale_by_keep: bool = True):
+        super().__init__()
+        self.drop_prob = drop_prob
+        self.scale_by_keep = scale_by_keep
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return drop_path(x, self.drop_prob, self.training, self.scale_by_keep)
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={round(self.drop_prob, 3):0.3f}"
 
 
 class ChannelLayerNorm(nn.LayerNorm):
@@ -251,20 +282,7 @@ class MSCAN(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
-# timm registration
-
-def _cfg(**kwargs: Any) -> dict[str, Any]:
-    # no url / hf hub id: pretrained weights are local files only (load_mscan_checkpoint)
-    return {
-        "url": "", "num_classes": 1000, "input_size": (3, 224, 224), "pool_size": (7, 7),
-        "crop_pct": 0.9, "interpolation": "bicubic", "mean": (0.485, 0.456, 0.406),
-        "std": (0.229, 0.224, 0.225), "first_conv": "stages.0.downsample.0", "classifier": "head",
-        "paper_ids": "arXiv:2209.08575", "paper_name": "SegNeXt", **kwargs,
-    }
-
-
-# must exist before the @register_model functions: timm reads it at registration time
-default_cfgs = {"mscan_t": _cfg(), "mscan_s": _cfg(), "mscan_b": _cfg(), "mscan_l": _cfg()}
+# Features-only backbone without timm
 
 MSCAN_ARCHS: dict[str, dict[str, Any]] = {
     "mscan_t": dict(embed_dims=[32, 64, 160, 256], depths=[3, 3, 5, 2], mlp_ratios=[8, 8, 4, 4], drop_path_rate=0.1),
@@ -272,43 +290,93 @@ MSCAN_ARCHS: dict[str, dict[str, Any]] = {
     "mscan_b": dict(embed_dims=[64, 128, 320, 512], depths=[3, 3, 12, 3], mlp_ratios=[8, 8, 4, 4], drop_path_rate=0.1),
     "mscan_l": dict(embed_dims=[64, 128, 320, 512], depths=[3, 5, 27, 3], mlp_ratios=[8, 8, 4, 4], drop_path_rate=0.3),
 }
+# what timm's build_model_with_cfg fills in from the pretrained cfg (mscan_timm._cfg); num_classes
+# matters even without a classifier in the result: the head is built and initialised before it is
+# dropped, so it draws random numbers between the stages' construction and their init
+_TIMM_CFG_DEFAULTS: dict[str, Any] = dict(num_classes=1000, in_chans=3)
 
 
-def _create_mscan(variant: str, pretrained: bool = False, **kwargs: Any) -> MSCAN:
-    if pretrained:
-        raise UserError(
-            f"timm.create_model({variant!r}, pretrained=True): no MSCAN weights can be downloaded; "
-            "pass a local SegNeXt checkpoint file (model.pretrained / load_mscan_checkpoint) instead")
-    model_args = {**MSCAN_ARCHS[variant], **kwargs}
-    return build_model_with_cfg(
-        MSCAN, variant, pretrained=False,
-        feature_cfg=dict(out_indices=(0, 1, 2, 3), flatten_sequential=True),
-        **model_args,
-    )
+class FeatureInfo:
+    """The part of ``timm.models.FeatureInfo`` that srcr reads: ``info`` (one dict per stage),
+    ``out_indices``, and the ``channels()`` / ``reduction()`` / ``module_name()`` accessors.
+
+    Args:
+        info: dicts with ``num_chs``, ``reduction`` and ``module``, one per feature.
+        out_indices: the features returned.
+    """
+
+    def __init__(self, info: Sequence[dict[str, Any]], out_indices: Sequence[int]):
+        self.info = [{**fi, "index": fi.get("index", i)} for i, fi in enumerate(info)]
+        self.out_indices = tuple(out_indices)
+
+    def get(self, key: str, idx: int | Sequence[int] | None = None) -> Any:
+        """``key`` at each output (``idx`` None), at the feature ``idx``, or at each of a list."""
+        if idx is None:
+            return [self.info[i][key] for i in self.out_indices]
+        if isinstance(idx, (tuple, list)):
+            return [self.info[i][key] for i in idx]
+        return self.info[idx][key]
+
+    def channels(self, idx: int | Sequence[int] | None = None) -> Any:
+        return self.get("num_chs", idx)
+
+    def reduction(self, idx: int | Sequence[int] | None = None) -> Any:
+        return self.get("reduction", idx)
+
+    def module_name(self, idx: int | Sequence[int] | None = None) -> Any:
+        return self.get("module", idx)
+
+    def __getitem__(self, item: int) -> dict[str, Any]:
+        return self.info[item]
+
+    def __len__(self) -> int:
+        return len(self.info)
 
 
-@register_model
-def mscan_t(pretrained: bool = False, **kwargs: Any) -> MSCAN:
-    """MSCAN-T (SegNeXt-T backbone): dims 32/64/160/256, depths 3/3/5/2."""
-    return _create_mscan("mscan_t", pretrained, **kwargs)
+class MSCANFeatures(nn.Module):
+    """MSCAN's four stage maps (strides 4, 8, 16, 32, NCHW) as a list: the native equivalent of
+    timm's ``FeatureListNet`` around :class:`MSCAN` with ``flatten_sequential=True``.
+
+    The stages are children ``stages_0`` .. ``stages_3``, so state-dict keys match the timm wrapper
+    (and srcr checkpoints written with it). The whole :class:`MSCAN` is built first and its
+    classifier dropped, which keeps the random draws, hence the weights for a seed, equal to timm's.
+
+    Args:
+        **kwargs: :class:`MSCAN` arguments (``embed_dims``, ``depths``, ``mlp_ratios``,
+            ``drop_rate``, ``drop_path_rate``, ``in_chans``, ``num_classes``, ``global_pool``).
+    """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__()
+        net = MSCAN(**kwargs)
+        for i, stage in enumerate(net.stages):
+            self.add_module(f"stages_{i}", stage)
+        self.feature_info = FeatureInfo(net.feature_info, range(len(net.stages)))
+        self.out_channels = list(self.feature_info.channels())
+        self.out_strides = list(self.feature_info.reduction())
+        self.feature_format = "NCHW"
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outs = []
+        for stage in self.children():
+            x = stage(x)
+            outs.append(x)
+        return outs
 
 
-@register_model
-def mscan_s(pretrained: bool = False, **kwargs: Any) -> MSCAN:
-    """MSCAN-S (SegNeXt-S backbone): dims 64/128/320/512, depths 2/2/4/2."""
-    return _create_mscan("mscan_s", pretrained, **kwargs)
+def mscan_features(variant: str, **kwargs: Any) -> MSCANFeatures:
+    """``timm.create_model(variant, features_only=True, **kwargs)`` for MSCAN, without timm.
 
-
-@register_model
-def mscan_b(pretrained: bool = False, **kwargs: Any) -> MSCAN:
-    """MSCAN-B (SegNeXt-B backbone): dims 64/128/320/512, depths 3/3/12/3."""
-    return _create_mscan("mscan_b", pretrained, **kwargs)
-
-
-@register_model
-def mscan_l(pretrained: bool = False, **kwargs: Any) -> MSCAN:
-    """MSCAN-L (SegNeXt-L backbone): dims 64/128/320/512, depths 3/5/27/3, drop path 0.3."""
-    return _create_mscan("mscan_l", pretrained, **kwargs)
+    Args:
+        variant: ``mscan_t``, ``mscan_s``, ``mscan_b`` or ``mscan_l`` (:data:`MSCAN_ARCHS`).
+        **kwargs: overrides of the variant's :class:`MSCAN` arguments; None values are dropped, as
+            ``timm.create_model`` does. An argument :class:`MSCAN` does not take raises TypeError,
+            an invalid value ValueError.
+    """
+    if variant not in MSCAN_ARCHS:
+        raise KeyError(f"unknown MSCAN variant {variant!r}; expected one of {sorted(MSCAN_ARCHS)}")
+    given = {k: v for k, v in kwargs.items() if v is not None}
+    return MSCANFeatures(**{**_TIMM_CFG_DEFAULTS, **MSCAN_ARCHS[variant], **given})
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,7 +439,8 @@ def _extract_state_dict(obj: Any, path: str) -> dict[str, torch.Tensor]:
 def load_mscan_checkpoint(model: nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
     """Load a local SegNeXt (official, mmseg) or srcr/timm MSCAN checkpoint into ``model``.
 
-    ``model`` is an :class:`MSCAN` or timm's ``features_only`` wrapper around one. Accepted files:
+    ``model`` is an :class:`MSCAN`, an :class:`MSCANFeatures`, or timm's ``features_only`` wrapper
+    around an :class:`MSCAN`. Accepted files:
     a state dict, or a dict holding it under ``state_dict`` / ``model``; ``module.`` prefixes are
     stripped and, for a whole mmseg segmentor, only ``backbone.*`` is used. Keys may be in the
     official layout (``patch_embed1.proj.0.weight``, ``block1.0.attn.spatial_gating_unit.conv0.weight``,
