@@ -105,6 +105,7 @@ def test_plan_pretrain_runs_on_its_own_split_and_every_run_fine_tunes_from_it():
     (lambda c: c["pretrain"].update(variant="nosuch"), "pretrain.variant: unknown variant 'nosuch'"),
     (lambda c: c["resources"].pop("pretrain"), "resources.pretrain is required"),
     (lambda c: c["pretrain"].update(set=["train.iterations=0"]), "suite config: pretrain: "),
+    (lambda c: c["pretrain"].update(set=["train.freeze_backbone=true"]), "add train.freeze_backbone=false"),
 ])
 def test_plan_pretrain_errors(change, message):
     cfg = suite(pretrain=json.loads(json.dumps(PRETRAIN)))

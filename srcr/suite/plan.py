@@ -121,7 +121,10 @@ def _pretrain(config: dict, grid: Grid, common: tuple[str, ...], base: dict) -> 
     over = (*common, *grid.variants[spec["variant"]].overrides, *data, *(spec.get("set") or ()),
             f"seed={int(spec['seed'])}")
     try:
-        load_config(config["base_config"], list(over))
+        resolved = load_config(config["base_config"], list(over))
     except UserError as e:
         raise UserError(f"suite config: pretrain: {e}") from None
+    if resolved["train"]["freeze_backbone"]:
+        raise UserError("suite config: pretrain: train.freeze_backbone is true for the pretraining run (the "
+                        "suite's set freezes it for fine-tuning?); add train.freeze_backbone=false to pretrain.set")
     return Pretrain(spec["variant"], int(spec["seed"]), spec["data_root"], synthetic, tuple(over))
