@@ -63,7 +63,8 @@ def test_plan_resolves_the_base_config_and_orders_overrides():
     assert plan.variants == ("bilinear_none", "srm_none", "bilinear_crm", "srm_crm", "srm_crm_ce")
     assert plan.data_root == "data/smoke" and plan.synthetic["n_train"] == 16
     over = plan.overrides("srm_crm_ce", 1)
-    assert over[-1] == "seed=1" and over[-2] == "train.loss.contrastive.weight=0.0"
+    assert over[-1] == "seed=1" and over[-2] == "model.pretrained=results/smoke/pretrain/checkpoints/final.pth"
+    assert over[-3] == "train.loss.contrastive.weight=0.0"
     assert over.index("data.root=data/smoke") < over.index("model.align=srm")  # suite first, then variant
     assert plan.runs()[:2] == [("bilinear_none", 0), ("bilinear_none", 1)]
 
@@ -80,7 +81,7 @@ def test_plan_rejects_a_variant_invalid_on_the_base_config(tmp_path):
 
 
 PRETRAIN = {"variant": "bilinear_none", "seed": 100, "data_root": "data/smoke_pretrain",
-            "synthetic": {"n_train": 8, "seed": 7}, "set": ["train.iterations=5"]}
+            "synthetic": {"n_train": 8, "seed": 7}, "set": ["train.iterations=5", "train.freeze_backbone=false"]}
 RES = {"threads": 2, "mem_mb": 1000, "runtime": 5, "gpu": 0}
 
 
@@ -96,8 +97,9 @@ def test_plan_pretrain_runs_on_its_own_split_and_every_run_fine_tunes_from_it():
     # its own data root and split come after the suite's (which point at the evaluated set)
     assert pre.overrides.index("data.root=data/smoke_pretrain") > pre.overrides.index("data.root=data/smoke")
     assert not any(o.startswith("model.pretrained") for o in pre.overrides)
-    assert make_plan(suite()).pretrained is None
-    assert not any(o.startswith("model.pretrained") for o in make_plan(suite()).overrides("srm_crm", 0))
+    scratch = make_plan(suite(pretrain=None))
+    assert scratch.pretrained is None
+    assert not any(o.startswith("model.pretrained") for o in scratch.overrides("srm_crm", 0))
 
 
 @pytest.mark.parametrize("change, message", [
