@@ -25,6 +25,14 @@ def test_shift_moves_content_by_the_fraction_of_a_cell_in_the_given_direction(sy
     assert torch.allclose(out[..., 1:-1, 1:-1], x[..., 1:-1, 1:-1] + 5 * sy + 0.5 * sx)
 
 
+@pytest.mark.parametrize("shift", [1.0, 1.5, 2.25])
+def test_shifts_of_a_cell_or_more(shift):
+    x = ramp()
+    out = shift_coarse(x, shift, torch.tensor([[1, -1], [1, -1]]))
+    # exact where neither sampled neighbour is clamped at the border
+    assert torch.allclose(out[..., :1, 3:], x[..., :1, 3:] + 10 * shift - shift)
+
+
 def test_shift_is_per_sample_and_zero_is_the_identity():
     x = ramp()
     out = shift_coarse(x, 0.25, torch.tensor([[1, 1], [-1, -1]]))
@@ -62,7 +70,7 @@ def test_model_switch_changes_the_output_and_keeps_the_weights():
         assert torch.equal(shifted(x), shifted(x))
 
 
-@pytest.mark.parametrize("bad", [1.0, -0.1, "half", True])
+@pytest.mark.parametrize("bad", [4.5, -0.1, "half", True])
 def test_bad_shift_is_a_clear_error(bad):
-    with pytest.raises(UserError, match=r"model.coarse_shift: expected a fraction of a coarse cell in \[0, 1\)"):
+    with pytest.raises(UserError, match=r"model.coarse_shift: expected a shift in coarse cells in \[0, 4\]"):
         _model(bad)

@@ -185,3 +185,13 @@ def test_control_table_detects_the_handicap_and_measures_recovery(tmp_path):
     rels = expected_outputs(grid, ["synthetic", "other"])
     assert "synthetic/tables/controls.csv" in rels
     assert not any("class_changes_controls" in r or r.startswith("cross/controls") for r in rels)
+
+
+def test_prefetch_in_processes_gives_the_same_resamples(tmp_path):
+    st = _stats(tmp_path, (0, 1))
+    par = Statistics(st.suite, st.layout, 100, seed=0, progress=False)
+    par.prefetch(2)
+    for v in st.suite.runs:
+        key = (v, (0, 1), IMAGES)
+        assert key in par._cache
+        assert np.array_equal(par._cache[key], st.resampled(v, (0, 1), IMAGES), equal_nan=True)

@@ -70,10 +70,17 @@ def shift_directions(images: torch.Tensor) -> torch.Tensor:
 
 def _shift_axis(x: torch.Tensor, shift: float, sign: torch.Tensor, dim: int) -> torch.Tensor:
     n = x.shape[dim]
+    whole, frac = int(shift), shift - int(shift)
     idx = torch.arange(n, device=x.device)
-    nxt = x.index_select(dim, (idx + 1).clamp(max=n - 1))
-    prv = x.index_select(dim, (idx - 1).clamp(min=0))
-    return (1.0 - shift) * x + shift * torch.where(sign.view(-1, 1, 1, 1) > 0, nxt, prv)
+    s = sign.view(-1, 1, 1, 1) > 0
+
+    def at(k: int) -> torch.Tensor:  # x at i + k (sign > 0) or i - k, border replicated
+        ahead = x.index_select(dim, (idx + k).clamp(0, n - 1))
+        behind = x.index_select(dim, (idx - k).clamp(0, n - 1))
+        return torch.where(s, ahead, behind)
+
+    near = at(whole) if whole else x
+    return near if frac == 0.0 else (1.0 - frac) * near + frac * at(whole + 1)
 
 
 def shift_coarse(x: torch.Tensor, shift: float, signs: torch.Tensor) -> torch.Tensor:
@@ -103,8 +110,8 @@ class FPNDecoder(nn.Module):
                  align_options: dict[str, Any] | None = None, context: str = "crm",
                  context_options: dict[str, Any] | None = None, norm: str = "bn", coarse_shift: float = 0.0):
         super().__init__()
-        if not 0.0 <= coarse_shift < 1.0:
-            raise ValueError(f"coarse_shift must be in [0, 1) of a coarse cell; got {coarse_shift}")
+        if not 0.0 <= coarse_shift <= 4.0:
+            raise ValueError(f"coarse_shift must be in [0, 4] coarse cells; got {coarse_shift}")
         self.coarse_shift = float(coarse_shift)
         if len(in_channels) != 4:
             raise ValueError(f"FPNDecoder needs 4 input maps (strides 4, 8, 16, 32); got channels {in_channels}")

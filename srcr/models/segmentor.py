@@ -32,7 +32,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "embed_dim": 256,
     "dropout": 0.1,
     "norm": "bn",
-    "coarse_shift": 0.0,  # control handicap (fraction of a coarse cell), not part of any model
+    "coarse_shift": 0.0,  # control handicap (in coarse cells), not part of any model
 }
 DECODER_NORMS = ("bn", "gn")
 STEP_NAMES = ("s16", "s8", "s4")
@@ -140,8 +140,8 @@ def resolve_model_cfg(model_cfg: dict[str, Any] | None) -> dict[str, Any]:
         raise UserError(f"model.dropout: expected a number in [0, 1); got {dropout!r}")
     cfg["dropout"] = float(dropout)
     shift = cfg["coarse_shift"]
-    if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not 0.0 <= shift < 1.0:
-        raise UserError(f"model.coarse_shift: expected a fraction of a coarse cell in [0, 1); got {shift!r}")
+    if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not 0.0 <= shift <= 4.0:
+        raise UserError(f"model.coarse_shift: expected a shift in coarse cells in [0, 4]; got {shift!r}")
     cfg["coarse_shift"] = float(shift)
     if cfg["norm"] not in DECODER_NORMS:
         raise UserError(f"model.norm: expected one of {', '.join(DECODER_NORMS)}; got {cfg['norm']!r}")

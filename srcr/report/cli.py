@@ -51,14 +51,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
     parser.add_argument("--band-width", type=float, default=4, help="trimap band width of the tables (px)")
     parser.add_argument("--offset-images", type=int, default=2, help="offset figures per offset variant")
-    parser.add_argument("--threads", type=int, default=None, help="accepted for symmetry; the report is single-threaded")
+    parser.add_argument("--threads", type=int, default=None, help="processes for the bootstrap resamples (default 1)")
     parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
     tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
     make_report([Path(r) for r in args.results], Path(args.grid), Path(args.out), tables,
-                args.bootstrap, args.seed, args.band_width, args.offset_images, not args.no_progress)
+                args.bootstrap, args.seed, args.band_width, args.offset_images, not args.no_progress,
+                workers=args.threads or 1)
     return 0
 
 
@@ -68,7 +69,7 @@ def offset_variants(suite, variants: list[str]) -> list[str]:
 
 def make_report(results: list[Path], grid_path: Path, out: Path, tables: list[str] | None = None,
                 n_boot: int = 1000, seed: int = 0, band_width: float = 4, offset_images: int = 2,
-                progress: bool = True, figures: bool = True) -> list[Path]:
+                progress: bool = True, figures: bool = True, workers: int = 1) -> list[Path]:
     """Write the whole report; returns the paths written. ``figures=False`` writes the tables only
     (OUT/SUITE/tables/TABLE.* and OUT/cross/*), for quick checks."""
     from .load import load_grid, load_suite
@@ -95,6 +96,7 @@ def make_report(results: list[Path], grid_path: Path, out: Path, tables: list[st
     per_suite = {}
     for suite in suites:
         stats = Statistics(suite, make_layout(suite, band_width), n_boot, seed, progress)
+        stats.prefetch(workers)
         per_suite[suite.name] = _suite_report(stats, grid, out / suite.name, offset_images, written, figures)
     if len(suites) > 1:
         _cross(grid, per_suite, out / "cross", written)

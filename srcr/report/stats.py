@@ -164,6 +164,28 @@ class Statistics:
             self._cache[key] = out
         return self._cache[key]
 
+    def prefetch(self, workers: int) -> None:
+        """Compute every variant's resamples (all its seeds) in ``workers`` processes up front; the
+        values are those :meth:`resampled` computes one at a time."""
+        jobs = []
+        for v in self.suite.runs:
+            seeds = tuple(self.suite.seeds(v))
+            kind = HIER if len(seeds) >= 5 else IMAGES
+            if (v, seeds, kind) not in self._cache:
+                jobs.append((v, seeds, kind))
+        if workers <= 1 or len(jobs) < 2:
+            return
+        import multiprocessing as mp
+
+        global _SHARED
+        _SHARED = self
+        try:
+            with mp.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+                for job, arr in zip(jobs, pool.map(_resample_job, jobs)):
+                    self._cache[job] = arr
+        finally:
+            _SHARED = None
+
     # ---- pooled seed variance of paired differences (2 <= n < 5)
     def _pooled_seed_variance(self):
         M = self.layout.size
@@ -216,6 +238,15 @@ class Statistics:
             else:
                 lo, hi = np.nanpercentile(d_boot, [2.5, 97.5], axis=0)
         return Diff(kind, n, point, lo, hi)
+
+
+_SHARED: "Statistics | None" = None  # the instance a forked prefetch worker reads
+
+
+def _resample_job(job: tuple) -> np.ndarray:
+    st = _SHARED
+    st.progress = False
+    return st.resampled(*job)
 
 
 class _quiet:

@@ -45,6 +45,7 @@ if PLAN.pretrain and PLAN.pretrain.synthetic:
             f"{LOGS}/synth_pretrain.log",
         benchmark:
             f"{BENCHMARKS}/synth_pretrain.tsv"
+        priority: 10
         conda:
             "../envs/srcr.yaml"
         threads: 1

@@ -21,6 +21,7 @@ rule report:
         f"{BENCHMARKS}/report.tsv"
     conda:
         "../envs/srcr.yaml"
+    threads: 2
     params:
         results=lambda w, input: os.path.dirname(os.path.dirname(input.flops[0])),
         out=lambda w, output: os.path.dirname(os.path.dirname(output[0])),
@@ -28,4 +29,5 @@ rule report:
         offset_images=REPORT_OFFSET_IMAGES,
     shell:
         "srcr report --results {params.results} --grid {input.grid} --tables {params.tables} "
-        "--out {params.out} --offset-images {params.offset_images} --no-progress > {log} 2>&1"
+        "--out {params.out} --offset-images {params.offset_images} --threads {threads} --no-progress "
+        "> {log} 2>&1"

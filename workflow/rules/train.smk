@@ -45,6 +45,7 @@ if PLAN.pretrain:
             f"{LOGS}/pretrain.log",
         benchmark:
             f"{BENCHMARKS}/pretrain.tsv"
+        priority: 10  # on every training job's path: start it before the flops counts
         conda:
             "../envs/srcr.yaml"
         threads: res("pretrain", "threads")
