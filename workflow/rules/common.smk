@@ -104,3 +104,19 @@ def report_outputs():
             path = report(path, caption=f"{CAPTIONS}/{kind}.rst", category=category)
         outs.append(path)
     return outs
+
+
+# srcr synth, for the evaluated set and the pretraining split
+SYNTH_SHELL = (
+    "srcr synth --out {output} --n-train {params.n_train} --n-val {params.n_val} "
+    "--size {params.size} --seed {params.seed} --workers {threads} --no-progress > {log} 2>&1"
+)
+
+
+def synth_params(spec):
+    return dict(
+        n_train=spec["n_train"],
+        n_val=spec["n_val"],
+        size="x".join(str(s) for s in spec["size"]),
+        seed=spec["seed"],
+    )

@@ -3,21 +3,6 @@
 # the validation images). Real datasets are never generated: point data_root at them.
 
 
-SYNTH_SHELL = (
-    "srcr synth --out {output} --n-train {params.n_train} --n-val {params.n_val} "
-    "--size {params.size} --seed {params.seed} --workers {threads} --no-progress > {log} 2>&1"
-)
-
-
-def synth_params(spec):
-    return dict(
-        n_train=spec["n_train"],
-        n_val=spec["n_val"],
-        size="x".join(str(s) for s in spec["size"]),
-        seed=spec["seed"],
-    )
-
-
 if PLAN.synthetic:
 
     rule synth:

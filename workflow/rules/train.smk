@@ -54,7 +54,7 @@ if PLAN.pretrain:
             runtime=res("pretrain", "runtime"),
             gpu=res("pretrain", "gpu"),
         params:
-            run=f"{RESULTS}/pretrain",
+            run=lambda w, output: os.path.dirname(os.path.dirname(output[0])),
             sets=" ".join(f"--set {shlex.quote(o)}" for o in PLAN.pretrain.overrides),
             launcher=launcher("pretrain"),
             device=device("pretrain"),
