@@ -75,7 +75,8 @@ copy_tree() {
   "$PY" - "$1/config/smoke.yaml" "$1/$SUITE" <<'EOF'
 import sys, yaml
 cfg = yaml.safe_load(open(sys.argv[1]))
-over = {"train.iterations": "60", "train.checkpoint_interval": "15", "train.log_interval": "15"}
+over = {"train.iterations": "60", "train.checkpoint_interval": "15", "train.log_interval": "15",
+        "train.freeze_backbone": "false"}  # frozen, 60 iterations end before the check can interrupt one
 cfg["set"] = [s for s in cfg["set"] if s.split("=", 1)[0] not in over] + [f"{k}={v}" for k, v in over.items()]
 cfg.update(name="clusterci", seeds=[0], tables=["loss"], data_root="data/clusterci")
 yaml.safe_dump(cfg, open(sys.argv[2], "w"), sort_keys=False)
