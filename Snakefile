@@ -8,7 +8,12 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config/suite.yaml"
+# A suite given with --configfile is the whole config: Snakemake would otherwise merge it, key by
+# key and into nested dicts, over the default suite, and a paper-scale suite would inherit the
+# default's synthetic pretraining.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/suite.yaml"
 
 
 validate(config, "workflow/schemas/suite.schema.json")

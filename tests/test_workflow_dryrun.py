@@ -98,3 +98,18 @@ def test_multi_gpu_training_runs_under_torchrun_with_one_process_per_gpu(wf):
     assert all("--threads 2 --device cuda" in ln for ln in train_cmds)
     evals = [ln for ln in lines if " evaluate --config " in ln]
     assert evals and all(ln.startswith("srcr evaluate") and "--device cuda" in ln for ln in evals)
+
+
+def test_a_suite_given_with_configfile_inherits_nothing_from_the_default_suite(wf, tmp_path):
+    # Snakemake would merge a --configfile over the Snakefile's configfile key by key: a suite
+    # that leaves out `pretrain` would then pretrain as the default suite does.
+    cfg = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    del cfg["pretrain"], cfg["resources"]["pretrain"]
+    cfg["set"] = [s for s in cfg["set"] if not s.startswith("train.freeze_backbone")]
+    own = tmp_path / "own.yaml"
+    own.write_text(yaml.safe_dump(cfg))
+    shutil.rmtree(wf / ".snakemake", ignore_errors=True)
+    res = run_snakemake(wf, "-n", "-p", "--cores", "2", "--configfile", str(own))
+    counts = job_counts(res.stdout)
+    assert "pretrain" not in counts and "synth_pretrain" not in counts, counts
+    assert counts["train"] == 10 and "model.pretrained=" not in res.stdout
