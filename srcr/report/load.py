@@ -202,7 +202,7 @@ def machine_text(run: Run) -> str:
     m = (run.summary or {}).get("machine")
     if not m:
         return f"not recorded (no summary.json; evaluated on {run.metrics_json.get('device', '?')})"
-    chip = m.get("gpu") or m.get("cpu") or "?"
+    chip = m.get("gpu") or (f"{m['cpu']} {m['cpu_isa']}" if m.get("cpu") and m.get("cpu_isa") else m.get("cpu")) or "?"
     return (f"{m.get('device', '?')} ({chip}), torch {m.get('torch', '?')}, "
             f"{m.get('threads', '?')} thread(s), {m.get('hostname', '?')}")
 

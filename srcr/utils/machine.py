@@ -8,15 +8,40 @@ import platform
 import socket
 
 
-def cpu_model() -> str:
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return fields
+
+
+def cpu_model(fields: dict[str, str] | None = None) -> str:
+    """The CPU's name, with family/model/stepping where it is as generic as "AMD EPYC" (virtual
+    machines report one name for several generations, whose results and speed differ)."""
+    fields = _cpuinfo() if fields is None else fields
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    ids = [f"{k} {fields[f]}" for k, f in (("family", "cpu family"), ("model", "model"), ("stepping", "stepping"))
+           if fields.get(f)]
+    return f"{name} ({', '.join(ids)})" if ids else name
+
+
+def cpu_isa() -> str:
+    """The vector instruction set torch's CPU kernels use here (AVX2, AVX512, ...): kernels differ
+    by it, so results differ in the last bits between hosts with different ones."""
+    import torch
+
+    try:
+        return torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        return "?"
 
 
 def machine_info(device=None) -> dict:
@@ -29,12 +54,13 @@ def machine_info(device=None) -> dict:
         index = getattr(device, "index", None)
         gpu = torch.cuda.get_device_name(torch.cuda.current_device() if index is None else index)
     return {"hostname": socket.gethostname(), "platform": platform.platform(), "cpu": cpu_model(),
-            "cores": os.cpu_count(), "device": dev, "gpu": gpu, "torch": torch.__version__,
+            "cpu_isa": cpu_isa(), "cores": os.cpu_count(), "device": dev, "gpu": gpu, "torch": torch.__version__,
             "threads": torch.get_num_threads()}
 
 
 def describe(info: dict) -> str:
     """One line for a table footer: 'cpu: <model> x<cores>, 1 thread, torch 2.14.1'."""
-    where = f"gpu: {info['gpu']}" if info.get("gpu") else f"cpu: {info.get('cpu')} x{info.get('cores')}"
+    isa = f" {info['cpu_isa']}" if info.get("cpu_isa") else ""
+    where = f"gpu: {info['gpu']}" if info.get("gpu") else f"cpu: {info.get('cpu')}{isa} x{info.get('cores')}"
     n = info.get("threads")
     return f"{where}, {n} thread{'s' if n != 1 else ''}, torch {info.get('torch')}"
