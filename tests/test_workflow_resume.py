@@ -24,7 +24,7 @@ pytest.importorskip("snakemake")
 TINY = [
     "data.synthetic={n_train: 8, n_val: 4, size: [32, 64], seed: 0}",
     "data.train_pipeline.scale=[32, 64]", "data.train_pipeline.crop_size=[32, 32]",
-    "train.iterations=240", "train.checkpoint_interval=20", "train.log_interval=20",
+    "train.iterations=120", "train.checkpoint_interval=10", "train.log_interval=10",
     "train.schedule.warmup_iters=5", "train.loss.contrastive.warmup=10",
     "eval.num_vis=1", "eval.offset_images=1",
 ]
@@ -57,7 +57,7 @@ def test_sigkill_mid_training_then_restart_resumes_and_a_finished_suite_does_not
     proc = subprocess.Popen(snakemake_cmd() + ["--cores", "2", "--configfile", cfg], cwd=wf, env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
-    while not [i for i, _ in list_checkpoints(killed / "checkpoints") if i >= 40]:
+    while not [i for i, _ in list_checkpoints(killed / "checkpoints") if i >= 20]:
         assert proc.poll() is None, "snakemake ended before the run could be killed"
         assert time.time() < deadline, "no checkpoint appeared"
         time.sleep(0.02)
