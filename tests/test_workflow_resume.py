@@ -34,7 +34,7 @@ RES = {"threads": 1, "mem_mb": 1000, "runtime": 5, "gpu": 0}
 def suite_config(path: Path) -> Path:
     path.write_text(yaml.safe_dump({
         "name": "resume", "base_config": "config/default.yaml", "grid": "ablations/grid.yaml",
-        "tables": ["loss"], "seeds": [0], "data_root": "data/tiny", "set": TINY, "pretrain": None,
+        "tables": ["loss"], "seeds": [0], "data_root": "data/tiny", "set": TINY,
         "resources": {"train": RES, "evaluate": RES, "flops": RES}}))
     return path
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..utils.machine import chip
 
 SEED_DIR = re.compile(r"^seed(\d+)$")
 
@@ -202,8 +203,7 @@ def machine_text(run: Run) -> str:
     m = (run.summary or {}).get("machine")
     if not m:
         return f"not recorded (no summary.json; evaluated on {run.metrics_json.get('device', '?')})"
-    chip = m.get("gpu") or (f"{m['cpu']} {m['cpu_isa']}" if m.get("cpu") and m.get("cpu_isa") else m.get("cpu")) or "?"
-    return (f"{m.get('device', '?')} ({chip}), torch {m.get('torch', '?')}, "
+    return (f"{m.get('device', '?')} ({chip(m)}), torch {m.get('torch', '?')}, "
             f"{m.get('threads', '?')} thread(s), {m.get('hostname', '?')}")
 
 

@@ -58,9 +58,13 @@ def machine_info(device=None) -> dict:
             "threads": torch.get_num_threads()}
 
 
+def chip(info: dict) -> str:
+    """The GPU's name, else the CPU's with its vector ISA ('AMD EPYC (family 25, ...) AVX2')."""
+    return info.get("gpu") or " ".join(x for x in (info.get("cpu"), info.get("cpu_isa")) if x) or "?"
+
+
 def describe(info: dict) -> str:
-    """One line for a table footer: 'cpu: <model> x<cores>, 1 thread, torch 2.14.1'."""
-    isa = f" {info['cpu_isa']}" if info.get("cpu_isa") else ""
-    where = f"gpu: {info['gpu']}" if info.get("gpu") else f"cpu: {info.get('cpu')}{isa} x{info.get('cores')}"
+    """One line for a table footer: 'cpu: <model> <isa> x<cores>, 1 thread, torch 2.14.1'."""
+    where = f"gpu: {chip(info)}" if info.get("gpu") else f"cpu: {chip(info)} x{info.get('cores')}"
     n = info.get("threads")
     return f"{where}, {n} thread{'s' if n != 1 else ''}, torch {info.get('torch')}"
