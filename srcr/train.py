@@ -180,7 +180,9 @@ def train(cfg: dict, out: Path, ctx=None, progress: bool = True) -> dict:
     _init_run_dir(cfg, out, ctx)
 
     if ctx.device.type != "cuda":
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        # the private setter: torch.use_deterministic_algorithms also imports torch._inductor to set
+        # its flag (1.7 s of every process's start; nothing here compiles)
+        torch._C._set_deterministic_algorithms(True, warn_only=True)
         # deterministic mode would also NaN-fill every new tensor: 2% of a CPU step, and no
         # kernel here reads memory before writing it (the determinism tests would see it)
         torch.utils.deterministic.fill_uninitialized_memory = False

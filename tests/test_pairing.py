@@ -63,3 +63,43 @@ def test_every_variant_sees_the_same_batches(tmp_path):
         got = first_batches(v)
         assert all(torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
                    for a, b in zip(ref, got)), v
+
+
+def decoder_state(cfg: dict) -> dict:
+    return {k: v.clone() for k, v in init_model(cfg).state_dict().items()
+            if not k.startswith("backbone.") and v.is_floating_point()}
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_decoder_parts_that_variants_share_start_from_the_same_weights(seed):
+    # without named init streams a different context module (built first) shifted every later
+    # draw: srm_crm and bilinear_none then started their laterals, fusion and heads unrelated
+    ref = decoder_state(variant_cfg("bilinear_none", seed))
+    for v in ("srm_crm", "fam_crm", "srm_dappm", "srm_crm_k5", "bilinear_crm_shift"):
+        state = decoder_state(variant_cfg(v, seed))
+        shared = [k for k in ref if k in state and state[k].shape == ref[k].shape]
+        assert {"decoder.fuse.0.weight", "head.1.weight", "decoder.laterals.2.0.weight"} <= set(shared), v
+        assert all(torch.equal(state[k], ref[k]) for k in shared), v
+    other = decoder_state(variant_cfg("bilinear_none", seed + 1))
+    assert not torch.equal(other["decoder.fuse.0.weight"], ref["decoder.fuse.0.weight"])  # the seed does
+    assert not torch.equal(other["head.1.weight"], ref["head.1.weight"])
+
+
+def test_init_streams_restore_the_global_generator_and_are_inert_outside_a_build():
+    from srcr.models.init_streams import init_stream, seeded_init
+
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    with seeded_init(123):
+        with init_stream("a"):
+            a = torch.rand(3)
+        with init_stream("a"):
+            again = torch.rand(3)
+        with init_stream("b"):
+            b = torch.rand(3)
+    assert torch.equal(a, again) and not torch.equal(a, b)
+    assert torch.equal(torch.rand(3), expected)  # the global stream went on as if nothing was drawn
+    torch.manual_seed(5)
+    with init_stream("a"):  # no seeded_init: the global generator, as any torch module
+        assert torch.equal(torch.rand(3), expected)

@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import UserError
+from .init_streams import init_stream
 from .layers import ConvNormAct, resize
 from .registry import ALIGN_MODULES, CONTEXT_MODULES
 
@@ -117,12 +118,17 @@ class FPNDecoder(nn.Module):
             raise ValueError(f"FPNDecoder needs 4 input maps (strides 4, 8, 16, 32); got channels {in_channels}")
         self.in_channels = list(in_channels)
         self.fpn_dim = fpn_dim
-        self.context = build_context(context, in_channels, fpn_dim, context_options, norm)
         top_down = (2, 1, 0)  # C4, C3, C2
-        self.laterals = nn.ModuleList(ConvNormAct(in_channels[i], fpn_dim, 1, norm=norm) for i in top_down)
-        self.align = nn.ModuleList(build_align(align, fpn_dim, align_options, norm) for _ in top_down)
-        self.fpn_convs = nn.ModuleList(ConvNormAct(fpn_dim, fpn_dim, 3, norm=norm) for _ in top_down)
-        self.fuse = ConvNormAct(4 * fpn_dim, fpn_dim, 3, norm=norm)
+        with init_stream("decoder.context"):
+            self.context = build_context(context, in_channels, fpn_dim, context_options, norm)
+        with init_stream("decoder.laterals"):
+            self.laterals = nn.ModuleList(ConvNormAct(in_channels[i], fpn_dim, 1, norm=norm) for i in top_down)
+        with init_stream("decoder.align"):
+            self.align = nn.ModuleList(build_align(align, fpn_dim, align_options, norm) for _ in top_down)
+        with init_stream("decoder.fpn_convs"):
+            self.fpn_convs = nn.ModuleList(ConvNormAct(fpn_dim, fpn_dim, 3, norm=norm) for _ in top_down)
+        with init_stream("decoder.fuse"):
+            self.fuse = ConvNormAct(4 * fpn_dim, fpn_dim, 3, norm=norm)
 
     def forward(self, feats: list[torch.Tensor], shift_signs: torch.Tensor | None = None) -> torch.Tensor:
         if self.coarse_shift and shift_signs is None:

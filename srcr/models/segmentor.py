@@ -15,6 +15,7 @@ from ..errors import UserError
 from .backbone import build_backbone
 from .decoder import FPNDecoder, shift_directions
 from .heads import EmbedHead, FCNHead, SegHead
+from .init_streams import init_stream, seeded_init
 from .layers import resize
 from .registry import ALIGN_MODULES, CONTEXT_MODULES
 
@@ -151,15 +152,22 @@ def resolve_model_cfg(model_cfg: dict[str, Any] | None) -> dict[str, Any]:
 def build_model(model_cfg: dict[str, Any]) -> Segmentor:
     """Build the network from the config's ``model:`` section (keys and defaults: docs/architecture.md)."""
     cfg = resolve_model_cfg(model_cfg)
+    # the seed torch was last seeded with (init_model: the run's): every part after the backbone
+    # draws from a stream of (that seed, its name), so parts that variants share start equal
+    base = torch.initial_seed()
     backbone = build_backbone(cfg["backbone"], cfg["backbone_options"], cfg["pretrained"])
     channels = list(backbone.out_channels)
     fpn_dim, num_classes, norm = cfg["fpn_dim"], cfg["num_classes"], cfg["norm"]
-    decoder = FPNDecoder(channels, fpn_dim, align=cfg["align"], align_options=cfg["align_options"],
-                         context=cfg["context"], context_options=cfg["context_options"], norm=norm,
-                         coarse_shift=cfg["coarse_shift"])
-    head = SegHead(fpn_dim, num_classes, cfg["dropout"])
-    aux_head = FCNHead(channels[2], num_classes, fpn_dim, cfg["dropout"], norm) if cfg["aux_head"] else None
-    embed_head = EmbedHead(fpn_dim, cfg["embed_dim"]) if cfg["embed_dim"] > 0 else None
+    with seeded_init(base):
+        decoder = FPNDecoder(channels, fpn_dim, align=cfg["align"], align_options=cfg["align_options"],
+                             context=cfg["context"], context_options=cfg["context_options"], norm=norm,
+                             coarse_shift=cfg["coarse_shift"])
+        with init_stream("head"):
+            head = SegHead(fpn_dim, num_classes, cfg["dropout"])
+        with init_stream("aux_head"):
+            aux_head = FCNHead(channels[2], num_classes, fpn_dim, cfg["dropout"], norm) if cfg["aux_head"] else None
+        with init_stream("embed_head"):
+            embed_head = EmbedHead(fpn_dim, cfg["embed_dim"]) if cfg["embed_dim"] > 0 else None
     model = Segmentor(backbone, decoder, head, aux_head, embed_head)
     model.cfg = cfg
     return model
