@@ -21,6 +21,8 @@ from srcr.report.offsets import correctness
 from srcr.report.outputs import expected_outputs
 from srcr.report.stats import HIER, IMAGES, POOLED, Statistics, make_layout
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def _stats(tmp_path, seeds, n_boot=100):
     results, grid_path = make_tree(tmp_path, seeds=seeds)
@@ -195,3 +197,18 @@ def test_prefetch_in_processes_gives_the_same_resamples(tmp_path):
         key = (v, (0, 1), IMAGES)
         assert key in par._cache
         assert np.array_equal(par._cache[key], st.resampled(v, (0, 1), IMAGES), equal_nan=True)
+
+
+def test_context_tables_state_the_map_size_the_context_modules_saw():
+    from srcr.config import load_config
+    from srcr.report.tables import context_maps
+
+    cfg = load_config(REPO / "config" / "default.yaml")
+    assert context_maps(cfg) == ("Context modules: they see the stride-32 map, 4x4 cells in training (128x128 "
+                                 "crops) and 4x8 at evaluation (128x256 images).")
+    bigger = load_config(REPO / "config" / "default.yaml", ["data.train_pipeline.crop_size=[256, 256]",
+                                                             "eval.scale=[256, 512]"])
+    assert "8x8 cells in training" in context_maps(bigger) and "8x16 at evaluation" in context_maps(bigger)
+    city = load_config(REPO / "config" / "cityscapes_mscan_s.yaml")
+    assert "at evaluation" in context_maps(city)
+    assert context_maps({"model": {"context": "crm"}}) is None  # a config that does not say: no note

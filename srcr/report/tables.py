@@ -133,9 +133,12 @@ def _notes(stats, spec, methods, sdd, k, has_oc, dataset, rows) -> list[str]:
         notes.append("reported mIoU (paper): the number in the paper's abstract, not measured here.")
     if dataset in REPORTED_NOTES:
         notes.append(REPORTED_NOTES[dataset])
+    cfg = suite.any_run().config
+    contexts = {suite.runs[v][suite.seeds(v)[0]].config.get("model", {}).get("context") for v in spec["variants"]}
+    if len(contexts) > 1 and (maps := context_maps(cfg)):
+        notes.append(maps)
     notes.append("Machine: " + "; ".join(prov["machine"]) + ".")
     notes.append("Code: " + "; ".join(prov["code"]) + ".")
-    cfg = suite.any_run().config
     tr = cfg.get("train", {})
     conf = (f"Config: backbone {cfg.get('model', {}).get('backbone', '?')}, {tr.get('iterations', '?')} iterations "
             f"x batch {tr.get('batch_size', '?')}; base config sha256 {', '.join(prov['config'])}")
@@ -143,6 +146,31 @@ def _notes(stats, spec, methods, sdd, k, has_oc, dataset, rows) -> list[str]:
         conf += " (WARNING: the runs differ in more than the variant's own keys)"
     notes.append(conf + ".")
     return notes
+
+
+def context_maps(cfg: dict, stride: int = 32) -> str | None:
+    """What the context modules saw (they run on the stride-32 map): its size in cells in training
+    and at evaluation, from a run's resolved config; None if the config does not say."""
+    from ..data.transforms import rescale_size
+
+    def cells(hw) -> str:
+        return f"{math.ceil(hw[0] / stride)}x{math.ceil(hw[1] / stride)}"
+
+    crop = cfg.get("data", {}).get("train_pipeline", {}).get("crop_size")
+    ev = cfg.get("eval", {})
+    if not crop or "mode" not in ev:
+        return None
+    if ev["mode"] == "slide":
+        at_eval = f"{cells(ev['crop_size'])} at evaluation ({ev['crop_size'][0]}x{ev['crop_size'][1]} windows)"
+    else:
+        size = (cfg["data"].get("synthetic") or {}).get("size") if cfg["data"].get("dataset") == "synthetic" else None
+        if size and ev.get("scale"):
+            size = rescale_size(size, ev["scale"])
+        at_eval = (f"{cells(size)} at evaluation ({size[0]}x{size[1]} images)" if size else
+                   f"image size / {stride} at evaluation" + (f" (images fitted into {ev['scale'][0]}x{ev['scale'][1]})"
+                                                            if ev.get("scale") else ""))
+    return (f"Context modules: they see the stride-{stride} map, {cells(crop)} cells in training "
+            f"({crop[0]}x{crop[1]} crops) and {at_eval}.")
 
 
 # --------------------------------------------------------------------------------------------------
