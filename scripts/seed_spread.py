@@ -7,9 +7,10 @@ differences pooled over all pairs, as `srcr report` pools it (design/statistics.
     python scripts/seed_spread.py --out results/spread --variants bilinear_none,srm_crm,srm_dam \\
         --seeds 0,1,2,3 [--set KEY=VALUE ...]
 
-Runs use config/suite.yaml's base config, its `set` overrides and its pretraining checkpoint
-(results/synthetic/pretrain/checkpoints/final.pth: run `snakemake --cores 2` or its pretrain rule
-first); each --set is applied after them, e.g. --set train.iterations=150.
+Each run gets exactly the overrides the suite's train rule gives it (srcr.suite.plan: the suite's
+`set` and `data_root`, the variant's, its pretraining checkpoint, the seed; config/suite.yaml by
+default, whose checkpoint `snakemake --cores 2` or its pretrain rule writes first); each --set is
+applied after them, e.g. --set train.iterations=150.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import subprocess
 import sys
 import time
@@ -28,14 +30,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from srcr.suite.grid import load_grid  # noqa: E402
-
-
-def run_sets(suite: dict, grid, variant: str, seed: int, extra: list[str]) -> list[str]:
-    pretrained = f"results/{suite['name']}/pretrain/checkpoints/final.pth"
-    overrides = [*suite.get("set", []), *grid.variants[variant].overrides, f"model.pretrained={pretrained}",
-                 f"seed={seed}", *extra]
-    return [a for o in overrides for a in ("--set", o)]
+from srcr.suite.plan import make_plan  # noqa: E402
 
 
 def train_and_evaluate(base_config: str, run: Path, sets: list[str]) -> float:
@@ -75,21 +70,22 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2,3", help="comma-separated seeds (at least 2)")
     ap.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
                     help="an override after the suite's (repeatable)")
-    ap.add_argument("--suite", default="config/suite.yaml")
+    ap.add_argument("--suite", default=str(REPO / "config" / "suite.yaml"))
     args = ap.parse_args()
-    suite = yaml.safe_load((REPO / args.suite).read_text())
-    grid = load_grid(REPO / suite["grid"])
+    out, suite = Path(args.out).resolve(), Path(args.suite).resolve()
+    os.chdir(REPO)  # the suite config's paths are relative to the repository
+    plan = make_plan(yaml.safe_load(suite.read_text()))
     variants, seeds = args.variants.split(","), [int(s) for s in args.seeds.split(",")]
-    unknown = [v for v in variants if v not in grid.variants]
+    unknown = [v for v in variants if v not in plan.grid.variants]
     if unknown or len(seeds) < 2:
-        sys.exit(f"seed_spread: unknown variant(s) {unknown} (see {suite['grid']})" if unknown
+        sys.exit(f"seed_spread: unknown variant(s) {unknown} (see {plan.grid.path})" if unknown
                  else "seed_spread: --seeds needs at least two seeds")
     jobs = [(v, s) for s in seeds for v in variants]
     t0 = time.time()
     with ThreadPoolExecutor(2) as pool:
         values = list(pool.map(lambda vs: train_and_evaluate(
-            suite["base_config"], Path(args.out).resolve() / vs[0] / f"seed{vs[1]}",
-            run_sets(suite, grid, vs[0], vs[1], args.extra)), jobs))
+            plan.base_config, out / vs[0] / f"seed{vs[1]}",
+            [a for o in plan.overrides(*vs) + args.extra for a in ("--set", o)]), jobs))
     print(f"== {len(jobs)} runs in {time.time() - t0:.0f} s; overrides after the suite's: {args.extra or 'none'}")
     report(dict(zip(jobs, values)), variants, seeds)
 

@@ -151,26 +151,35 @@ def _notes(stats, spec, methods, sdd, k, has_oc, dataset, rows) -> list[str]:
 def context_maps(cfg: dict, stride: int = 32) -> str | None:
     """What the context modules saw (they run on the stride-32 map): its size in cells in training
     and at evaluation, from a run's resolved config; None if the config does not say."""
-    from ..data.transforms import rescale_size
-
-    def cells(hw) -> str:
-        return f"{math.ceil(hw[0] / stride)}x{math.ceil(hw[1] / stride)}"
-
     crop = cfg.get("data", {}).get("train_pipeline", {}).get("crop_size")
     ev = cfg.get("eval", {})
     if not crop or "mode" not in ev:
         return None
+
+    def cells(hw) -> str:
+        return f"{math.ceil(hw[0] / stride)}x{math.ceil(hw[1] / stride)}"
+
     if ev["mode"] == "slide":
         at_eval = f"{cells(ev['crop_size'])} at evaluation ({ev['crop_size'][0]}x{ev['crop_size'][1]} windows)"
+    elif (size := _eval_image_size(cfg)) is not None:
+        at_eval = f"{cells(size)} at evaluation ({size[0]}x{size[1]} images)"
     else:
-        size = (cfg["data"].get("synthetic") or {}).get("size") if cfg["data"].get("dataset") == "synthetic" else None
-        if size and ev.get("scale"):
-            size = rescale_size(size, ev["scale"])
-        at_eval = (f"{cells(size)} at evaluation ({size[0]}x{size[1]} images)" if size else
-                   f"image size / {stride} at evaluation" + (f" (images fitted into {ev['scale'][0]}x{ev['scale'][1]})"
-                                                            if ev.get("scale") else ""))
+        fitted = f" (images fitted into {ev['scale'][0]}x{ev['scale'][1]})" if ev.get("scale") else ""
+        at_eval = f"image size / {stride} at evaluation{fitted}"
     return (f"Context modules: they see the stride-{stride} map, {cells(crop)} cells in training "
             f"({crop[0]}x{crop[1]} crops) and {at_eval}.")
+
+
+def _eval_image_size(cfg: dict) -> tuple[int, int] | None:
+    """The whole-image inference size where the config fixes it (the synthetic set's one image size,
+    after eval.scale's keep-ratio fit); None for datasets whose images vary."""
+    from ..data.transforms import rescale_size
+
+    data = cfg["data"]
+    if data.get("dataset") != "synthetic" or not (data.get("synthetic") or {}).get("size"):
+        return None
+    size = tuple(data["synthetic"]["size"])
+    return rescale_size(size, cfg["eval"]["scale"]) if cfg["eval"].get("scale") else size
 
 
 # --------------------------------------------------------------------------------------------------
