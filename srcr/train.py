@@ -50,10 +50,15 @@ class TrainingDiverged(UserError):
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from .cli_runs import add_set_and_run
+
     parser.add_argument("--config", required=True, help="YAML config (see config/default.yaml)")
-    parser.add_argument("--out", required=True, help="run directory (resumed if it holds checkpoints)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config entry, value parsed as YAML (repeatable), "
+    parser.add_argument("--out", default=None, help="run directory (resumed if it holds checkpoints)")
+    add_set_and_run(parser, "RUN_DIR",
+                    run_help="instead of --out: one of several runs trained in this process on one data "
+                             "stream (they must share seed, data and batch size; on a frozen, equal "
+                             "backbone they share its forward)",
+                    set_help="override a config entry, value parsed as YAML (repeatable), "
                              "e.g. --set train.iterations=200")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: SRCR_THREADS, SLURM_CPUS_PER_TASK, OMP_NUM_THREADS)")
@@ -63,15 +68,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .cli_runs import run_configs
     from .engine.distributed import cleanup, init_distributed
     from .utils.threads import set_threads
 
-    cfg = load_config(args.config, args.overrides)
+    if (args.out is None) == (not args.runs):
+        raise UserError("srcr train: give either --out RUN_DIR or one --run RUN_DIR per run")
+    runs = args.runs or [(args.out, [])]
+    specs = [(cfg, Path(out)) for cfg, out in run_configs(args.config, args.overrides, runs)]
     set_threads(args.threads)
     ctx = init_distributed(args.device)
     try:
-        train(cfg, Path(args.out), ctx=ctx, progress=not args.no_progress)
+        train_runs(specs, ctx=ctx, progress=not args.no_progress)
     finally:
         cleanup(ctx)
     return 0
@@ -141,43 +149,127 @@ def build_train_dataset(cfg: dict, ctx=None):
         barrier(ctx)
     ds = build_dataset(data["dataset"], data["root"], "train",
                        transforms=build_train_transforms(data), cache=bool(data.get("cache", False)))
-    if ds.num_classes != cfg["model"]["num_classes"]:
-        raise UserError(f"model.num_classes is {cfg['model']['num_classes']} but the {data['dataset']} "
-                        f"dataset at {data['root']} has {ds.num_classes} classes")
+    _check_classes(ds, cfg)
     return ds
 
 
+def _check_classes(ds, cfg: dict) -> None:
+    data = cfg["data"]
+    if ds.num_classes != cfg["model"]["num_classes"]:
+        raise UserError(f"model.num_classes is {cfg['model']['num_classes']} but the {data['dataset']} "
+                        f"dataset at {data['root']} has {ds.num_classes} classes")
+
+
 def train(cfg: dict, out: Path, ctx=None, progress: bool = True) -> dict:
-    """Train (or resume, or report completion of) the run in ``out``. Returns a summary dict.
+    """Train (or resume, or report completion of) the run in ``out``. Returns a summary dict."""
+    return train_runs([(cfg, Path(out))], ctx=ctx, progress=progress)[0]
 
-    Every check that can fail on bad input (schedule, loss, run-dir config, dataset layout) runs
-    before anything is written into ``out``."""
-    import torch
 
-    from .engine.checkpoint import FINAL_NAME
+# Config keys every run trained in one process shares: they decide the batches (srcr.engine.sampler)
+GROUP_KEYS = ("seed", "data", "train.batch_size")
+
+
+def train_runs(specs: list[tuple[dict, Path]], ctx=None, progress: bool = True) -> list[dict]:
+    """Train (or resume, or report completion of) each (config, run directory) of ``specs`` in this
+    process, on one data stream; returns their summaries. With more than one run they must share
+    the batches (GROUP_KEYS) and one process; on a frozen, equal backbone they also share its
+    forward (srcr.models.feature_cache). Each directory ends exactly as a run of its own would
+    leave it (tests/test_train_group.py).
+
+    Every check that can fail on bad input (grouping, schedule, loss, run-dir config, dataset
+    layout) runs before anything is written."""
     from .engine.distributed import DistContext, barrier
-    from .engine.signals import StopRequest
-    from .errors import RunInterrupted
+
+    ctx = ctx or DistContext()
+    members = [_Member(cfg, Path(out)) for cfg, out in specs]
+    _check_group(members, ctx)
+    done = {m.out: r for m in members if (r := _prepare(m, ctx)) is not None}
+    pending = [m for m in members if m.out not in done]
+    if pending:
+        dataset = build_train_dataset(pending[0].cfg, ctx)
+        for m in pending[1:]:
+            _check_classes(dataset, m.cfg)
+        barrier(ctx)  # every rank has checked before rank 0 writes
+        for m in pending:
+            _init_run_dir(m.cfg, m.out, ctx)
+        _set_determinism(ctx)
+        _build_runs(pending, ctx)
+        _train_and_finish(pending, ctx, dataset, progress)
+    return [done.get(m.out) or m.summary for m in members]
+
+
+@dataclass
+class _Member:
+    """One run of a `srcr train` process: its config, directory and training state."""
+
+    cfg: dict
+    out: Path
+    criterion: Any = None
+    run: Any = None            # _Run, once built
+    start: int = 0             # the iteration it resumes from
+    log: Any = None            # JsonlLog (main process)
+    plain: Any = None          # PlainProgress when there is no progress bar
+    summary: dict | None = None
+    group: int = 1             # runs trained in this process
+    shared_backbone: bool = False
+
+    @property
+    def total(self) -> int:
+        return int(self.cfg["train"]["iterations"])
+
+
+def _check_group(members: list[_Member], ctx) -> None:
+    from .config import config_diff, flatten
+
+    if len(members) < 2:
+        return
+    if ctx.distributed:
+        raise UserError("srcr train: several --run in one torchrun job are not supported; start one job per run")
+    seen: dict[Path, Path] = {}
+    for m in members:
+        key = m.out.resolve()
+        if key in seen:
+            raise UserError(f"--run {m.out}: the same run directory is given twice")
+        seen[key] = m.out
+    lead = members[0]
+
+    def shared(cfg):
+        flat = flatten(cfg)
+        return {k: v for k, v in flat.items() if any(k == g or k.startswith(g + ".") for g in GROUP_KEYS)
+                and not k.startswith(RESUME_IGNORED_KEYS)}
+
+    for m in members[1:]:
+        diff = config_diff(shared(lead.cfg), shared(m.cfg))
+        if diff:
+            raise UserError(f"--run {m.out} cannot train in one process with --run {lead.out}: runs of one "
+                            f"process see the same batches, so they must agree on {', '.join(GROUP_KEYS)}; "
+                            f"they differ in {', '.join(diff)}")
+    for m in members:
+        m.group = len(members)
+
+
+def _prepare(m: _Member, ctx) -> dict | None:
+    """Check one run's inputs; its summary if it is already complete, else None."""
+    from .engine.checkpoint import FINAL_NAME
     from .losses import build_criterion
     from .optim import check_schedule
 
-    ctx = ctx or DistContext()
-    out = Path(out)
-    tcfg = cfg["train"]
-    total = int(tcfg["iterations"])
-    check_schedule(tcfg["schedule"], total)
-    criterion = build_criterion(tcfg["loss"], cfg["model"]["num_classes"])
-    _check_run_dir_config(cfg, out)
-    final = out / "checkpoints" / FINAL_NAME
+    tcfg = m.cfg["train"]
+    check_schedule(tcfg["schedule"], m.total)
+    m.criterion = build_criterion(tcfg["loss"], m.cfg["model"]["num_classes"])
+    _check_run_dir_config(m.cfg, m.out)
+    final = m.out / "checkpoints" / FINAL_NAME
     if final.exists():
-        _say(ctx, f"run in {out} is already complete ({total} iterations): {final}")
-        return {"status": "complete", "iteration": total, "final": str(final)}
+        _say(ctx, f"run in {m.out} is already complete ({m.total} iterations): {final}")
+        return {"status": "complete", "iteration": m.total, "final": str(final)}
     if tcfg["batch_size"] % ctx.world_size:
         raise UserError(f"train.batch_size: the global batch {tcfg['batch_size']} is not divisible by the "
                         f"{ctx.world_size} processes")
-    dataset = build_train_dataset(cfg, ctx)
-    barrier(ctx)  # every rank has checked before rank 0 writes
-    _init_run_dir(cfg, out, ctx)
+    return None
+
+
+def _set_determinism(ctx) -> None:
+    import torch
 
     if ctx.device.type != "cuda":
         # the private setter: torch.use_deterministic_algorithms also imports torch._inductor to set
@@ -188,23 +280,49 @@ def train(cfg: dict, out: Path, ctx=None, progress: bool = True) -> dict:
         torch.utils.deterministic.fill_uninitialized_memory = False
     else:
         torch.backends.cudnn.benchmark = True
-    run = _build_run(cfg, ctx, criterion)
-    start = _resume(run, cfg, out, ctx)
-    _event(ctx, out, f"training {cfg['model']['backbone']} + {cfg['model']['align']} + {cfg['model']['context']} "
-              f"({run.n_params / 1e6:.2f} M parameters) on {len(dataset)} {cfg['data']['dataset']} images, "
-              f"{total} iterations x {tcfg['batch_size']} images, {ctx.world_size} process(es) on "
-              f"{ctx.device.type}")
+
+
+def _build_runs(members: list[_Member], ctx) -> None:
+    """Each run's model and optimiser, resumed from its newest checkpoint; then one backbone for
+    all, if every resumed backbone is frozen and equal (else each keeps its own)."""
+    from .models.feature_cache import share_backbone
+
+    for m in members:
+        m.run = _build_run(m.cfg, ctx, m.criterion)
+        m.start = _resume(m.run, m.cfg, m.out, ctx)
+    if len(members) > 1 and share_backbone([m.run.model for m in members]) is not None:
+        for m in members:
+            m.shared_backbone = True
+        _say(ctx, f"{len(members)} runs share one frozen backbone: its forward runs once per batch")
+
+
+def _train_and_finish(members: list[_Member], ctx, dataset, progress: bool) -> None:
+    from .engine.checkpoint import FINAL_NAME
+    from .engine.distributed import barrier
+    from .engine.signals import StopRequest
+    from .errors import RunInterrupted
+
+    for m in members:
+        cfg = m.cfg
+        _event(ctx, m.out, f"training {cfg['model']['backbone']} + {cfg['model']['align']} + "
+                           f"{cfg['model']['context']} ({m.run.n_params / 1e6:.2f} M parameters) on {len(dataset)} "
+                           f"{cfg['data']['dataset']} images, {m.total} iterations x {cfg['train']['batch_size']} "
+                           f"images, {ctx.world_size} process(es) on {ctx.device.type}"
+                           + (f", one of {m.group} runs in this process" if m.group > 1 else ""))
     with StopRequest() as stop:
         try:
-            _train_loop(run, cfg, out, ctx, dataset, start, progress, stop)
+            _train_loop(members, ctx, dataset, progress, stop)
         except RunInterrupted as e:
-            _event(ctx, out, str(e))
+            for m in members:
+                _event(ctx, m.out, str(e))
             raise
-    if ctx.is_main:
-        _write_final(run, cfg, out, ctx)
-        _event(ctx, out, f"finished {total} iterations in {run.train_time:.1f} s of training: {final}")
+    for m in members:
+        final = m.out / "checkpoints" / FINAL_NAME
+        if ctx.is_main:
+            _write_final(m, ctx)
+            _event(ctx, m.out, f"finished {m.total} iterations in {m.run.train_time:.1f} s of training: {final}")
+        m.summary = {"status": "trained", "iteration": m.total, "resumed_from": m.start, "final": str(final)}
     barrier(ctx)
-    return {"status": "trained", "iteration": total, "resumed_from": start, "final": str(final)}
 
 
 @dataclass
@@ -322,7 +440,7 @@ def _make_loader(dataset, cfg: dict, ctx, start: int):
                       generator=loader_gen, pin_memory=ctx.device.type == "cuda", persistent_workers=False)
 
 
-def _train_step(run: _Run, cfg: dict, ctx, batch, it: int, amp, log, ckpt_dir: Path) -> dict:
+def _train_step(run: _Run, cfg: dict, ctx, batch, it: int, log, ckpt_dir: Path) -> dict:
     """One optimisation step at iteration ``it`` (0-based); the loss terms as floats."""
     import torch
 
@@ -340,6 +458,8 @@ def _train_step(run: _Run, cfg: dict, ctx, batch, it: int, amp, log, ckpt_dir: P
     gen = torch.Generator(device=device)
     gen.manual_seed(derive_seed(seed, STREAM_CONTRAST, it, ctx.rank))
     apply_lr(run.optimizer, lr_factor(it, tcfg["schedule"], int(tcfg["iterations"])))
+    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if (device.type == "cuda" and tcfg["amp"])
+           else contextlib.nullcontext())
 
     bad = None
     with amp:
@@ -363,60 +483,82 @@ def _train_step(run: _Run, cfg: dict, ctx, batch, it: int, amp, log, ckpt_dir: P
     return {"loss": float(loss.detach()), **terms}
 
 
-def _train_loop(run: _Run, cfg: dict, out: Path, ctx, dataset, start: int, progress: bool, stop) -> None:
-    import torch
+def _train_loop(members: list[_Member], ctx, dataset, progress: bool, stop) -> None:
+    """Iterations from the earliest resume point to the last run's end; at each, every run that is
+    past its own resume point and not finished takes one step on the shared batch."""
+    from .engine.distributed import any_flag
+    from .engine.progress import progress_bar
 
-    from .engine.checkpoint import save_checkpoint
-    from .engine.distributed import any_flag, barrier
-    from .engine.logging import JsonlLog
-    from .engine.progress import PlainProgress, progress_bar
-
-    tcfg = cfg["train"]
-    total = int(tcfg["iterations"])
-    ckpt_dir = out / "checkpoints"
-    cuda = ctx.device.type == "cuda"
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and tcfg["amp"]) else contextlib.nullcontext()
-    log = JsonlLog(out / "log.jsonl", resume_iteration=start) if ctx.is_main else None
-    bar = progress_bar(total, f"train {out.name}", initial=start, enabled=progress) if ctx.is_main else None
-    plain = PlainProgress(total, f"train {out}", initial=start) if (ctx.is_main and bar is None) else None
-
-    def save(iteration: int) -> None:
-        if ctx.is_main:
-            save_checkpoint(ckpt_dir, iteration, run.state(cfg, iteration), int(tcfg["keep_checkpoints"]))
-        barrier(ctx)
-
-    data_iter = iter(_make_loader(dataset, cfg, ctx, start))
+    start, end = min(m.start for m in members), max(m.total for m in members)
+    label = members[0].out.name if len(members) == 1 else f"{len(members)} runs"
+    bar = progress_bar(end, f"train {label}", initial=start, enabled=progress) if ctx.is_main else None
+    _open_logs(members, ctx, plain=bar is None)
+    data_iter = iter(_make_loader(dataset, members[0].cfg, ctx, start))
     it = start
     try:
-        while it < total:
+        while it < end:
             t0 = time.perf_counter()
-            terms = _train_step(run, cfg, ctx, next(data_iter), it, amp, log, ckpt_dir)
+            batch = next(data_iter)
+            active = [m for m in members if m.start <= it < m.total]
+            share = (time.perf_counter() - t0) / len(active)  # loading, split over the runs it serves
+            for m in active:
+                _member_step(m, ctx, batch, it, share, bar if len(members) == 1 else None)
             it += 1
-            dt = time.perf_counter() - t0
-            run.train_time += dt
-            _accumulate(run.log_window, terms, dt, int(tcfg["batch_size"]))
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{terms['loss']:.4f}", lr=f"{run.optimizer.param_groups[0]['lr']:.2e}")
-            if it % tcfg["log_interval"] == 0 or it == total:
-                record = _flush_log_window(run, ctx, it)
-                if log is not None:
-                    log.write(record)
-                if plain is not None:
-                    plain.line(it, {k: v for k, v in record.items() if k not in ("iteration", "lr",
-                                                                                  "images_per_s")},
-                               lr=record["lr"], rate=record["images_per_s"])
-            stopping = it < total and (any_flag(ctx, stop.requested) if ctx.distributed else stop.requested)
-            if stopping or it % tcfg["checkpoint_interval"] == 0 or it == total:
-                save(it)
+            stopping = it < end and (any_flag(ctx, stop.requested) if ctx.distributed else stop.requested)
+            for m in active:
+                if stopping or it % m.cfg["train"]["checkpoint_interval"] == 0 or it == m.total:
+                    _save(m, ctx, it)
             if stopping:
-                raise _interrupted(stop.signal_name, it, total, out)
+                raise _interrupted(stop.signal_name, it, end, [m.out for m in members])
     finally:
         if bar is not None:
             bar.close()
-        if log is not None:
-            log.close()
+        for m in members:
+            if m.log is not None:
+                m.log.close()
         del data_iter
+
+
+def _open_logs(members: list[_Member], ctx, plain: bool) -> None:
+    from .engine.logging import JsonlLog
+    from .engine.progress import PlainProgress
+
+    for m in members:
+        if ctx.is_main:
+            m.log = JsonlLog(m.out / "log.jsonl", resume_iteration=m.start)
+            m.plain = PlainProgress(m.total, f"train {m.out}", initial=m.start) if plain else None
+
+
+def _member_step(m: _Member, ctx, batch, it: int, load_time: float, bar) -> None:
+    """One step of one run, with its timing, log window, log lines and progress postfix."""
+    t0 = time.perf_counter()
+    terms = _train_step(m.run, m.cfg, ctx, batch, it, m.log, m.out / "checkpoints")
+    dt = time.perf_counter() - t0 + load_time
+    m.run.train_time += dt
+    tcfg = m.cfg["train"]
+    _accumulate(m.run.log_window, terms, dt, int(tcfg["batch_size"]))
+    if bar is not None:
+        bar.set_postfix(loss=f"{terms['loss']:.4f}", lr=f"{m.run.optimizer.param_groups[0]['lr']:.2e}")
+    done = it + 1
+    if done % tcfg["log_interval"] == 0 or done == m.total:
+        record = _flush_log_window(m.run, ctx, done)
+        if m.log is not None:
+            m.log.write(record)
+        if m.plain is not None:
+            m.plain.line(done, {k: v for k, v in record.items() if k not in ("iteration", "lr", "images_per_s")},
+                         lr=record["lr"], rate=record["images_per_s"])
+
+
+def _save(m: _Member, ctx, iteration: int) -> None:
+    from .engine.checkpoint import save_checkpoint
+    from .engine.distributed import barrier
+
+    if ctx.is_main:
+        save_checkpoint(m.out / "checkpoints", iteration, m.run.state(m.cfg, iteration),
+                        int(m.cfg["train"]["keep_checkpoints"]))
+    barrier(ctx)
 
 
 def _accumulate(window: dict, terms: dict, dt: float, images: int) -> None:
@@ -438,14 +580,16 @@ def _flush_log_window(run: _Run, ctx, iteration: int) -> dict:
     return record
 
 
-def _interrupted(signal_name: str | None, it: int, total: int, out: Path):
+def _interrupted(signal_name: str | None, it: int, total: int, outs: list[Path]):
     from .errors import RunInterrupted
 
+    where = (f"checkpoint written to {outs[0] / 'checkpoints'}" if len(outs) == 1 else
+             f"each run's checkpoint written to its checkpoints/ ({', '.join(map(str, outs))})")
     return RunInterrupted(f"interrupted by {signal_name or 'a stop request'} at iteration {it} of {total}; "
-                          f"checkpoint written to {out / 'checkpoints'}; run the same command again to resume")
+                          f"{where}; run the same command again to resume")
 
 
-def _write_final(run: _Run, cfg: dict, out: Path, ctx) -> None:
+def _write_final(m: _Member, ctx) -> None:
     """summary.json (time, size, machine), then final.pth: the checkpoint marks the run complete, so
     whoever sees it also finds the summary."""
     from . import __version__
@@ -453,12 +597,13 @@ def _write_final(run: _Run, cfg: dict, out: Path, ctx) -> None:
     from .utils.io import write_json
     from .utils.machine import machine_info
 
-    write_json(out / "summary.json", {
-        "iterations": int(cfg["train"]["iterations"]), "train_time_s": run.train_time,
-        "params": run.n_params, "world_size": ctx.world_size, "srcr_version": __version__,
-        "machine": machine_info(ctx.device)})
-    save_final(out / "checkpoints", {"model": run.model.state_dict(), "iteration": int(cfg["train"]["iterations"]),
-                                     "config": cfg, "srcr_version": __version__})
+    run, cfg = m.run, m.cfg
+    write_json(m.out / "summary.json", {
+        "iterations": m.total, "train_time_s": run.train_time, "params": run.n_params,
+        "world_size": ctx.world_size, "runs_in_process": m.group, "shared_backbone": m.shared_backbone,
+        "srcr_version": __version__, "machine": machine_info(ctx.device)})
+    save_final(m.out / "checkpoints", {"model": run.model.state_dict(), "iteration": m.total,
+                                       "config": cfg, "srcr_version": __version__})
 
 
 def _mean_over_ranks(ctx, sums: dict) -> dict:

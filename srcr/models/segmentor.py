@@ -55,10 +55,14 @@ class Segmentor(nn.Module):
         self.head = head
         self.aux_head = aux_head
         self.embed_head = embed_head
+        self.feature_cache = None  # a FeatureCache when several models share this backbone
 
     def extract(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The 4 backbone maps (strides 4, 8, 16, 32), NCHW."""
-        feats = list(self.backbone(images))
+        if self.feature_cache is not None:
+            feats = self.feature_cache.extract(self.backbone, images)
+        else:
+            feats = list(self.backbone(images))
         if getattr(self.backbone, "feature_format", "NCHW") == "NHWC":
             feats = [f.permute(0, 3, 1, 2) for f in feats]
         return feats
