@@ -219,7 +219,7 @@ class _Member:
 
 
 def _check_group(members: list[_Member], ctx) -> None:
-    from .config import config_diff, flatten
+    from .config import config_diff
 
     if len(members) < 2:
         return
@@ -232,14 +232,9 @@ def _check_group(members: list[_Member], ctx) -> None:
             raise UserError(f"--run {m.out}: the same run directory is given twice")
         seen[key] = m.out
     lead = members[0]
-
-    def shared(cfg):
-        flat = flatten(cfg)
-        return {k: v for k, v in flat.items() if any(k == g or k.startswith(g + ".") for g in GROUP_KEYS)
-                and not k.startswith(RESUME_IGNORED_KEYS)}
-
     for m in members[1:]:
-        diff = config_diff(shared(lead.cfg), shared(m.cfg))
+        diff = [k for k in config_diff(lead.cfg, m.cfg, ignore=RESUME_IGNORED_KEYS)
+                if any(k == g or k.startswith(g + ".") for g in GROUP_KEYS)]
         if diff:
             raise UserError(f"--run {m.out} cannot train in one process with --run {lead.out}: runs of one "
                             f"process see the same batches, so they must agree on {', '.join(GROUP_KEYS)}; "
