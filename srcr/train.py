@@ -218,9 +218,16 @@ class _Member:
         return int(self.cfg["train"]["iterations"])
 
 
-def _check_group(members: list[_Member], ctx) -> None:
+def group_conflicts(a: dict, b: dict) -> list[str]:
+    """The keys of GROUP_KEYS in which two run configs differ: runs that differ in none can train
+    in one process (they see the same batches)."""
     from .config import config_diff
 
+    return [k for k in config_diff(a, b, ignore=RESUME_IGNORED_KEYS)
+            if any(k == g or k.startswith(g + ".") for g in GROUP_KEYS)]
+
+
+def _check_group(members: list[_Member], ctx) -> None:
     if len(members) < 2:
         return
     if ctx.distributed:
@@ -233,8 +240,7 @@ def _check_group(members: list[_Member], ctx) -> None:
         seen[key] = m.out
     lead = members[0]
     for m in members[1:]:
-        diff = [k for k in config_diff(lead.cfg, m.cfg, ignore=RESUME_IGNORED_KEYS)
-                if any(k == g or k.startswith(g + ".") for g in GROUP_KEYS)]
+        diff = group_conflicts(lead.cfg, m.cfg)
         if diff:
             raise UserError(f"--run {m.out} cannot train in one process with --run {lead.out}: runs of one "
                             f"process see the same batches, so they must agree on {', '.join(GROUP_KEYS)}; "

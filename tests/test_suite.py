@@ -191,3 +191,28 @@ def test_cost_counts_runs_iterations_and_training_flops(tmp_path, capsys):
     assert a["train_pflops_per_run"] == pytest.approx(per_run)
     assert cost["total_train_pflops"] == pytest.approx(2 * (a["train_pflops_per_run"] + b["train_pflops_per_run"]))
     assert "4 runs, 48 iterations" in capsys.readouterr().out
+
+
+def test_plan_seed_group_splits_each_runs_overrides_exactly():
+    cfg = suite(pretrain=PRETRAIN, group_by_seed=True)
+    cfg["resources"] = {**cfg["resources"], "pretrain": RES}
+    plan = make_plan(cfg)
+    assert plan.group_by_seed
+    shared, runs = plan.seed_group(1)
+    assert [v for v, _ in runs] == list(plan.variants)
+    for v, own in runs:
+        assert shared + own == plan.overrides(v, 1)
+    assert "data.root=data/smoke" in shared and all("model.align=" in " ".join(own) for _, own in runs)
+
+
+def test_plan_group_by_seed_refuses_runs_that_cannot_share_one_data_stream(tmp_path):
+    grid = json.loads(json.dumps(GOOD))
+    grid["variants"]["b"]["set"] = {**grid["variants"]["b"]["set"], "train.batch_size": 2}
+    path = write_grid(tmp_path / "g.yaml", grid)
+    with pytest.raises(UserError, match=r"group_by_seed: variant 'b' cannot train in one process with 'a'.*train\.batch_size"):
+        make_plan(suite(grid=str(path), tables=["t"], group_by_seed=True, pretrain=None))
+    make_plan(suite(grid=str(path), tables=["t"], group_by_seed=False, pretrain=None))  # one job per run: fine
+    cfg = suite(group_by_seed=True)
+    cfg["resources"] = {**cfg["resources"], "train": {**RES, "gpu": 2}}
+    with pytest.raises(UserError, match="cannot run under torchrun"):
+        make_plan(cfg)

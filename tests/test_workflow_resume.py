@@ -14,30 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from srcr.engine.checkpoint import list_checkpoints
-from workflow_helpers import env, run_snakemake, snakemake_cmd, workflow_copy
+from workflow_helpers import env, run_snakemake, snakemake_cmd, tiny_suite, workflow_copy
 
 pytest.importorskip("snakemake")
-
-TINY = [
-    "data.synthetic={n_train: 8, n_val: 4, size: [32, 64], seed: 0}",
-    "data.train_pipeline.scale=[32, 64]", "data.train_pipeline.crop_size=[32, 32]",
-    "train.iterations=120", "train.checkpoint_interval=10", "train.log_interval=10",
-    "train.schedule.warmup_iters=5", "train.loss.contrastive.warmup=10",
-    "eval.num_vis=1", "eval.offset_images=1",
-]
-RES = {"threads": 1, "mem_mb": 1000, "runtime": 5, "gpu": 0}
-
-
-def suite_config(path: Path) -> Path:
-    path.write_text(yaml.safe_dump({
-        "name": "resume", "base_config": "config/default.yaml", "grid": "ablations/grid.yaml",
-        "tables": ["loss"], "seeds": [0], "data_root": "data/tiny", "set": TINY,
-        "resources": {"train": RES, "evaluate": RES, "flops": RES}}))
-    return path
-
 
 def mtimes(paths) -> dict:
     return {p: p.stat().st_mtime_ns for p in paths}
@@ -45,7 +26,7 @@ def mtimes(paths) -> dict:
 
 def test_sigkill_mid_training_then_restart_resumes_and_a_finished_suite_does_nothing(tmp_path):
     wf = workflow_copy(tmp_path / "wf")
-    cfg = str(suite_config(wf / "resume.yaml"))
+    cfg = str(tiny_suite(wf / "resume.yaml", name="resume"))
     results = wf / "results" / "resume"
     done_run = results / "srm_crm_ce" / "seed0"
     # one run finished before the kill ...

@@ -10,8 +10,30 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "workflow", "config", "ablations", "profiles")
+
+
+# A suite small enough to train for real in a test: the `loss` table (two variants), one seed.
+TINY_SETS = [
+    "data.synthetic={n_train: 8, n_val: 4, size: [32, 64], seed: 0}",
+    "data.train_pipeline.scale=[32, 64]", "data.train_pipeline.crop_size=[32, 32]",
+    "train.iterations=120", "train.checkpoint_interval=10", "train.log_interval=10",
+    "train.schedule.warmup_iters=5", "train.loss.contrastive.warmup=10",
+    "eval.num_vis=1", "eval.offset_images=1",
+]
+TINY_RESOURCES = {"threads": 1, "mem_mb": 1000, "runtime": 5, "gpu": 0}
+
+
+def tiny_suite(path: Path, name: str, sets: list[str] = (), **over) -> Path:
+    """Write the tiny suite config (TINY_SETS, then ``sets``; other keys from ``over``) to ``path``."""
+    cfg = {"name": name, "base_config": "config/default.yaml", "grid": "ablations/grid.yaml",
+           "tables": ["loss"], "seeds": [0], "data_root": "data/tiny", "set": TINY_SETS + list(sets),
+           "resources": {"train": TINY_RESOURCES, "evaluate": TINY_RESOURCES, "flops": TINY_RESOURCES}}
+    path.write_text(yaml.safe_dump({**cfg, **over}))
+    return path
 
 
 def snakemake_cmd() -> list[str]:

@@ -38,6 +38,7 @@ class SuitePlan:
     flops_size: tuple[int, int] | None
     resources: dict[str, dict[str, Any]]
     pretrain: Pretrain | None = None
+    group_by_seed: bool = False       # one `srcr train` process per seed trains every variant
 
     @property
     def pretrained(self) -> str | None:
@@ -67,6 +68,16 @@ class SuitePlan:
     def runs(self) -> list[tuple[str, int]]:
         return [(v, s) for v in self.variants for s in self.seeds]
 
+    def seed_group(self, seed: int) -> tuple[list[str], list[tuple[str, list[str]]]]:
+        """The --sets of one `srcr train` process that trains every variant of ``seed``: those
+        every run shares (before the first --run), then (variant, its own) per run. Each run's
+        full list, shared + own, is exactly ``overrides(variant, seed)``."""
+        full = [self.overrides(v, seed) for v in self.variants]
+        n = 0
+        while all(len(f) > n for f in full) and len({f[n] for f in full}) == 1:
+            n += 1
+        return full[0][:n], [(v, f[n:]) for v, f in zip(self.variants, full)]
+
 
 def make_plan(config: dict) -> SuitePlan:
     """``config`` is the suite config as validated by workflow/schemas/suite.schema.json."""
@@ -85,9 +96,10 @@ def make_plan(config: dict) -> SuitePlan:
                                                if config.get("data_root") else ())
     base = load_config(config["base_config"], list(common))
     variants = tuple(grid.variants_of(list(tables)))
+    resolved = {}
     for v in variants:  # every run's config must be valid before the first job starts
         try:
-            load_config(config["base_config"], list(common) + list(grid.variants[v].overrides))
+            resolved[v] = load_config(config["base_config"], list(common) + list(grid.variants[v].overrides))
         except UserError as e:
             raise UserError(f"variant {v!r} of {grid.path} on {config['base_config']}: {e}") from None
     size = config.get("flops_size")
@@ -95,11 +107,31 @@ def make_plan(config: dict) -> SuitePlan:
     if pretrain and "pretrain" not in config["resources"]:
         raise UserError("suite config: resources.pretrain is required when pretrain is set")
     steps = STEPS + (("pretrain",) if pretrain else ())
+    group = bool(config.get("group_by_seed", False))
+    if group:
+        _check_seed_groups(config, resolved)
     return SuitePlan(name=config["name"], base_config=config["base_config"], grid=grid, tables=tables,
                      variants=variants, seeds=seeds, common=common, base=base,
                      flops_size=tuple(size) if size else None,
                      resources={step: dict(config["resources"][step]) for step in steps},
-                     pretrain=pretrain)
+                     pretrain=pretrain, group_by_seed=group)
+
+
+def _check_seed_groups(config: dict, resolved: dict[str, dict]) -> None:
+    """group_by_seed trains every variant of a seed in one process: they must see the same batches
+    (srcr.train.GROUP_KEYS), and one process cannot be a torchrun job."""
+    from ..train import GROUP_KEYS, group_conflicts
+
+    if config["resources"]["train"]["gpu"] > 1:
+        raise UserError("suite config: group_by_seed trains every variant of a seed in one process, which "
+                        "cannot run under torchrun: set resources.train.gpu to 0 or 1, or group_by_seed: false")
+    (first, lead), *rest = resolved.items()
+    for v, cfg in rest:
+        diff = group_conflicts(lead, cfg)
+        if diff:
+            raise UserError(f"suite config: group_by_seed: variant {v!r} cannot train in one process with "
+                            f"{first!r}: they must agree on {', '.join(GROUP_KEYS)} and differ in "
+                            f"{', '.join(diff)}; set group_by_seed: false")
 
 
 def _pretrain(config: dict, grid: Grid, common: tuple[str, ...], base: dict) -> Pretrain:

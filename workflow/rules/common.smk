@@ -29,12 +29,26 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+def run_path(variant, seed):
+    return f"{RESULTS}/{variant}/seed{seed}"
+
+
 def run_dir(w):
-    return f"{RESULTS}/{w.variant}/seed{w.seed}"
+    return run_path(w.variant, w.seed)
 
 
 def set_args(variant, seed=None):
     return " ".join(f"--set {shlex.quote(o)}" for o in PLAN.overrides(variant, seed))
+
+
+def seed_group_args(seed):
+    """The --set and --run arguments of one process that trains every variant of ``seed``."""
+    shared, runs = PLAN.seed_group(int(seed))
+    args = [f"--set {shlex.quote(o)}" for o in shared]
+    for variant, own in runs:
+        args.append(f"--run {shlex.quote(run_path(variant, seed))}")
+        args += [f"--set {shlex.quote(o)}" for o in own]
+    return " ".join(args)
 
 
 def data_inputs(wildcards):

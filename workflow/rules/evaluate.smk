@@ -4,7 +4,7 @@
 rule evaluate:
     input:
         config=PLAN.base_config,
-        checkpoint=rules.train.output[0],
+        checkpoint=FINAL,
         data=data_inputs,
     output:
         metrics=f"{RESULTS}/{{variant}}/seed{{seed}}/eval/metrics.json",

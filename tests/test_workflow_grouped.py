@@ -1,0 +1,44 @@
+"""group_by_seed: one Snakemake job per seed trains every variant in one `srcr train` process, and
+each run ends with exactly the weights of the same run trained alone with its own `srcr train`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from srcr.config import load_yaml
+from srcr.suite.plan import make_plan
+from workflow_helpers import env, job_counts, run_snakemake, tiny_suite, workflow_copy
+
+pytest.importorskip("snakemake")
+
+
+def test_one_job_per_seed_trains_every_variant_as_each_would_train_alone(tmp_path):
+    wf = workflow_copy(tmp_path / "wf")
+    cfg = str(tiny_suite(wf / "grouped.yaml", name="grouped", group_by_seed=True,
+                         sets=["train.iterations=20", "train.freeze_backbone=true"]))
+    results = wf / "results" / "grouped"
+    targets = [f"results/grouped/{v}/seed0/eval/metrics.json" for v in ("srm_crm", "srm_crm_ce")]
+    res = run_snakemake(wf, *targets, "--cores", "2", "--configfile", cfg)
+    counts = job_counts(res.stdout + res.stderr)
+    assert counts.get("train_seed") == 1 and "train" not in counts and counts.get("evaluate") == 2, counts
+    log = (results / "logs" / "train" / "seed0.log").read_text()
+    assert "one of 2 runs in this process" in log, log
+    assert all((wf / t).is_file() for t in targets)
+    again = run_snakemake(wf, *targets, "--cores", "2", "--configfile", cfg)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+    plan = make_plan({**load_yaml(cfg), "grid": str(wf / "ablations/grid.yaml"),
+                      "base_config": str(wf / "config/default.yaml")})
+    for variant in ("srm_crm", "srm_crm_ce"):
+        alone = tmp_path / f"alone_{variant}"
+        sets = [a for o in plan.overrides(variant, 0) for a in ("--set", o)]
+        subprocess.run([sys.executable, "-m", "srcr.cli", "train", "--config", "config/default.yaml", "--out",
+                        str(alone), "--threads", "1", "--device", "cpu", "--no-progress", *sets],
+                       cwd=wf, env=env(), check=True, capture_output=True, timeout=300)
+        a = torch.load(results / variant / "seed0" / "checkpoints" / "final.pth", weights_only=True)["model"]
+        b = torch.load(alone / "checkpoints" / "final.pth", weights_only=True)["model"]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), variant
