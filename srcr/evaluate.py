@@ -26,6 +26,7 @@ import math
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,24 +36,33 @@ OFFSET_ALIGNS = ("srm", "fam", "alignfa")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from .cli_runs import add_set_and_run
+
     parser.add_argument("--config", required=True, help="YAML config the checkpoint was trained with")
-    parser.add_argument("--checkpoint", required=True,
+    parser.add_argument("--checkpoint", default=None,
                         help="checkpoint file (RUN/checkpoints/final.pth) or a run directory")
-    parser.add_argument("--out", required=True, help="evaluation directory")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config entry (repeatable), e.g. --set eval.flip=true")
+    parser.add_argument("--out", default=None, help="evaluation directory")
+    add_set_and_run(parser, ("CHECKPOINT", "OUT"),
+                    run_help="instead of --checkpoint and --out: one of several checkpoints evaluated in "
+                             "this process on one pass over the images (they must share data, eval.split "
+                             "and eval.scale; a frozen, equal backbone's forward is shared)",
+                    set_help="override a config entry (repeatable), e.g. --set eval.flip=true")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .cli_runs import run_configs
     from .utils.threads import set_threads
 
-    cfg = load_config(args.config, args.overrides)
+    single = (args.checkpoint, args.out)
+    if args.runs and any(single) or not args.runs and not all(single):
+        raise UserError("srcr evaluate: give either --checkpoint and --out, or one --run CHECKPOINT OUT per run")
+    runs = args.runs or [(list(single), [])]
+    specs = [(cfg, ckpt, Path(out)) for cfg, (ckpt, out) in run_configs(args.config, args.overrides, runs)]
     set_threads(args.threads)
-    evaluate(cfg, args.checkpoint, Path(args.out), device=args.device, progress=not args.no_progress)
+    evaluate_runs(specs, device=args.device, progress=not args.no_progress)
     return 0
 
 
@@ -245,7 +255,8 @@ def load_model_for_eval(cfg: dict, ckpt_path: Path, device) -> tuple[Any, dict]:
                 hint = f"; the checkpoint was trained with different model settings: {', '.join(diff)}"
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"{ckpt_path}: weights do not fit the config's model ({first}){hint}") from None
-    return model.to(device).eval(), ckpt
+    # frozen (no grads, eval mode): several checkpoints on one backbone can then share its forward
+    return model.requires_grad_(False).to(device).eval(), ckpt
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -253,27 +264,106 @@ def load_model_for_eval(cfg: dict, ckpt_path: Path, device) -> tuple[Any, dict]:
 
 def evaluate(cfg: dict, checkpoint: str | Path, out: Path, device: str = "auto", progress: bool = True) -> dict:
     """Evaluate ``checkpoint`` with ``cfg``'s eval settings; returns the metrics.json content."""
+    return evaluate_runs([(cfg, checkpoint, Path(out))], device=device, progress=progress)[0]
+
+
+# Config keys every checkpoint evaluated in one pass shares: they decide the images and labels
+EVAL_GROUP_KEYS = ("data", "eval.split", "eval.scale")
+
+
+def evaluate_runs(specs: list[tuple[dict, str | Path, Path]], device: str = "auto",
+                  progress: bool = True) -> list[dict]:
+    """Evaluate each (config, checkpoint, eval directory) of ``specs`` in one pass over the
+    validation images (they must agree on EVAL_GROUP_KEYS); on frozen, equal backbones the backbone
+    runs once per input (srcr.models.feature_cache). Each directory ends exactly as an evaluation of
+    its own would leave it, apart from its timing (tests/test_evaluate.py). Returns the metrics.json
+    contents, in order."""
     import json
 
-    import numpy as np
     import torch
-    from PIL import Image
 
+    from .engine.distributed import pick_device
+    from .engine.progress import progress_bar
+    from .models.feature_cache import share_backbone
+
+    records: list[dict | None] = []
+    runs: list[_EvalRun] = []
+    for cfg, checkpoint, out in specs:
+        ckpt_path = resolve_checkpoint(checkpoint)
+        sha = file_sha256(ckpt_path)
+        if _is_complete(Path(out), sha, cfg):
+            print(f"evaluation in {out} is already complete for {ckpt_path}", file=sys.stderr)
+            records.append(json.loads((Path(out) / "metrics.json").read_text()))
+        else:
+            records.append(None)
+            runs.append(_EvalRun(cfg, Path(out), ckpt_path, sha))
+    if runs:
+        _check_eval_group(runs)
+        dev = pick_device(device)
+        ds = _eval_dataset(runs[0].cfg)
+        for r in runs:
+            _start(r, ds, dev)
+        if share_backbone([r.model for r in runs]) is not None:
+            print(f"{len(runs)} checkpoints share one frozen backbone: its forward runs once per input",
+                  file=sys.stderr)
+        name = runs[0].out.name if len(runs) == 1 else f"{len(runs)} runs"
+        bar = progress_bar(len(ds), f"evaluate {name}", unit="img", enabled=progress)  # a terminal only
+        with torch.no_grad():
+            for i in range(len(ds)):
+                item = ds[i]
+                image = item["image"][None].to(dev)
+                for r in runs:
+                    _eval_image(r, i, item, image, ds)
+                if bar is not None:
+                    bar.update(1)
+        if bar is not None:
+            bar.close()
+        fresh = iter([_finish(r, ds, dev) for r in runs])
+        records = [rec if rec is not None else next(fresh) for rec in records]
+    return records
+
+
+@dataclass
+class _EvalRun:
+    """One checkpoint of an evaluation pass: what it needs and what it has gathered so far."""
+
+    cfg: dict
+    out: Path
+    ckpt_path: Path
+    sha: str
+    model: Any = None
+    ckpt: dict | None = None
+    evaluator: Any = None
+    vis_idx: set = field(default_factory=set)
+    off_idx: set = field(default_factory=set)
+    offsets: list = field(default_factory=list)
+    off_ids: list = field(default_factory=list)
+    seconds: float = 0.0  # this checkpoint's own inference and scoring
+
+
+def _check_eval_group(runs: list[_EvalRun]) -> None:
+    from .config import config_diff
+
+    seen: dict[Path, Path] = {}
+    for r in runs:
+        if r.out.resolve() in seen:
+            raise UserError(f"--run {r.out}: the same evaluation directory is given twice")
+        seen[r.out.resolve()] = r.out
+    lead = runs[0]
+    for r in runs[1:]:
+        diff = [k for k in config_diff(lead.cfg, r.cfg)
+                if any(k == g or k.startswith(g + ".") for g in EVAL_GROUP_KEYS)]
+        if diff:
+            raise UserError(f"--run {r.ckpt_path} {r.out} cannot be evaluated in one pass with {lead.out}: "
+                            f"checkpoints of one pass see the same images, so they must agree on "
+                            f"{', '.join(EVAL_GROUP_KEYS)}; they differ in {', '.join(diff)}")
+
+
+def _eval_dataset(cfg: dict):
+    """The evaluated split (generating the synthetic set if needed), checked against the model."""
     from .data import build_dataset
     from .data.transforms import build_eval_transforms
-    from .engine.distributed import pick_device
-    from .engine.inference import predict_probs
-    from .metrics import SegEvaluator
-    from .utils.io import write_json, write_text
 
-    out = Path(out)
-    ckpt_path = resolve_checkpoint(checkpoint)
-    sha = file_sha256(ckpt_path)
-    if _is_complete(out, sha, cfg):
-        print(f"evaluation in {out} is already complete for {ckpt_path}", file=sys.stderr)
-        return json.loads((out / "metrics.json").read_text())
-
-    dev = pick_device(device)
     data, ev = cfg["data"], cfg["eval"]
     if data["dataset"] == "synthetic":
         from .data.synthetic_gen import ensure_synthetic
@@ -282,78 +372,93 @@ def evaluate(cfg: dict, checkpoint: str | Path, out: Path, device: str = "auto",
         ensure_synthetic(data["root"], syn["n_train"], syn["n_val"], tuple(syn["size"]), syn["seed"])
     ds = build_dataset(data["dataset"], data["root"], ev["split"],
                        transforms=build_eval_transforms(ev["scale"], mean=data["mean"], std=data["std"]))
-    num_classes = int(cfg["model"]["num_classes"])
-    if ds.num_classes != num_classes:
-        raise UserError(f"model.num_classes is {num_classes} but the {data['dataset']} dataset at "
-                        f"{data['root']} has {ds.num_classes} classes")
     if len(ds) == 0:
         raise UserError(f"{data['root']}: the {ev['split']} split is empty")
-    model, ckpt = load_model_for_eval(cfg, ckpt_path, dev)
+    return ds
 
-    evaluator = SegEvaluator(num_classes, ignore_index=ds.ignore_index, bf_tolerances=ev["bf_tolerances"],
-                             biou_width=ev["biou_width"], trimap_widths=ev["trimap_widths"], gscnn=ev["gscnn"],
-                             class_names=ds.classes)
-    vis_idx = set(_spread(len(ds), int(ev["num_vis"])))
-    want_offsets = cfg["model"]["align"] in OFFSET_ALIGNS
-    off_idx = list(range(min(int(ev["offset_images"]), len(ds)))) if want_offsets else []
-    offsets: list[dict] = []
-    off_ids: list[str] = []
+
+def _start(r: _EvalRun, ds, dev) -> None:
+    """Load the checkpoint's model and set up its scoring."""
+    from .metrics import SegEvaluator
+
+    cfg, ev = r.cfg, r.cfg["eval"]
+    num_classes = int(cfg["model"]["num_classes"])
+    if ds.num_classes != num_classes:
+        raise UserError(f"model.num_classes is {num_classes} but the {cfg['data']['dataset']} dataset at "
+                        f"{cfg['data']['root']} has {ds.num_classes} classes")
+    r.model, r.ckpt = load_model_for_eval(cfg, r.ckpt_path, dev)
+    r.evaluator = SegEvaluator(num_classes, ignore_index=ds.ignore_index, bf_tolerances=ev["bf_tolerances"],
+                               biou_width=ev["biou_width"], trimap_widths=ev["trimap_widths"],
+                               gscnn=ev["gscnn"], class_names=ds.classes)
+    r.vis_idx = set(_spread(len(ds), int(ev["num_vis"])))
+    if cfg["model"]["align"] in OFFSET_ALIGNS:
+        r.off_idx = set(range(min(int(ev["offset_images"]), len(ds))))
+
+
+def _eval_image(r: _EvalRun, i: int, item: dict, image, ds) -> None:
+    """Predict and score image ``i`` for one checkpoint; its panels and offsets if it is one of those."""
+    import numpy as np
+
+    from .engine.inference import predict_probs
 
     t0 = time.perf_counter()
-    from .engine.progress import progress_bar
+    ev, data = r.cfg["eval"], r.cfg["data"]
+    label = item["label"]
+    probs = predict_probs(r.model, image, tuple(label.shape), int(r.cfg["model"]["num_classes"]),
+                          mode=ev["mode"], crop_size=ev["crop_size"], stride=ev["stride"], scale=None,
+                          flip=ev["flip"], scales=ev["scales"])
+    # max(1).indices: the same first-maximum index as argmax(1), which is 5x slower on CPU
+    pred = probs.max(1).indices[0].cpu()
+    name = Path(item["path"]).stem
+    r.evaluator.update(pred, label, names=[name])
+    if i in r.vis_idx:
+        _save_vis(r.out, name, item["image"], label.numpy(), pred.numpy(), ds, data)
+    if i in r.off_idx:
+        r.model(image)  # a whole-image forward: offsets on the full grid of this image
+        rec = {f"{step}_{kind}": t[0].float().cpu().numpy()
+               for step, steps in r.model.offsets().items() for kind, t in steps.items()}
+        # what `srcr report` needs beside the offsets (offset correctness, panels): the label, the
+        # prediction and the image (uint8 at label size), so it never re-reads data
+        rec.update(label=label.numpy().astype(np.uint8), pred=pred.numpy().astype(np.uint8),
+                   image=_display_image(item["image"], tuple(label.shape), data["mean"], data["std"]))
+        r.offsets.append(rec)
+        r.off_ids.append(item["path"])
+    r.seconds += time.perf_counter() - t0
 
-    bar = progress_bar(len(ds), f"evaluate {out.name}", unit="img", enabled=progress)  # a terminal only
-    with torch.no_grad():
-        for i in range(len(ds)):
-            item = ds[i]
-            image = item["image"][None].to(dev)
-            label = item["label"]
-            probs = predict_probs(model, image, tuple(label.shape), num_classes, mode=ev["mode"],
-                                  crop_size=ev["crop_size"], stride=ev["stride"], scale=None,
-                                  flip=ev["flip"], scales=ev["scales"])
-            # max(1).indices: the same first-maximum index as argmax(1), which is 5x slower on CPU
-            pred = probs.max(1).indices[0].cpu()
-            name = Path(item["path"]).stem
-            evaluator.update(pred, label, names=[name])
-            if i in vis_idx:
-                panel = vis_panel(item["image"], label.numpy(), pred.numpy(), ds.palette, data["mean"],
-                                  data["std"], ds.ignore_index)
-                _save_png(out / "vis" / f"{name}.png", Image.fromarray(panel))
-                pal_img = Image.fromarray(pred.numpy().astype(np.uint8), mode="P")
-                flat = [v for rgb in ds.palette for v in rgb]
-                pal_img.putpalette(flat + [0] * (768 - len(flat)))
-                _save_png(out / "vis" / f"{name}_pred.png", pal_img)
-            if i in off_idx:
-                model(image)  # a whole-image forward: offsets on the full grid of this image
-                rec_off = {f"{step}_{kind}": t[0].float().cpu().numpy()
-                           for step, rec in model.offsets().items() for kind, t in rec.items()}
-                # what `srcr report` needs beside the offsets (offset correctness, panels): the
-                # label, the prediction and the image (uint8 at label size), so it never re-reads data
-                rec_off.update(label=label.numpy().astype(np.uint8), pred=pred.numpy().astype(np.uint8),
-                               image=_display_image(item["image"], tuple(label.shape), data["mean"], data["std"]))
-                offsets.append(rec_off)
-                off_ids.append(item["path"])
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
-    results = evaluator.compute()
-    elapsed = time.perf_counter() - t0
 
-    # per-image counts, per-class table, offsets, then metrics.json (the completion marker)
-    evaluator.save_per_image(out / "per_image.npz")
+def _save_vis(out: Path, name: str, image_chw, label, pred, ds, data: dict) -> None:
+    """vis/NAME.png (image | label | prediction | error) and vis/NAME_pred.png (palette PNG)."""
+    import numpy as np
+    from PIL import Image
+
+    panel = vis_panel(image_chw, label, pred, ds.palette, data["mean"], data["std"], ds.ignore_index)
+    _save_png(out / "vis" / f"{name}.png", Image.fromarray(panel))
+    pal_img = Image.fromarray(pred.astype(np.uint8), mode="P")
+    flat = [v for rgb in ds.palette for v in rgb]
+    pal_img.putpalette(flat + [0] * (768 - len(flat)))
+    _save_png(out / "vis" / f"{name}_pred.png", pal_img)
+
+
+def _finish(r: _EvalRun, ds, dev) -> dict:
+    """Per-image counts, per-class table, offsets, then metrics.json (the completion marker)."""
+    from .utils.io import write_json, write_text
+
+    t0 = time.perf_counter()
+    cfg, data, ev = r.cfg, r.cfg["data"], r.cfg["eval"]
+    results = r.evaluator.compute()
+    r.seconds += time.perf_counter() - t0
+    r.evaluator.save_per_image(r.out / "per_image.npz")
     header, rows = per_class_rows(results, ds.classes)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    write_text(out / "per_class.csv", buf.getvalue())
-    if offsets:
-        _save_npz(out / "offsets.npz", _offset_arrays(offsets, off_ids))
-
+    write_text(r.out / "per_class.csv", buf.getvalue())
+    if r.offsets:
+        _save_npz(r.out / "offsets.npz", _offset_arrays(r.offsets, r.off_ids))
     record = {
         "metrics": results,
-        "checkpoint": {"path": str(ckpt_path.resolve()), "sha256": sha, "iteration": ckpt.get("iteration")},
+        "checkpoint": {"path": str(r.ckpt_path.resolve()), "sha256": r.sha, "iteration": r.ckpt.get("iteration")},
         "dataset": {"name": data["dataset"], "root": str(data["root"]), "split": ev["split"],
                     "num_images": len(ds), "classes": list(ds.classes)},
         "inference": {k: ev[k] for k in ("mode", "crop_size", "stride", "scale", "flip", "scales")},
@@ -366,13 +471,13 @@ def evaluate(cfg: dict, checkpoint: str | Path, out: Path, device: str = "auto",
         },
         "code_version": code_version(),
         "device": str(dev),
-        "seconds": round(elapsed, 3),
+        "seconds": round(r.seconds, 3),
         "config": cfg,
     }
     record = _json_safe(record)
-    write_json(out / "metrics.json", record)
+    write_json(r.out / "metrics.json", record)
     print(f"{data['dataset']} {ev['split']}: mIoU {results['mIoU']:.2f}, "
-          f"mBF@3 {results.get('mBF@3', float('nan')):.2f} ({len(ds)} images) -> {out}", file=sys.stderr)
+          f"mBF@3 {results.get('mBF@3', float('nan')):.2f} ({len(ds)} images) -> {r.out}", file=sys.stderr)
     return record
 
 

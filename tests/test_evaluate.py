@@ -223,3 +223,74 @@ def test_paper_configs_evaluate_on_fixtures(name, maker, extra, tmp_path):
     if cfg["eval"]["scale"]:  # ADE20K: inference at the keep-ratio size, scored at the label size
         h, w = 64, 96  # fixture image size
         assert z["s4_refined"].shape[-2:] == tuple(-(-s // 4) for s in keep_ratio_size(h, w, cfg["eval"]["scale"]))
+
+
+def _same_backbone_ckpts(cfgs: list[dict], tmp_path: Path) -> list[Path]:
+    """Checkpoints of ``cfgs`` whose backbones are bitwise equal (as fine-tuned on one frozen one)."""
+    from srcr.models.segmentor import build_model
+
+    torch.manual_seed(0)
+    backbone = build_model(cfgs[0]["model"]).backbone.state_dict()
+    paths = []
+    for i, cfg in enumerate(cfgs):
+        torch.manual_seed(i + 1)
+        model = build_model(cfg["model"])
+        model.backbone.load_state_dict(backbone)
+        paths.append(tmp_path / f"ckpt{i}.pth")
+        torch.save({"model": model.state_dict(), "iteration": 5, "config": cfg}, paths[-1])
+    return paths
+
+
+def _eval_dir_contents(out: Path) -> dict:
+    """Every output of an evaluation directory, metrics.json without its timing and paths."""
+    files = {}
+    for p in sorted(out.rglob("*")):
+        if p.suffix == ".npz":
+            z = np.load(p)
+            files[p.relative_to(out)] = {k: z[k].tolist() for k in z.files if k != "image_ids"}
+        elif p.name == "metrics.json":
+            m = json.loads(p.read_text())
+            m.pop("seconds"), m["checkpoint"].pop("path")
+            files[p.relative_to(out)] = m
+        elif p.is_file():
+            files[p.relative_to(out)] = p.read_bytes()
+    return files
+
+
+def test_checkpoints_evaluated_in_one_pass_write_exactly_what_each_writes_alone(syn_root, tmp_path, capsys):
+    from srcr.cli import main
+
+    base = TINY_MODEL + ["model.num_classes=10", f"data.root={syn_root}",
+                         "data.synthetic={n_train: 4, n_val: 4, size: [32, 64], seed: 0}",
+                         "eval.mode=whole", "eval.num_vis=2", "eval.offset_images=3"]
+    own = [["model.align=srm", "model.context=crm"],
+           ["model.align=fam", "model.context=none", "eval.offset_images=1"],
+           ["model.align=bilinear", "model.context=ppm", "eval.flip=true"]]
+    cfgs = [load_config(REPO / "config" / "default.yaml", base + o) for o in own]
+    ckpts = _same_backbone_ckpts(cfgs, tmp_path)
+    argv = ["evaluate", "--config", str(REPO / "config" / "default.yaml"), "--device", "cpu", "--no-progress"]
+    argv += [a for o in base for a in ("--set", o)]
+    for i, sets in enumerate(own):
+        argv += ["--run", str(ckpts[i]), str(tmp_path / f"group{i}")] + [a for o in sets for a in ("--set", o)]
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "3 checkpoints share one frozen backbone" in capsys.readouterr().err
+    for i, cfg in enumerate(cfgs):
+        evaluate(cfg, ckpts[i], tmp_path / f"alone{i}", device="cpu", progress=False)
+        group, alone = _eval_dir_contents(tmp_path / f"group{i}"), _eval_dir_contents(tmp_path / f"alone{i}")
+        assert group.keys() == alone.keys() and group == alone, i
+    assert (tmp_path / "group0" / "offsets.npz").is_file() and not (tmp_path / "group2" / "offsets.npz").exists()
+
+
+def test_a_pass_over_different_images_is_refused_before_anything_is_written(syn_root, tmp_path, capsys):
+    from srcr.cli import main
+    from srcr.evaluate import evaluate_runs
+
+    cfgs = [tiny_cfg(syn_root), tiny_cfg(syn_root, "eval.split=train")]
+    ckpts = _same_backbone_ckpts(cfgs, tmp_path)
+    with pytest.raises(UserError, match=r"cannot be evaluated in one pass .* differ in eval\.split"):
+        evaluate_runs([(c, p, tmp_path / f"e{i}") for i, (c, p) in enumerate(zip(cfgs, ckpts))], device="cpu")
+    assert not (tmp_path / "e0").exists() and not (tmp_path / "e1").exists()
+    capsys.readouterr()
+    assert main(["evaluate", "--config", str(REPO / "config" / "default.yaml"), "--checkpoint", str(ckpts[0])]) == 2
+    assert "give either --checkpoint and --out, or one --run CHECKPOINT OUT per run" in capsys.readouterr().err

@@ -171,6 +171,12 @@ def test_the_cache_reuses_maps_only_of_an_equal_input_to_a_frozen_backbone():
     cache.extract(trainable, x)
     cache.extract(trainable, x)
     assert trainable.calls == 2
+    # equal values in another memory format run other kernels (maps differ in the last bits): not served
+    cache, net = FeatureCache(), frozen(Doubler())
+    cache.extract(net, x)
+    cache.extract(net, x.contiguous(memory_format=torch.channels_last))
+    cache.extract(net, x.contiguous(memory_format=torch.channels_last))
+    assert net.calls == 2 and (cache.hits, cache.misses) == (1, 2)
 
 
 def test_share_backbone_needs_frozen_equal_backbones():

@@ -36,11 +36,11 @@ def expected_counts(suite: str) -> dict[str, int]:
     cfg = yaml.safe_load((REPO / suite).read_text())
     grid = load_grid(REPO / cfg["grid"])
     assert len(grid.variants_of(cfg["tables"])) == variants  # the grid says so, not just this table
-    counts = {"evaluate": variants * seeds, "flops": variants, "aggregate": 1, "report": 1, "all": 1}
-    if cfg.get("group_by_seed"):
-        counts["train_seed"] = seeds  # one job per seed trains every variant
+    counts = {"flops": variants, "aggregate": 1, "report": 1, "all": 1}
+    if cfg.get("group_by_seed"):  # one job per seed trains (evaluates) every variant
+        counts.update(train_seed=seeds, evaluate_seed=seeds)
     else:
-        counts["train"] = variants * seeds
+        counts.update(train=variants * seeds, evaluate=variants * seeds)
     if synthetic:
         counts["synth"] = 1
     if cfg.get("pretrain"):

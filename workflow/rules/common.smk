@@ -41,12 +41,19 @@ def set_args(variant, seed=None):
     return " ".join(f"--set {shlex.quote(o)}" for o in PLAN.overrides(variant, seed))
 
 
-def seed_group_args(seed):
-    """The --set and --run arguments of one process that trains every variant of ``seed``."""
+def seed_group_args(seed, evaluate=False):
+    """The --set and --run arguments of one process that trains (or evaluates) every variant of
+    ``seed``: --run RUN_DIR (--run CHECKPOINT EVAL_DIR), each followed by that run's own --sets.
+    """
     shared, runs = PLAN.seed_group(int(seed))
     args = [f"--set {shlex.quote(o)}" for o in shared]
     for variant, own in runs:
-        args.append(f"--run {shlex.quote(run_path(variant, seed))}")
+        run = run_path(variant, seed)
+        args.append(
+            f"--run {run}/checkpoints/final.pth {run}/eval"
+            if evaluate
+            else f"--run {run}"
+        )
         args += [f"--set {shlex.quote(o)}" for o in own]
     return " ".join(args)
 
