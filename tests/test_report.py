@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from report_fixtures import N_IMAGES, make_tree
 from srcr.errors import UserError
@@ -103,6 +104,17 @@ def test_figures_and_reports_are_written_and_non_empty(tmp_path):
     # the list a workflow rule declares is exactly what was written
     expected = expected_outputs(grid, ["synthetic"], offset_images=2)
     assert sorted(expected) == sorted(str(p.relative_to(out)) for p in written)
+
+    # in two processes (bootstrap and offset figures): the same files, the same pixels
+    two = tmp_path / "reports2"
+    written2 = make_report([results], grid, two, n_boot=100, progress=False, offset_images=2, workers=2)
+    assert [p.relative_to(two) for p in written2] == [p.relative_to(out) for p in written]
+    for p in written:
+        q = two / p.relative_to(out)
+        if p.suffix == ".png":
+            assert np.array_equal(np.asarray(Image.open(p)), np.asarray(Image.open(q))), p
+        elif p.suffix in (".md", ".csv", ".tex"):
+            assert p.read_text() == q.read_text(), p
 
 
 def test_expected_outputs_of_the_default_grid():

