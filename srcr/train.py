@@ -305,7 +305,8 @@ def _train_and_finish(members: list[_Member], ctx, dataset, progress: bool) -> N
 
     for m in members:
         cfg = m.cfg
-        _event(ctx, m.out, f"training {cfg['model']['backbone']} + {cfg['model']['align']} + "
+        _event(ctx, m.out, "training " + (f"{m.out}: " if m.group > 1 else "")
+               + f"{cfg['model']['backbone']} + {cfg['model']['align']} + "
                            f"{cfg['model']['context']} ({m.run.n_params / 1e6:.2f} M parameters) on {len(dataset)} "
                            f"{cfg['data']['dataset']} images, {m.total} iterations x {cfg['train']['batch_size']} "
                            f"images, {ctx.world_size} process(es) on {ctx.device.type}"
