@@ -17,7 +17,7 @@ pytest.importorskip("snakemake")
 
 SUITES = {
     # suite config -> (runs per variant, variants, synthetic data to generate)
-    "config/suite.yaml": (2, 17, True),
+    "config/suite.yaml": (4, 17, True),
     "config/smoke.yaml": (2, 5, True),
     "config/suite_cityscapes.yaml": (1, 13, False),
     "config/suite_bdd100k.yaml": (1, 13, False),
