@@ -16,6 +16,10 @@ if not workflow.overwrite_configfiles:
     configfile: "config/suite.yaml"
 
 
+# `--config seeds=[0,1]` arrives as a list of strings
+if isinstance(config.get("seeds"), list):
+    config["seeds"] = [int(s) if str(s).isdigit() else s for s in config["seeds"]]
+
 validate(config, "workflow/schemas/suite.schema.json")
 
 

@@ -116,3 +116,10 @@ def test_a_suite_given_with_configfile_inherits_nothing_from_the_default_suite(w
     counts = job_counts(res.stdout)
     assert "pretrain" not in counts and "synth_pretrain" not in counts, counts
     assert counts["train"] == 10 and "model.pretrained=" not in res.stdout
+
+
+def test_seeds_given_on_the_command_line_are_integers(wf):
+    shutil.rmtree(wf / ".snakemake", ignore_errors=True)
+    res = run_snakemake(wf, "-n", "--cores", "2", "--config", "seeds=[0,1]")
+    counts = job_counts(res.stdout)
+    assert counts["train_seed"] == 2 and counts["evaluate_seed"] == 2, counts
