@@ -44,3 +44,15 @@ def run_configs(config_path: str, common: list[str], runs: list) -> list[tuple[d
             shown = " ".join(values) if isinstance(values, list) else values
             raise UserError(f"--run {shown}: {e}") from None
     return configs
+
+
+def check_distinct(dirs, what: str) -> None:
+    """Each ``--run`` directory once (two runs writing one directory would overwrite each other)."""
+    from pathlib import Path
+
+    seen = set()
+    for d in dirs:
+        key = Path(d).resolve()
+        if key in seen:
+            raise UserError(f"--run {d}: the same {what} directory is given twice")
+        seen.add(key)

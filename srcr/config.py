@@ -328,6 +328,12 @@ def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: cfg}
 
 
+def config_diff_under(a: dict, b: dict, under: Iterable[str], ignore: Iterable[str] = ()) -> list[str]:
+    """The keys of ``config_diff(a, b, ignore)`` at or below any of the dotted keys ``under``."""
+    under = tuple(under)
+    return [k for k in config_diff(a, b, ignore) if any(k == u or k.startswith(u + ".") for u in under)]
+
+
 def config_diff(a: dict, b: dict, ignore: Iterable[str] = ()) -> list[str]:
     """Dotted keys whose values differ between two configs (keys present in one only included)."""
     fa, fb = flatten(a), flatten(b)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import hashlib
 import io
 import math
@@ -96,18 +97,21 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def code_version() -> dict:
-    from . import __version__
-
-    out: dict[str, Any] = {"srcr": __version__, "git": None}
+@functools.lru_cache(maxsize=1)
+def _git_describe() -> str | None:
+    """Once per process: a pass over many checkpoints would otherwise run git for each."""
     try:
         res = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=Path(__file__).parent,
                              capture_output=True, text=True, timeout=10)
-        if res.returncode == 0 and res.stdout.strip():
-            out["git"] = res.stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        pass
-    return out
+        return None
+    return res.stdout.strip() if res.returncode == 0 and res.stdout.strip() else None
+
+
+def code_version() -> dict:
+    from . import __version__
+
+    return {"srcr": __version__, "git": _git_describe()}
 
 
 def _json_safe(obj: Any) -> Any:
@@ -342,17 +346,13 @@ class _EvalRun:
 
 
 def _check_eval_group(runs: list[_EvalRun]) -> None:
-    from .config import config_diff
+    from .cli_runs import check_distinct
+    from .config import config_diff_under
 
-    seen: dict[Path, Path] = {}
-    for r in runs:
-        if r.out.resolve() in seen:
-            raise UserError(f"--run {r.out}: the same evaluation directory is given twice")
-        seen[r.out.resolve()] = r.out
+    check_distinct([r.out for r in runs], "evaluation")
     lead = runs[0]
     for r in runs[1:]:
-        diff = [k for k in config_diff(lead.cfg, r.cfg)
-                if any(k == g or k.startswith(g + ".") for g in EVAL_GROUP_KEYS)]
+        diff = config_diff_under(lead.cfg, r.cfg, EVAL_GROUP_KEYS)
         if diff:
             raise UserError(f"--run {r.ckpt_path} {r.out} cannot be evaluated in one pass with {lead.out}: "
                             f"checkpoints of one pass see the same images, so they must agree on "

@@ -221,10 +221,9 @@ class _Member:
 def group_conflicts(a: dict, b: dict) -> list[str]:
     """The keys of GROUP_KEYS in which two run configs differ: runs that differ in none can train
     in one process (they see the same batches)."""
-    from .config import config_diff
+    from .config import config_diff_under
 
-    return [k for k in config_diff(a, b, ignore=RESUME_IGNORED_KEYS)
-            if any(k == g or k.startswith(g + ".") for g in GROUP_KEYS)]
+    return config_diff_under(a, b, GROUP_KEYS, ignore=RESUME_IGNORED_KEYS)
 
 
 def _check_group(members: list[_Member], ctx) -> None:
@@ -232,12 +231,9 @@ def _check_group(members: list[_Member], ctx) -> None:
         return
     if ctx.distributed:
         raise UserError("srcr train: several --run in one torchrun job are not supported; start one job per run")
-    seen: dict[Path, Path] = {}
-    for m in members:
-        key = m.out.resolve()
-        if key in seen:
-            raise UserError(f"--run {m.out}: the same run directory is given twice")
-        seen[key] = m.out
+    from .cli_runs import check_distinct
+
+    check_distinct([m.out for m in members], "run")
     lead = members[0]
     for m in members[1:]:
         diff = group_conflicts(lead.cfg, m.cfg)
