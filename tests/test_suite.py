@@ -52,7 +52,7 @@ def test_grid_errors_name_the_file_and_key(tmp_path, change, message):
 
 
 def suite(**over) -> dict:
-    cfg = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    cfg = yaml.safe_load((REPO / "config" / "suite_smoke.yaml").read_text())
     cfg.update(base_config=str(REPO / cfg["base_config"]), grid=str(REPO / cfg["grid"]))
     cfg.update(over)
     return cfg
@@ -179,7 +179,7 @@ def test_aggregate_names_the_missing_file(tmp_path, capsys):
 
 def test_cost_counts_runs_iterations_and_training_flops(tmp_path, capsys):
     out = tmp_path / "cost.json"
-    smoke = tmp_path / "smoke.yaml"
+    smoke = tmp_path / "suite_smoke.yaml"
     smoke.write_text(yaml.safe_dump({**suite(), "tables": ["loss"]}))
     assert main(["cost", "--suite", str(smoke), "--json", str(out), "--threads", "1"]) == 0
     cost = json.loads(out.read_text())

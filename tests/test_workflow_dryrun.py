@@ -18,7 +18,7 @@ pytest.importorskip("snakemake")
 SUITES = {
     # suite config -> (runs per variant, variants, synthetic data to generate)
     "config/suite.yaml": (4, 17, True),
-    "config/smoke.yaml": (2, 5, True),
+    "config/suite_smoke.yaml": (2, 5, True),
     "config/suite_cityscapes.yaml": (1, 13, False),
     "config/suite_bdd100k.yaml": (1, 13, False),
     "config/suite_ade20k.yaml": (1, 13, False),
@@ -76,14 +76,14 @@ def test_lint_reports_nothing(wf):
 
 def test_bad_suite_config_is_refused_before_any_job(wf, tmp_path):
     bad = tmp_path / "bad.yaml"
-    cfg = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    cfg = yaml.safe_load((REPO / "config/suite_smoke.yaml").read_text())
     cfg["tables"] = ["components", "nosuchtable"]
     bad.write_text(yaml.safe_dump(cfg))
     res = run_snakemake(wf, "-n", "--cores", "1", "--configfile", str(bad), check=False)
     assert res.returncode != 0
     assert "unknown table 'nosuchtable'" in res.stdout + res.stderr
 
-    cfg = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    cfg = yaml.safe_load((REPO / "config/suite_smoke.yaml").read_text())
     cfg["seeds"] = "zero"
     bad.write_text(yaml.safe_dump(cfg))
     res = run_snakemake(wf, "-n", "--cores", "1", "--configfile", str(bad), check=False)
@@ -106,7 +106,7 @@ def test_multi_gpu_training_runs_under_torchrun_with_one_process_per_gpu(wf):
 def test_a_suite_given_with_configfile_inherits_nothing_from_the_default_suite(wf, tmp_path):
     # Snakemake would merge a --configfile over the Snakefile's configfile key by key: a suite
     # that leaves out `pretrain` would then pretrain as the default suite does.
-    cfg = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    cfg = yaml.safe_load((REPO / "config/suite_smoke.yaml").read_text())
     del cfg["pretrain"], cfg["resources"]["pretrain"]
     cfg["set"] = [s for s in cfg["set"] if not s.startswith("train.freeze_backbone")]
     own = tmp_path / "own.yaml"

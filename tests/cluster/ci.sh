@@ -7,7 +7,7 @@
 #
 # Steps (each prints a "== [N] ..." line; any failed check exits non-zero):
 #   1. SLURM up (apt packages installed if missing; the executor plugin pip-installed if missing)
-#   2. the reference: the cluster-check suite (config/smoke.yaml, one seed, the `loss` table, a
+#   2. the reference: the cluster-check suite (config/suite_smoke.yaml, one seed, the `loss` table, a
 #      60-iteration schedule so a training can be caught mid-run) run locally, --cores 2
 #   3. the same suite through profiles/slurm, account and partition given on the command line;
 #      when the first training job has written a checkpoint, snakemake gets SIGINT (it cancels its
@@ -40,7 +40,7 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 # cluster settings for this test cluster: passed on the command line, never written into the profile
 SLURM_ARGS=(--profile profiles/slurm --default-resources "slurm_account=$ACCOUNT" "slurm_partition=$PARTITION"
             --slurm-init-seconds-before-status-checks 1)
-SUITE=config/cluster_ci.yaml      # generated in each copy from config/smoke.yaml
+SUITE=config/cluster_ci.yaml      # generated in each copy from config/suite_smoke.yaml
 NAME=clusterci
 
 T0=$(date +%s)
@@ -72,7 +72,7 @@ copy_tree() {
     (cd "$ROOT" && tar --exclude=./.venv --exclude=./results --exclude=./data --exclude=./.snakemake -cf - .) | tar -x -C "$1"
   fi
   # the cluster-check suite: smoke, one seed, one table, a schedule long enough to interrupt
-  "$PY" - "$1/config/smoke.yaml" "$1/$SUITE" <<'EOF'
+  "$PY" - "$1/config/suite_smoke.yaml" "$1/$SUITE" <<'EOF'
 import sys, yaml
 cfg = yaml.safe_load(open(sys.argv[1]))
 over = {"train.iterations": "60", "train.checkpoint_interval": "15", "train.log_interval": "15",
