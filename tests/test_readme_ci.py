@@ -77,7 +77,7 @@ def test_cli_prints_each_command_and_refuses_unknown_kinds():
 )
 def test_a_changed_readme_block_is_an_error_naming_what_it_found(block):
     text = f"# t\n\n## Set up, run, test\n\n```bash\n# c\n{block}```\n"
-    with pytest.raises(ValueError, match=r"must hold, in order.*found \['python3 -m venv"):
+    with pytest.raises(ValueError, match=r"must hold, in order.*found \[.python3 -m venv"):
         _module().commands(text)
 
 
