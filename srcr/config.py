@@ -297,9 +297,22 @@ def load_config(path: str | Path | None, overrides: Iterable[str] | None = None)
                             f"got {_yaml_type(user)}")
     cfg = _deep_merge(defaults(), user)
     cfg = apply_overrides(cfg, overrides or [])
+    _fill_num_classes(cfg)
     validate(cfg, source)
     _check_semantics(cfg, source)
     return cfg
+
+
+def _fill_num_classes(cfg: dict) -> None:
+    """A folder dataset's model.num_classes, when the config leaves it out: the number of names in
+    DATA_ROOT/classes.yaml (so one run config serves any such dataset)."""
+    data, model = cfg.get("data"), cfg.get("model")
+    if not (isinstance(data, dict) and isinstance(model, dict) and data.get("dataset") == "folder"
+            and model.get("num_classes") is None and isinstance(data.get("root"), str)):
+        return
+    from .data.folder import read_classes
+
+    model["num_classes"] = len(read_classes(data["root"]).names)
 
 
 def _check_semantics(cfg: dict, source: str) -> None:
