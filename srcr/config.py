@@ -21,7 +21,7 @@ from .errors import UserError
 
 __all__ = [
     "load_config", "load_yaml", "parse_yaml_value", "defaults", "validate", "apply_overrides",
-    "config_diff", "dump_config", "flatten", "schema",
+    "config_diff", "dump_config", "flatten", "schema", "resolve_config",
 ]
 
 
@@ -295,6 +295,12 @@ def load_config(path: str | Path | None, overrides: Iterable[str] | None = None)
         if not isinstance(user, dict):
             raise UserError(f"{path}: expected a mapping with seed/model/data/train/eval sections, "
                             f"got {_yaml_type(user)}")
+    return resolve_config(user, overrides, source)
+
+
+def resolve_config(user: dict, overrides: Iterable[str] | None = None, source: str = "config") -> dict:
+    """``user`` (a config mapping, e.g. the one a checkpoint holds) with the overrides applied, the
+    defaults filled in and validated, as load_config does for a file."""
     cfg = _deep_merge(defaults(), user)
     cfg = apply_overrides(cfg, overrides or [])
     _fill_num_classes(cfg)

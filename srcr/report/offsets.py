@@ -95,16 +95,21 @@ def load_offsets(path: Path) -> dict:
     if not path.is_file():
         raise UserError(f"missing result file: {path} (srm / fam / alignfa runs write offsets)")
     with np.load(path, allow_pickle=False) as z:
-        files = set(z.files)
-        if any(k.rsplit("_", 1)[-1].isdigit() for k in files if k != "image_ids"):
+        if any(k.rsplit("_", 1)[-1].isdigit() for k in z.files if k != "image_ids"):
             raise UserError(f"{path}: offsets of images of different sizes are not supported by srcr report")
-        steps: dict = {}
-        for k in files - {"image_ids", "label", "pred", "image"}:
-            step, kind = k.split("_", 1)
-            steps.setdefault(step, {})[kind] = z[k]
-        out = {"steps": steps, "ids": [str(s) for s in z["image_ids"]]}
-        for k in ("label", "pred", "image"):
-            out[k] = z[k] if k in files else None
+        return offsets_from_arrays({k: z[k] for k in z.files})
+
+
+def offsets_from_arrays(arrays: dict) -> dict:
+    """The arrays of an offsets.npz (STEP_KIND, image_ids, label, pred, image; N first) as
+    load_offsets returns them (`srcr predict` builds them in memory)."""
+    steps: dict = {}
+    for k in set(arrays) - {"image_ids", "label", "pred", "image"}:
+        step, kind = k.split("_", 1)
+        steps.setdefault(step, {})[kind] = arrays[k]
+    out = {"steps": steps, "ids": [str(s) for s in arrays["image_ids"]]}
+    for k in ("label", "pred", "image"):
+        out[k] = arrays.get(k)
     return out
 
 
