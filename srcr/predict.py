@@ -35,8 +35,8 @@ OVERLAY_ALPHA = 0.5  # weight of the class colour over the image
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True,
                         help="checkpoint file or run directory (its final.pth, else its newest checkpoint)")
-    parser.add_argument("--input", required=True, nargs="+", metavar="PATH",
-                        help="image files, folders and globs (quote globs: 'photos/*.jpg')")
+    parser.add_argument("--input", required=True, nargs="+", action="extend", metavar="PATH",
+                        help="image files, folders and globs (quote globs: 'photos/*.jpg'); repeatable")
     parser.add_argument("--recursive", action="store_true", help="also read the sub-folders of folders")
     parser.add_argument("--out", required=True, help="output folder (not an input folder)")
     parser.add_argument("--config", default=None,
