@@ -5,8 +5,10 @@ dataset, saves the config's model with its initial weights as a checkpoint (the 
 on the weights), then runs the two commands' own code on them: `srcr predict` (decode, the config's
 eval inference, three PNGs written; model loading excluded) and `srcr evaluate` (the same
 inference plus every metric; its metrics.json ``seconds``, model loading and file writing excluded).
-The first image includes the one-off costs of the first forward; pass --images 2 or more to see them
-amortised. Figures are printed, never asserted.
+Predict runs first, so with one image its figure includes the one-off costs of the first forward
+(pass --images 2 or more to amortise them). Beside the wall-clock figures, CPU seconds of the process
+(all threads; evaluate's include its checkpoint loading and file writing): on a shared machine they
+show what the work costs when wall time mostly measures waiting. Figures are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -77,15 +79,18 @@ def bench_config(path: str, overrides: list[str], size: tuple[int, int], n: int,
     ckpt = _save_checkpoint(cfg, tmp / "run" / "checkpoints" / "final.pth")
     predictor = Predictor.load(cfg, ckpt, device)
     images = sorted((root / "images" / "val").glob("*.png"))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     predict_all(predictor, [Input(p, Path(p.stem)) for p in images], tmp / "pred", [], progress=False)
-    predict_s = time.perf_counter() - t0
+    predict_s, predict_cpu = time.perf_counter() - t0, time.process_time() - c0
+    c0 = time.process_time()
     record = evaluate(cfg, ckpt, tmp / "eval", device=str(device), progress=False)
+    evaluate_cpu = time.process_time() - c0
     m = cfg["model"]
     return {"config": path, "model": f"{m['backbone']} + {m['align']} + {m['context']} (fpn {m['fpn_dim']})",
             "eval": _eval_desc(cfg["eval"]), "images": n,
             "predict_images_per_s": n / predict_s, "predict_s_per_image": predict_s / n,
-            "evaluate_s_per_image": record["seconds"] / n}
+            "evaluate_s_per_image": record["seconds"] / n,
+            "predict_cpu_s_per_image": predict_cpu / n, "evaluate_cpu_s_per_image": evaluate_cpu / n}
 
 
 def _eval_desc(ev: dict) -> str:
@@ -132,5 +137,7 @@ def format_table(results: list[dict]) -> str:
     df = pd.DataFrame([{"config": r["config"], "model": r["model"], "eval": r["eval"], "images": r["images"],
                         "predict img/s": f"{r['predict_images_per_s']:.3f}",
                         "predict s/img": f"{r['predict_s_per_image']:.2f}",
-                        "evaluate s/img": f"{r['evaluate_s_per_image']:.2f}"} for r in results])
+                        "evaluate s/img": f"{r['evaluate_s_per_image']:.2f}",
+                        "predict CPU s/img": f"{r['predict_cpu_s_per_image']:.2f}",
+                        "evaluate CPU s/img": f"{r['evaluate_cpu_s_per_image']:.2f}"} for r in results])
     return df.to_string(index=False)
