@@ -208,12 +208,17 @@ def read_rgb(path: Path) -> Decoded:
 
     try:
         with Image.open(path) as im:
+            # Pillow reads 16-bit RGB(A) as 8-bit RGB(A) (the high bytes): only the tile says so
+            deep = im.mode in ("RGB", "RGBA") and any("16" in str(t[3]) for t in im.tile)
             im.load()
-            return _to_rgb(im, np)
+            decoded = _to_rgb(im, np)
     except UnidentifiedImageError:
         raise UserError("not an image (no image format recognised)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise UserError(f"cannot decode ({type(e).__name__}: {e})") from None
+    if deep:
+        decoded.notes.insert(0, "16 bits per channel reduced to 8")
+    return decoded
 
 
 def _to_rgb(im, np) -> Decoded:

@@ -47,6 +47,20 @@ def trained(tmp_path_factory):
     return root, run, run / "eval"
 
 
+def write_png_rgb16(path: Path, rgb: np.ndarray) -> None:
+    """A 16-bit-per-channel RGB PNG (Pillow cannot write one)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    h, w, _ = rgb.shape
+    rows = b"".join(b"\x00" + rgb[y].astype(">u2").tobytes() for y in range(h))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
 def predict(*args) -> int:
     return main(["predict", "--no-progress", *map(str, args)])
 
@@ -112,6 +126,7 @@ def test_predict_converts_odd_images_lists_failures_and_exits_1(trained, tmp_pat
     Image.fromarray(rng.integers(0, 255, (33, 47), dtype=np.uint8)).save(src / "grey.png")
     Image.fromarray(rng.integers(0, 255, (20, 30, 4), dtype=np.uint8), "RGBA").save(src / "rgba.png")
     Image.fromarray(rng.integers(0, 65535, (17, 23), dtype=np.uint16)).save(src / "deep.png")
+    write_png_rgb16(src / "rgb16.png", rng.integers(0, 65535, (9, 13, 3), dtype=np.uint16))
     Image.fromarray(rng.integers(0, 255, (5, 7, 3), dtype=np.uint8)).save(src / "tiny.jpg")
     (src / "notes.png").write_text("not an image")
     Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(src / "cut.jpg", quality=95)
@@ -121,16 +136,18 @@ def test_predict_converts_odd_images_lists_failures_and_exits_1(trained, tmp_pat
                  "--input", tmp_path / "missing.jpg", tmp_path / "none*.jpg")
     err = capsys.readouterr().err
     assert rc == 1
-    for name, size in (("grey", (47, 33)), ("rgba", (30, 20)), ("deep", (23, 17)), ("tiny", (7, 5))):
+    for name, size in (("grey", (47, 33)), ("rgba", (30, 20)), ("deep", (23, 17)), ("rgb16", (13, 9)),
+                       ("tiny", (7, 5))):
         assert Image.open(out / f"{name}_label.png").size == size, name
     assert f"converted {src / 'grey.png'}: greyscale converted to RGB" in err
     assert f"converted {src / 'rgba.png'}: RGBA: alpha dropped" in err
     assert f"converted {src / 'deep.png'}: 16-bit greyscale" in err
+    assert f"converted {src / 'rgb16.png'}: 16 bits per channel reduced to 8" in err
     assert f"FAILED {src / 'notes.png'}: not an image" in err
     assert f"FAILED {src / 'cut.jpg'}: cannot decode" in err
     assert f"FAILED {tmp_path / 'missing.jpg'}: no such file or folder" in err
     assert f"FAILED {tmp_path / 'none*.jpg'}: no file matches this pattern" in err
-    assert "4 image(s) predicted" in err and "3 converted, 4 failed" in err
+    assert "5 image(s) predicted" in err and "4 converted, 4 failed" in err
     assert not (out / "notes_label.png").exists() and not (out / "cut_label.png").exists()
     assert len(json.loads((out / "predict.json").read_text())["failed"]) == 4
 
