@@ -33,21 +33,46 @@ OVERLAY_ALPHA = 0.5  # weight of the class colour over the image
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True,
-                        help="checkpoint file or run directory (its final.pth, else its newest checkpoint)")
-    parser.add_argument("--input", required=True, nargs="+", action="extend", metavar="PATH",
-                        help="image files, folders and globs (quote globs: 'photos/*.jpg'); repeatable")
-    parser.add_argument("--recursive", action="store_true", help="also read the sub-folders of folders")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="checkpoint file or run directory (its final.pth, else its newest checkpoint)",
+    )
+    parser.add_argument(
+        "--input",
+        required=True,
+        nargs="+",
+        action="extend",
+        metavar="PATH",
+        help="image files, folders and globs (quote globs: 'photos/*.jpg'); repeatable",
+    )
+    parser.add_argument(
+        "--recursive", action="store_true", help="also read the sub-folders of folders"
+    )
     parser.add_argument("--out", required=True, help="output folder (not an input folder)")
-    parser.add_argument("--config", default=None,
-                        help="run config (default: the run's config.yaml, else the one in the checkpoint)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config entry (repeatable), e.g. --set eval.flip=true")
-    parser.add_argument("--offsets", action="store_true",
-                        help="also draw each alignment step's offsets (srm, fam, alignfa models)")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="run config (default: the run's config.yaml, else the one in the checkpoint)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config entry (repeatable), e.g. --set eval.flip=true",
+    )
+    parser.add_argument(
+        "--offsets",
+        action="store_true",
+        help="also draw each alignment step's offsets (srm, fam, alignfa models)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar or progress lines"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,8 +108,10 @@ def run_config(checkpoint: str, config: str | None, overrides: list[str]) -> tup
         return load_config(saved, overrides), ckpt_path
     held = load_checkpoint(ckpt_path).get("config")
     if not isinstance(held, dict):
-        raise UserError(f"{ckpt_path}: no config.yaml in its run directory and none inside the "
-                        f"checkpoint; pass the run config with --config")
+        raise UserError(
+            f"{ckpt_path}: no config.yaml in its run directory and none inside the "
+            f"checkpoint; pass the run config with --config"
+        )
     return resolve_config(held, overrides, f"the config inside {ckpt_path}"), ckpt_path
 
 
@@ -112,9 +139,11 @@ def palette_of(cfg: dict) -> tuple[list[list[int]], str | None]:
 
         classes, palette = CLASSES, [list(c) for c in PALETTE]
     if len(classes) != n:
-        raise UserError(f"model.num_classes is {n} but the {data['dataset']} dataset at {data['root']} "
-                        f"has {len(classes)} classes ({', '.join(classes[:5])}, ...): the config does not "
-                        f"match the checkpoint's dataset")
+        raise UserError(
+            f"model.num_classes is {n} but the {data['dataset']} dataset at {data['root']} "
+            f"has {len(classes)} classes ({', '.join(classes[:5])}, ...): the config does not "
+            f"match the checkpoint's dataset"
+        )
     return palette, None
 
 
@@ -141,8 +170,11 @@ def _glob_base(pattern: str) -> Path:
 
 def _folder_files(folder: Path, recursive: bool) -> list[Path]:
     files = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(f for f in files if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
-                  and not f.name.startswith("."))
+    return sorted(
+        f
+        for f in files
+        if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")
+    )
 
 
 def collect_inputs(specs: list[str], recursive: bool) -> tuple[list[Input], list[dict]]:
@@ -155,9 +187,14 @@ def collect_inputs(specs: list[str], recursive: bool) -> tuple[list[Input], list
         if path.is_dir():
             files = _folder_files(path, recursive)
             if not files:
-                failures.append({"path": spec, "reason": "folder holds no image files "
-                                 f"({', '.join(IMAGE_EXTENSIONS)})" + ("" if recursive else
-                                                                        "; --recursive reads sub-folders")})
+                failures.append(
+                    {
+                        "path": spec,
+                        "reason": "folder holds no image files "
+                        f"({', '.join(IMAGE_EXTENSIONS)})"
+                        + ("" if recursive else "; --recursive reads sub-folders"),
+                    }
+                )
             inputs += [Input(f, f.relative_to(path).with_suffix("")) for f in files]
         elif path.exists():
             inputs.append(Input(path, Path(path.stem)))
@@ -178,8 +215,10 @@ def _check_unique(inputs: list[Input]) -> None:
     for item in inputs:
         other = seen.setdefault(item.rel, item.path)
         if other != item.path:
-            raise UserError(f"{other} and {item.path} would both write {item.rel}_label.png: give their "
-                            f"folders as --input so that their relative paths tell them apart")
+            raise UserError(
+                f"{other} and {item.path} would both write {item.rel}_label.png: give their "
+                f"folders as --input so that their relative paths tell them apart"
+            )
 
 
 def check_out_dir(out: Path, specs: list[str], inputs: list[Input]) -> None:
@@ -190,13 +229,15 @@ def check_out_dir(out: Path, specs: list[str], inputs: list[Input]) -> None:
     holding = {item.path.resolve().parent for item in inputs}
     for folder in sorted(given | holding):
         if target == folder or (folder in given and folder in target.parents):
-            raise UserError(f"--out {out} is the input folder {folder} or inside it; choose an output "
-                            f"folder outside the inputs")
+            raise UserError(
+                f"--out {out} is the input folder {folder} or inside it; choose an output "
+                f"folder outside the inputs"
+            )
 
 
 @dataclass
 class Decoded:
-    rgb: object          # uint8 H x W x 3
+    rgb: object  # uint8 H x W x 3
     notes: list[str] = field(default_factory=list)
 
 
@@ -229,13 +270,21 @@ def _to_rgb(im, np) -> Decoded:
         if im.mode == "I" and arr.max() <= 255:
             grey, note = arr, "32-bit greyscale converted to RGB"
         else:
-            grey, note = arr / 257.0, f"16-bit greyscale ({im.mode}) scaled to 8 bits and converted to RGB"
+            grey, note = (
+                arr / 257.0,
+                f"16-bit greyscale ({im.mode}) scaled to 8 bits and converted to RGB",
+            )
         grey = np.clip(np.round(grey), 0, 255).astype(np.uint8)
         return Decoded(np.repeat(grey[..., None], 3, axis=2), [note])
-    notes = {"L": "greyscale converted to RGB", "LA": "greyscale with alpha: alpha dropped",
-             "RGBA": "RGBA: alpha dropped", "P": "palette image converted to RGB",
-             "PA": "palette image with alpha: alpha dropped", "1": "1-bit image converted to RGB",
-             "CMYK": "CMYK converted to RGB"}
+    notes = {
+        "L": "greyscale converted to RGB",
+        "LA": "greyscale with alpha: alpha dropped",
+        "RGBA": "RGBA: alpha dropped",
+        "P": "palette image converted to RGB",
+        "PA": "palette image with alpha: alpha dropped",
+        "1": "1-bit image converted to RGB",
+        "CMYK": "CMYK converted to RGB",
+    }
     note = notes.get(im.mode, f"mode {im.mode} converted to RGB")
     if im.mode == "P" and "transparency" in im.info:
         note = "palette image with transparency: transparency dropped"
@@ -315,8 +364,11 @@ def write_outputs(p: Predictor, out: Path, item: Input, rgb, pred, offsets) -> l
 
     stem = out / item.rel
     color = colorize(pred, p.palette)
-    images = {"label": Image.fromarray(pred), "color": Image.fromarray(color),
-              "overlay": Image.fromarray(overlay(rgb, color))}
+    images = {
+        "label": Image.fromarray(pred),
+        "color": Image.fromarray(color),
+        "overlay": Image.fromarray(overlay(rgb, color)),
+    }
     written = []
     for kind, image in images.items():
         path = stem.parent / f"{stem.name}_{kind}.png"
@@ -337,12 +389,20 @@ def _offset_figure(p: Predictor, item: Input, rgb, pred, offsets: dict, stem: Pa
     arrays.update(image_ids=np.array([str(item.path)]), pred=pred[None], image=rgb[None])
     model = p.cfg["model"]
     title = f"{item.path.name}: {model['align']} + {model['context']} ({p.ckpt_path})"
-    return draw_offset_figure(offsets_from_arrays(arrays), model["align"], 0, title,
-                              int(model["num_classes"]), 1.0, stem.parent / f"{stem.name}_offsets")
+    return draw_offset_figure(
+        offsets_from_arrays(arrays),
+        model["align"],
+        0,
+        title,
+        int(model["num_classes"]),
+        1.0,
+        stem.parent / f"{stem.name}_offsets",
+    )
 
 
-def predict_all(p: Predictor, inputs: list[Input], out: Path, failures: list[dict],
-                progress: bool = True) -> dict:
+def predict_all(
+    p: Predictor, inputs: list[Input], out: Path, failures: list[dict], progress: bool = True
+) -> dict:
     """Predict every input; returns (and writes as OUT/predict.json) the summary."""
     from .evaluate import code_version, file_sha256
     from .utils.io import write_json
@@ -358,12 +418,21 @@ def predict_all(p: Predictor, inputs: list[Input], out: Path, failures: list[dic
         pred, offsets = p.label(decoded.rgb)
         outputs = write_outputs(p, out, item, decoded.rgb, pred, offsets)
         h, w = pred.shape
-        done.append({"input": str(item.path), "size": [h, w], "outputs": outputs, "notes": decoded.notes})
+        done.append(
+            {"input": str(item.path), "size": [h, w], "outputs": outputs, "notes": decoded.notes}
+        )
         bar.step(item, "; ".join(decoded.notes))
     bar.close()
-    summary = {"checkpoint": {"path": str(p.ckpt_path.resolve()), "sha256": file_sha256(p.ckpt_path)},
-               "device": str(p.device), "notes": p.notes, "seconds": round(time.perf_counter() - t0, 3),
-               "predicted": done, "failed": failures, "code_version": code_version(), "config": p.cfg}
+    summary = {
+        "checkpoint": {"path": str(p.ckpt_path.resolve()), "sha256": file_sha256(p.ckpt_path)},
+        "device": str(p.device),
+        "notes": p.notes,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "predicted": done,
+        "failed": failures,
+        "code_version": code_version(),
+        "config": p.cfg,
+    }
     write_json(out / "predict.json", summary)
     return summary
 
@@ -391,7 +460,9 @@ class _Progress:
             eta = self.plain.eta(self.i)
             pct = 100.0 * self.i / max(self.plain.total, 1)
             line = f"predict: image {self.i}/{self.plain.total} ({pct:.0f}%) {item.path}"
-            line += (f" | {note}" if note else "") + (f" | ETA {format_eta(eta)}" if eta is not None else "")
+            line += (f" | {note}" if note else "") + (
+                f" | ETA {format_eta(eta)}" if eta is not None else ""
+            )
             print(line, file=sys.stderr, flush=True)
 
     def close(self) -> None:
@@ -402,8 +473,10 @@ class _Progress:
 def summary_text(summary: dict, out: Path) -> str:
     done, failed = summary["predicted"], summary["failed"]
     converted = sum(1 for d in done if d["notes"])
-    lines = [f"predict: {len(done)} image(s) predicted -> {out} ({summary['seconds']:.1f} s), "
-             f"{converted} converted, {len(failed)} failed"]
+    lines = [
+        f"predict: {len(done)} image(s) predicted -> {out} ({summary['seconds']:.1f} s), "
+        f"{converted} converted, {len(failed)} failed"
+    ]
     lines += [f"  note: {n}" for n in summary["notes"]]
     lines += [f"  converted {d['input']}: {'; '.join(d['notes'])}" for d in done if d["notes"]]
     lines += [f"  FAILED {f['path']}: {f['reason']}" for f in failed]

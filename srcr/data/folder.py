@@ -31,8 +31,10 @@ from .base import IGNORE_INDEX, Layout, SegDataset
 CLASSES_FILE = "classes.yaml"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 KEYS = ("names", "palette", "ignore_index", "label_map")
-LAYOUT_HELP = ("ROOT/classes.yaml with ROOT/images/{train,val}/NAME.{png,jpg,jpeg} and "
-               "ROOT/labels/{train,val}/NAME.png (8-bit class indices; sub-folders mirrored)")
+LAYOUT_HELP = (
+    "ROOT/classes.yaml with ROOT/images/{train,val}/NAME.{png,jpg,jpeg} and "
+    "ROOT/labels/{train,val}/NAME.png (8-bit class indices; sub-folders mirrored)"
+)
 
 
 def _voc_colour(i: int) -> list[int]:
@@ -57,15 +59,20 @@ class FolderClasses:
 
         self.path = path
         if not path.is_file():
-            raise UserError(f"{path} not found: a folder dataset needs it (names: the class names, in "
-                            f"index order); expected {LAYOUT_HELP}")
+            raise UserError(
+                f"{path} not found: a folder dataset needs it (names: the class names, in "
+                f"index order); expected {LAYOUT_HELP}"
+            )
         raw = load_yaml(path)
         if not isinstance(raw, dict):
-            raise UserError(f"{path}: expected a mapping with keys {', '.join(KEYS)}, "
-                            f"got {type(raw).__name__}")
+            raise UserError(
+                f"{path}: expected a mapping with keys {', '.join(KEYS)}, got {type(raw).__name__}"
+            )
         unknown = [str(k) for k in raw if k not in KEYS]
         if unknown:
-            raise UserError(f"{path}: unknown key(s) {', '.join(unknown)}; expected {', '.join(KEYS)}")
+            raise UserError(
+                f"{path}: unknown key(s) {', '.join(unknown)}; expected {', '.join(KEYS)}"
+            )
         self.names = self._names(raw.get("names"))
         n = len(self.names)
         self.palette = self._palette(raw.get("palette"), n)
@@ -88,8 +95,11 @@ class FolderClasses:
         if dup:
             raise self._fail("names", f"{', '.join(dup)} listed more than once")
         if len(names) >= IGNORE_INDEX:
-            raise self._fail("names", f"{len(names)} classes; at most {IGNORE_INDEX - 1} fit in 8-bit "
-                                      f"labels beside the ignore value")
+            raise self._fail(
+                "names",
+                f"{len(names)} classes; at most {IGNORE_INDEX - 1} fit in 8-bit "
+                f"labels beside the ignore value",
+            )
         return list(names)
 
     def _palette(self, palette: Any, n: int) -> list[list[int]]:
@@ -99,8 +109,11 @@ class FolderClasses:
             got = f"{len(palette)} colours" if isinstance(palette, list) else repr(palette)
             raise self._fail("palette", f"{got} for {n} classes; expected one [r, g, b] per name")
         for i, c in enumerate(palette):
-            if not (isinstance(c, list) and len(c) == 3
-                    and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in c)):
+            if not (
+                isinstance(c, list)
+                and len(c) == 3
+                and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in c)
+            ):
                 raise self._fail(f"palette[{i}]", f"{c!r}; expected [r, g, b] with integers 0..255")
         return [list(c) for c in palette]
 
@@ -108,23 +121,34 @@ class FolderClasses:
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 255:
             raise self._fail("ignore_index", f"{value!r}; expected an integer 0..255")
         if value < n:
-            raise self._fail("ignore_index", f"{value} is the index of class {self.names[value]!r}; "
-                                             f"expected a value outside 0..{n - 1}")
+            raise self._fail(
+                "ignore_index",
+                f"{value} is the index of class {self.names[value]!r}; "
+                f"expected a value outside 0..{n - 1}",
+            )
         return value
 
     def _label_map(self, mapping: Any, n: int) -> dict[int, int]:
         if mapping is None:
             return {}
         if not isinstance(mapping, dict):
-            raise self._fail("label_map", f"expected a mapping raw value -> class index, got {mapping!r}")
+            raise self._fail(
+                "label_map", f"expected a mapping raw value -> class index, got {mapping!r}"
+            )
         out = {}
         for raw, cls in mapping.items():
             if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw <= 255:
                 raise self._fail("label_map", f"key {raw!r}: expected a raw label value 0..255")
-            if not isinstance(cls, int) or isinstance(cls, bool) or not (
-                    0 <= cls < n or cls == self.ignore_index):
-                raise self._fail(f"label_map[{raw}]", f"{cls!r}; expected a class index 0..{n - 1} "
-                                                      f"or the ignore index {self.ignore_index}")
+            if (
+                not isinstance(cls, int)
+                or isinstance(cls, bool)
+                or not (0 <= cls < n or cls == self.ignore_index)
+            ):
+                raise self._fail(
+                    f"label_map[{raw}]",
+                    f"{cls!r}; expected a class index 0..{n - 1} "
+                    f"or the ignore index {self.ignore_index}",
+                )
             out[raw] = cls
         return out
 
@@ -160,8 +184,13 @@ class Folder(SegDataset):
         self.palette = self.meta.palette
 
     def layout(self, split: str) -> Layout:
-        return Layout(self.root / "images" / split, IMAGE_SUFFIXES, self.root / "labels" / split,
-                      (".png",), recursive=True)
+        return Layout(
+            self.root / "images" / split,
+            IMAGE_SUFFIXES,
+            self.root / "labels" / split,
+            (".png",),
+            recursive=True,
+        )
 
     def label_lut(self, label_path: Path) -> np.ndarray:
         return self.meta.lut
