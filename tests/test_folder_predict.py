@@ -243,15 +243,21 @@ def test_predict_stops_before_any_image_on_a_bad_checkpoint_config_or_output(
     assert not out.exists() and not (val / "pred").exists()
 
 
-def test_predict_globs_mirror_paths_below_the_pattern_base(trained, tmp_path):
+def test_predict_globs_mirror_paths_below_the_pattern_base_and_log_plain_lines(
+    trained, tmp_path, capsys
+):
     root, run, _ = trained
     out = tmp_path / "pred"
     pattern = str(root / "images" / "val" / "**" / "img1_*.jpg")
-    assert predict("--checkpoint", run, "--input", pattern, "--out", out) == 0
+    assert main(["predict", "--checkpoint", str(run), "--input", pattern, "--out", str(out)]) == 0
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*_label.png")) == [
         "sub/img1_0_label.png",
         "sub/img1_1_label.png",
     ]
+    # stderr is not a terminal here (a log file): one plain line per image, no bar redraws
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("predict: image")]
+    assert [ln.split(" (")[0] for ln in lines] == ["predict: image 1/2", "predict: image 2/2"]
+    assert "\r" not in "".join(lines)
 
 
 def test_flops_counts_a_folder_config_at_its_pipeline_scale(trained, tmp_path):
