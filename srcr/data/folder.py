@@ -123,8 +123,9 @@ class FolderClasses:
         if value < n:
             raise self._fail(
                 "ignore_index",
-                f"{value} is the index of class {self.names[value]!r}; "
-                f"expected a value outside 0..{n - 1}",
+                f"{value} is the index of class {self.names[value]!r}; expected a value outside "
+                f"0..{n - 1} (for labels stored with {value} = unlabelled, keep ignore_index 255 and "
+                f"map the stored values, e.g. label_map: {{{value}: 255, ...}})",
             )
         return value
 
