@@ -133,11 +133,11 @@ def draw_offset_figure(off: dict, align: str, k: int, title: str, num_classes: i
         else:
             axes[2].axis("off")
             axes[3].axis("off")
-        if "weights" in kinds and kinds["weights"].shape[1] > 1:
+        n_weights = kinds["weights"][k].shape[0] if "weights" in kinds else 0
+        if n_weights > 1:
             ent = _entropy(kinds["weights"][k].astype(np.float64))
-            im = axes[4].imshow(ent, cmap="magma", vmin=0, vmax=np.log(kinds["weights"].shape[1]),
-                                interpolation="nearest")
-            axes[4].set_title(f"{step} neighbour-weight entropy\n(max log {kinds['weights'].shape[1]})", fontsize=9)
+            im = axes[4].imshow(ent, cmap="magma", vmin=0, vmax=np.log(n_weights), interpolation="nearest")
+            axes[4].set_title(f"{step} neighbour-weight entropy\n(max log {n_weights})", fontsize=9)
             fig.colorbar(im, ax=axes[4], fraction=0.046, pad=0.02)
         for ax in axes[2 if not extra else 4:]:
             if not ax.images:
