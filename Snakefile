@@ -5,6 +5,8 @@
 
 from snakemake.utils import min_version, validate
 
+from srcr.config import load_yaml
+
 min_version("9.0")
 
 
@@ -14,6 +16,12 @@ min_version("9.0")
 if not workflow.overwrite_configfiles:
 
     configfile: "config/suite.yaml"
+
+
+# Snakemake's own YAML reading keeps the last of two equal keys without a word: read every suite
+# config again through srcr's loader, which names the file, line and key of a duplicate
+for _path in workflow.overwrite_configfiles or ["config/suite.yaml"]:
+    load_yaml(_path)
 
 
 # `--config seeds=[0,1]` arrives as a list of strings
