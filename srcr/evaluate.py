@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
-import hashlib
 import io
 import math
 import subprocess
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .utils.io import file_sha256  # noqa: F401 (srcr.evaluate.file_sha256, as before)
 
 OFFSET_ALIGNS = ("srm", "fam", "alignfa")
 
@@ -92,14 +92,6 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     return path
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @functools.lru_cache(maxsize=1)
@@ -346,7 +338,7 @@ def evaluate_runs(specs: list[tuple[dict, str | Path, Path]], device: str = "aut
 
         ckpt_path = resolve_checkpoint(checkpoint)
         sha = file_sha256(ckpt_path)
-        ckpt = load_checkpoint(ckpt_path, map_location="cpu")
+        ckpt = load_checkpoint(ckpt_path, map_location="cpu", sha=sha)
         mismatch = check_config_mismatch(ckpt, cfg, ckpt_path, allow_config_mismatch)
         if _is_complete(Path(out), sha, cfg):
             print(f"evaluation in {out} is already complete for {ckpt_path}", file=sys.stderr)

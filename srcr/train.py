@@ -247,7 +247,7 @@ def _check_group(members: list[_Member], ctx) -> None:
 
 def _prepare(m: _Member, ctx) -> dict | None:
     """Check one run's inputs; its summary if it is already complete, else None."""
-    from .engine.checkpoint import FINAL_NAME
+    from .engine.checkpoint import FINAL_NAME, final_damage
     from .losses import build_criterion
     from .optim import check_schedule
 
@@ -257,8 +257,12 @@ def _prepare(m: _Member, ctx) -> dict | None:
     _check_run_dir_config(m.cfg, m.out)
     final = m.out / "checkpoints" / FINAL_NAME
     if final.exists():
-        _say(ctx, f"run in {m.out} is already complete ({m.total} iterations): {final}")
-        return {"status": "complete", "iteration": m.total, "final": str(final)}
+        damage = final_damage(final)
+        if damage is None:
+            _say(ctx, f"run in {m.out} is already complete ({m.total} iterations): {final}")
+            return {"status": "complete", "iteration": m.total, "final": str(final)}
+        _event(ctx, m.out, f"{final} is damaged ({damage}); training again from the newest good "
+                           f"checkpoint, which rewrites it")
     if tcfg["batch_size"] % ctx.world_size:
         raise UserError(f"train.batch_size: the global batch {tcfg['batch_size']} is not divisible by the "
                         f"{ctx.world_size} processes")
@@ -399,14 +403,13 @@ def _build_run(cfg: dict, ctx, criterion) -> _Run:
 
 
 def _resume(run: _Run, cfg: dict, out: Path, ctx) -> int:
-    """Load the newest checkpoint of ``out`` into ``run``; the iteration to continue from."""
+    """Load the newest good checkpoint of ``out`` into ``run``; the iteration to continue from."""
     from .config import config_diff
-    from .engine.checkpoint import latest_checkpoint, load_checkpoint
 
-    path = latest_checkpoint(out / "checkpoints")
-    if path is None:
+    found = _newest_good_checkpoint(out, ctx)
+    if found is None:
         return 0
-    ckpt = load_checkpoint(path, map_location=ctx.device)
+    path, ckpt = found
     if isinstance(ckpt.get("config"), dict):
         diff = config_diff(ckpt["config"], cfg, ignore=RESUME_IGNORED_KEYS)
         if diff:
@@ -419,6 +422,28 @@ def _resume(run: _Run, cfg: dict, out: Path, ctx) -> int:
     start = int(ckpt["iteration"])
     _event(ctx, out, f"resuming {out} from {path.name} (iteration {start} of {cfg['train']['iterations']})")
     return start
+
+
+def _newest_good_checkpoint(out: Path, ctx) -> tuple[Path, dict] | None:
+    """(path, content) of the newest checkpoint that loads and matches its checksum; a damaged
+    newer one is named in events.log. None without checkpoints; a UserError if all are damaged."""
+    from .engine.checkpoint import list_checkpoints, load_checkpoint
+
+    damaged: list[str] = []
+    for _, path in reversed(list_checkpoints(out / "checkpoints")):
+        try:
+            ckpt = load_checkpoint(path, map_location=ctx.device)
+        except UserError as e:
+            damaged.append(str(e))
+            _event(ctx, out, f"{e}; trying the previous checkpoint")
+            continue
+        if damaged:
+            _event(ctx, out, f"falling back to {path}, the newest good checkpoint")
+        return path, ckpt
+    if damaged:
+        raise UserError(f"no good checkpoint in {out / 'checkpoints'}:\n  " + "\n  ".join(damaged)
+                        + "\nremove the damaged files to train this run from the start")
+    return None
 
 
 def _make_loader(dataset, cfg: dict, ctx, start: int):

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from test_evaluate import save_ckpt, tiny_cfg
+from test_train import final_state, syn_root  # noqa: F401 (a fixture)
+from test_train import tiny_cfg as train_cfg
 
 from srcr.errors import UserError
 
@@ -16,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def syn_root(tmp_path_factory):
+def eval_root(tmp_path_factory):
     from srcr.data.synthetic_gen import ensure_synthetic
 
     root = tmp_path_factory.mktemp("syn") / "synthetic"
@@ -24,17 +26,31 @@ def syn_root(tmp_path_factory):
     return root
 
 
-# 1 ---------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(syn_root, tmp_path_factory):
+    """A tiny run trained to completion (6 iterations, a checkpoint every 2), its config and the
+    metrics of its final.pth; tests copy the run before damaging it."""
+    from srcr.evaluate import evaluate
+    from srcr.train import train
+
+    cfg = train_cfg(syn_root)
+    tmp = tmp_path_factory.mktemp("trained")
+    train(cfg, tmp / "run", progress=False)
+    rec = evaluate(cfg, tmp / "run", tmp / "eval", device="cpu", progress=False)
+    return cfg, tmp / "run", rec
 
 
-def test_evaluate_refuses_model_settings_other_than_the_checkpoints(syn_root, tmp_path):
+# 1 ------------------------------------------------------------------------------------------
+
+
+def test_evaluate_refuses_model_settings_other_than_the_checkpoints(eval_root, tmp_path):
     from srcr.evaluate import evaluate
 
-    cfg = tiny_cfg(syn_root, "model.align=srm", "eval.num_vis=0", "eval.offset_images=0")
+    cfg = tiny_cfg(eval_root, "model.align=srm", "eval.num_vis=0", "eval.offset_images=0")
     ckpt = save_ckpt(cfg, tmp_path / "run" / "checkpoints" / "final.pth")
     out = tmp_path / "eval"
     # the weights fit (same shapes), but the model computes something else
-    shifted = tiny_cfg(syn_root, "model.align=srm", "eval.num_vis=0", "eval.offset_images=0",
+    shifted = tiny_cfg(eval_root, "model.align=srm", "eval.num_vis=0", "eval.offset_images=0",
                        "model.coarse_shift=1.0", "model.align_options={weight_norm: sigmoid}")
     with pytest.raises(UserError) as e:
         evaluate(shifted, ckpt, out, device="cpu", progress=False)
@@ -45,7 +61,8 @@ def test_evaluate_refuses_model_settings_other_than_the_checkpoints(syn_root, tm
     assert not (out / "metrics.json").exists() and not (out / "per_image.npz").exists()
     # the normalisation counts too
     with pytest.raises(UserError, match=r"data\.mean"):
-        evaluate(tiny_cfg(syn_root, "data.mean=[1, 2, 3]"), ckpt, out, device="cpu", progress=False)
+        evaluate(tiny_cfg(eval_root, "data.mean=[1, 2, 3]"), ckpt, out, device="cpu",
+                 progress=False)
     # eval settings may differ freely; an explicit override is recorded
     rec = evaluate(shifted, ckpt, out, device="cpu", progress=False, allow_config_mismatch=True)
     stored = json.loads((out / "metrics.json").read_text())["config_mismatch"]
@@ -54,7 +71,7 @@ def test_evaluate_refuses_model_settings_other_than_the_checkpoints(syn_root, tm
     assert {"model.coarse_shift", "model.align_options.weight_norm"} <= set(stored["keys"])
 
 
-# 2 ---------------------------------------------------------------------------------------------------
+# 2 ------------------------------------------------------------------------------------------
 
 
 def test_a_key_defined_twice_is_refused_naming_file_line_and_key(tmp_path):
@@ -82,3 +99,60 @@ def test_a_key_defined_twice_is_refused_naming_file_line_and_key(tmp_path):
     from srcr.config import load_yaml
 
     assert load_yaml(ok)["more"] == {"x": 2}
+
+
+# 3 ------------------------------------------------------------------------------------------
+
+
+def _damage(path: Path, at: int = 200) -> None:
+    data = bytearray(path.read_bytes())
+    data[at:at + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_checkpoints_are_named_never_used(trained, tmp_path, capsys):
+    import shutil
+
+    from srcr.engine.checkpoint import list_checkpoints
+    from srcr.evaluate import evaluate
+    from srcr.train import train
+
+    cfg, ref, rec = trained
+    run = tmp_path / "run"
+    shutil.copytree(ref, run)
+    final = run / "checkpoints" / "final.pth"
+    assert (run / "checkpoints" / "final.pth.sha256").read_text().split()[1] == "final.pth"
+    ckpts = list_checkpoints(run / "checkpoints")
+    assert all(p.with_name(p.name + ".sha256").is_file() for _, p in ckpts)
+
+    # evaluation of an overwritten final.pth: refused, nothing written
+    _damage(final)
+    with pytest.raises(UserError, match=rf"checkpoint {final} is damaged: its sha256 .*\.sha256"):
+        evaluate(cfg, final, tmp_path / "eval", device="cpu", progress=False)
+    assert not (tmp_path / "eval").exists()
+
+    # training: a final.pth cut to half is not "complete"; it is trained again from the newest
+    # good checkpoint, and the newest being damaged too, from the one before (both named)
+    final.write_bytes(final.read_bytes()[: final.stat().st_size // 2])
+    ckpts = list_checkpoints(run / "checkpoints")
+    newest, previous = ckpts[-1][1], ckpts[-2][1]
+    _damage(newest)
+    capsys.readouterr()
+    summary = train(cfg, run, progress=False)
+    err = capsys.readouterr().err
+    assert "already complete" not in err and summary["status"] == "trained"
+    events = (run / "events.log").read_text()
+    assert f"{final} is damaged" in events
+    assert f"checkpoint {newest} is damaged" in events and f"falling back to {previous}" in events
+    assert summary["resumed_from"] == ckpts[-2][0]
+    new, old = final_state(run), final_state(ref)
+    assert new.keys() == old.keys() and all(bool((new[k] == old[k]).all()) for k in new)
+    again = evaluate(cfg, run, tmp_path / "eval", device="cpu", progress=False)
+    assert again["metrics"]["mIoU"] == rec["metrics"]["mIoU"]
+
+    # every checkpoint damaged: refused, naming them
+    for _, p in list_checkpoints(run / "checkpoints"):
+        _damage(p)
+    final.unlink()
+    with pytest.raises(UserError, match=r"no good checkpoint in .*\n.*is damaged"):
+        train(cfg, run, progress=False)
