@@ -156,3 +156,44 @@ def test_damaged_checkpoints_are_named_never_used(trained, tmp_path, capsys):
     final.unlink()
     with pytest.raises(UserError, match=r"no good checkpoint in .*\n.*is damaged"):
         train(cfg, run, progress=False)
+
+
+# 4 ------------------------------------------------------------------------------------------
+
+
+def test_report_refuses_swapped_counts_and_variants_with_missing_seeds(tmp_path, capsys):
+    import shutil
+
+    from report_fixtures import make_tree
+
+    from srcr.report.cli import make_report
+
+    results, grid = make_tree(tmp_path, seeds=(0, 1))
+    out = tmp_path / "reports"
+    table = out / "synthetic" / "tables" / "main.csv"
+
+    def report(**kw):
+        return make_report([results], grid, out, tables=["main"], n_boot=100, progress=False,
+                           figures=False, **kw)
+
+    # seed 0's per-image counts copied over seed 1's: refused, no table written
+    seed1 = results / "better" / "seed1" / "eval"
+    kept = (seed1 / "per_image.npz").read_bytes()
+    shutil.copy(results / "better" / "seed0" / "eval" / "per_image.npz", seed1 / "per_image.npz")
+    with pytest.raises(UserError, match=rf"{seed1 / 'per_image.npz'} does not reproduce "
+                                        rf"{seed1 / 'metrics.json'} \(aAcc .* recorded"):
+        report()
+    assert not table.exists()
+    (seed1 / "per_image.npz").write_bytes(kept)
+
+    # a deleted run: refused, naming the variant and the seed
+    shutil.rmtree(results / "better" / "seed1")
+    with pytest.raises(UserError, match=r"table 'main': better seed\(s\) 1 \(.*better/seed1/eval"):
+        report()
+    assert not table.exists()
+    # --allow-missing: a warning, and a note under the table
+    capsys.readouterr()
+    report(allow_missing=True)
+    assert "missing runs (--allow-missing)" in capsys.readouterr().err
+    md = (out / "synthetic" / "tables" / "main.md").read_text()
+    assert "Missing runs (--allow-missing): better seed(s) 1;" in md
