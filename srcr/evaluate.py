@@ -220,7 +220,10 @@ def _spread(n_items: int, k: int) -> list[int]:
 
 
 def _is_complete(out: Path, sha: str, cfg: dict) -> bool:
+    """metrics.json for this checkpoint and config, and every output beside it readable."""
     import json
+
+    from .metrics import load_per_image
 
     path = out / "metrics.json"
     if not path.is_file():
@@ -229,8 +232,50 @@ def _is_complete(out: Path, sha: str, cfg: dict) -> bool:
         old = json.loads(path.read_text())
     except ValueError:
         return False
-    return (old.get("checkpoint", {}).get("sha256") == sha and old.get("config") == _json_safe(cfg)
-            and (out / "per_class.csv").is_file() and (out / "per_image.npz").is_file())
+    if not (old.get("checkpoint", {}).get("sha256") == sha and old.get("config") == _json_safe(cfg)
+            and (out / "per_class.csv").is_file()):
+        return False
+    try:
+        load_per_image(out / "per_image.npz")
+        if cfg["model"]["align"] in OFFSET_ALIGNS and int(cfg["eval"]["offset_images"]) > 0:
+            _check_npz(out / "offsets.npz")
+    except UserError as e:
+        print(f"{e}: evaluating {out} again", file=sys.stderr)
+        return False
+    return True
+
+
+def _check_npz(path: Path) -> None:
+    """Read every array of an npz (a truncated one fails on the first damaged member)."""
+    import zipfile
+    import zlib
+
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            for k in z.files:
+                z[k]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise UserError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+
+
+# What an evaluation writes beside metrics.json: removed before it is redone and when it fails, so
+# no output of another evaluation (or half of this one) stays beside a metrics.json or without one
+EVAL_OUTPUTS = ("per_image.npz", "per_class.csv", "offsets.npz", "vis")
+
+
+def _clear_outputs(out: Path) -> None:
+    """metrics.json (the completion marker) first, then the other outputs of an evaluation."""
+    import shutil
+
+    (out / "metrics.json").unlink(missing_ok=True)
+    for name in EVAL_OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 # What the model computes from an image: every model setting (the checkpoint holds every weight, so
@@ -325,17 +370,13 @@ def evaluate_runs(specs: list[tuple[dict, str | Path, Path]], device: str = "aut
     order."""
     import json
 
-    import torch
-
+    from .engine.checkpoint import load_checkpoint
     from .engine.distributed import pick_device
-    from .engine.progress import progress_bar
     from .models.feature_cache import share_backbone
 
     records: list[dict | None] = []
     runs: list[_EvalRun] = []
     for cfg, checkpoint, out in specs:
-        from .engine.checkpoint import load_checkpoint
-
         ckpt_path = resolve_checkpoint(checkpoint)
         sha = file_sha256(ckpt_path)
         ckpt = load_checkpoint(ckpt_path, map_location="cpu", sha=sha)
@@ -355,21 +396,38 @@ def evaluate_runs(specs: list[tuple[dict, str | Path, Path]], device: str = "aut
         if share_backbone([r.model for r in runs]) is not None:
             print(f"{len(runs)} checkpoints share one frozen backbone: its forward runs once per input",
                   file=sys.stderr)
-        name = runs[0].out.name if len(runs) == 1 else f"{len(runs)} runs"
-        bar = progress_bar(len(ds), f"evaluate {name}", unit="img", enabled=progress)  # a terminal only
-        with torch.no_grad():
-            for i in range(len(ds)):
-                item = ds[i]
-                image = item["image"][None].to(dev)
-                for r in runs:
-                    _eval_image(r, i, item, image, ds)
-                if bar is not None:
-                    bar.update(1)
-        if bar is not None:
-            bar.close()
-        fresh = iter([_finish(r, ds, dev) for r in runs])
+        for r in runs:
+            _clear_outputs(r.out)
+        try:
+            fresh = iter(_evaluate_pass(runs, ds, dev, progress))
+        except BaseException:
+            for r in runs:  # a failed (or interrupted) pass leaves nothing a later run could take
+                if not r.done:
+                    _clear_outputs(r.out)
+            raise
         records = [rec if rec is not None else next(fresh) for rec in records]
     return records
+
+
+def _evaluate_pass(runs: list[_EvalRun], ds, dev, progress: bool) -> list[dict]:
+    """One pass over the images for every run, then each run's outputs (metrics.json last)."""
+    import torch
+
+    from .engine.progress import progress_bar
+
+    name = runs[0].out.name if len(runs) == 1 else f"{len(runs)} runs"
+    bar = progress_bar(len(ds), f"evaluate {name}", unit="img", enabled=progress)  # a terminal only
+    with torch.no_grad():
+        for i in range(len(ds)):
+            item = ds[i]
+            image = item["image"][None].to(dev)
+            for r in runs:
+                _eval_image(r, i, item, image, ds)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    return [_finish(r, ds, dev) for r in runs]
 
 
 @dataclass
@@ -389,6 +447,7 @@ class _EvalRun:
     off_ids: list = field(default_factory=list)
     seconds: float = 0.0  # this checkpoint's own inference and scoring
     mismatch: dict = field(default_factory=dict)  # allowed differences from the checkpoint's config
+    done: bool = False  # metrics.json written
 
 
 def _check_eval_group(runs: list[_EvalRun]) -> None:
@@ -524,6 +583,7 @@ def _finish(r: _EvalRun, ds, dev) -> dict:
         record["config_mismatch"] = {"allowed": True, "keys": r.mismatch}
     record = _json_safe(record)
     write_json(r.out / "metrics.json", record)
+    r.done = True
     print(f"{data['dataset']} {ev['split']}: mIoU {results['mIoU']:.2f}, "
           f"mBF@3 {results.get('mBF@3', float('nan')):.2f} ({len(ds)} images) -> {r.out}", file=sys.stderr)
     return record

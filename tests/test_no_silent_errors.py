@@ -197,3 +197,93 @@ def test_report_refuses_swapped_counts_and_variants_with_missing_seeds(tmp_path,
     assert "missing runs (--allow-missing)" in capsys.readouterr().err
     md = (out / "synthetic" / "tables" / "main.md").read_text()
     assert "Missing runs (--allow-missing): better seed(s) 1;" in md
+
+
+# 5 ------------------------------------------------------------------------------------------
+
+
+def test_truncated_per_image_npz_is_named_and_not_taken_as_complete(eval_root, tmp_path, capsys):
+    from srcr.evaluate import evaluate
+    from srcr.metrics import load_per_image
+
+    cfg = tiny_cfg(eval_root, "eval.num_vis=0")
+    ckpt = save_ckpt(cfg, tmp_path / "final.pth")
+    out = tmp_path / "eval"
+    first = evaluate(cfg, ckpt, out, device="cpu", progress=False)
+    npz = out / "per_image.npz"
+    npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])
+    with pytest.raises(UserError, match=rf"{npz}: cannot read per-image counts \(BadZipFile"):
+        load_per_image(npz)
+    capsys.readouterr()
+    again = evaluate(cfg, ckpt, out, device="cpu", progress=False)
+    err = capsys.readouterr().err
+    assert "already complete" not in err and f"{npz}: cannot read" in err
+    assert load_per_image(npz)["names"] and again["metrics"]["mIoU"] == first["metrics"]["mIoU"]
+
+
+# 6 ------------------------------------------------------------------------------------------
+
+
+def test_failed_writes_name_path_and_cause_and_leave_nothing_half_written(eval_root, tmp_path,
+                                                                          monkeypatch, capsys):
+    import errno
+
+    import numpy as np
+    import torch
+    import yaml
+
+    from srcr.cli import main
+    from srcr.engine.checkpoint import save_final
+    from srcr.utils import io
+
+    # a legal 249-character name: the temporary name beside it stays legal too
+    long = tmp_path / ("r" * 244 + ".json")
+    io.write_json(long, {"a": 1})
+    assert json.loads(long.read_text()) == {"a": 1} and len(long.name) == 249
+    with pytest.raises(UserError, match=r"file name too long \(300 bytes; .*\) while writing"):
+        io.write_json(tmp_path / ("r" * 295 + ".json"), {"a": 1})
+
+    # torch on a full disk: "unexpected pos" without a path
+    def full_disk(obj, f, *a, **k):
+        raise RuntimeError("[enforce fail at inline_container.cc:595] . unexpected pos 3107712 vs 3107604")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    monkeypatch.setattr(io.shutil, "disk_usage", lambda p: type("U", (), {"free": 1024})())
+    with pytest.raises(UserError, match=rf"no space left on device while writing {tmp_path}/c/final\.pth"):
+        save_final(tmp_path / "c", {"model": {}})
+    assert list((tmp_path / "c").iterdir()) == []  # no temporary file, no sidecar
+    monkeypatch.undo()
+
+    # a read-only folder
+    def read_only(*a, **k):
+        raise PermissionError(errno.EROFS, "Read-only file system", str(tmp_path / "ro" / ".x.tmp"))
+
+    monkeypatch.setattr(io.tempfile, "mkstemp", read_only)
+    with pytest.raises(UserError, match=rf"read-only file system while writing {tmp_path}/ro/x\.json"):
+        io.write_json(tmp_path / "ro" / "x.json", {})
+    monkeypatch.undo()
+
+    # `srcr evaluate` on a disk that fills up while writing per_image.npz: one line, exit 2, and
+    # no output of it stays (nor the earlier, complete evaluation of another config)
+    cfg = tiny_cfg(eval_root, "eval.num_vis=2")
+    ckpt = save_ckpt(cfg, tmp_path / "run" / "final.pth")
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "eval"
+    args = ["evaluate", "--config", str(cfg_path), "--checkpoint", str(ckpt), "--out", str(out),
+            "--device", "cpu", "--no-progress"]
+    assert main(args) == 0 and (out / "metrics.json").is_file() and (out / "vis").is_dir()
+    real = np.savez_compressed
+
+    def no_space(f, **arrays):
+        if "names" in arrays:  # per_image.npz
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(f, **arrays)
+
+    monkeypatch.setattr(np, "savez_compressed", no_space)
+    capsys.readouterr()
+    assert main(args + ["--set", "eval.flip=true"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"srcr evaluate: error: no space left on device while writing "
+                       f"{out / 'per_image.npz'}")
+    assert sorted(p.name for p in out.iterdir()) == []

@@ -15,6 +15,8 @@ The zero-offset share is what bilinear upsampling reads; learned minus zero is w
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +96,14 @@ def load_offsets(path: Path) -> dict:
     Only files where all images share a size are supported (the synthetic and fixed-size sets)."""
     if not path.is_file():
         raise UserError(f"missing result file: {path} (srm / fam / alignfa runs write offsets)")
+    try:
+        return _read_offsets(path)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        raise UserError(f"{path}: cannot read offsets ({type(e).__name__}: {e}); re-run srcr evaluate "
+                        f"for it") from None
+
+
+def _read_offsets(path: Path) -> dict:
     with np.load(path, allow_pickle=False) as z:
         files = set(z.files)
         if any(k.rsplit("_", 1)[-1].isdigit() for k in files if k != "image_ids"):
