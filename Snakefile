@@ -24,9 +24,18 @@ for _path in workflow.overwrite_configfiles or ["config/suite.yaml"]:
     load_yaml(_path)
 
 
-# `--config seeds=[0,1]` arrives as a list of strings
+# `--config seeds=[0,1]` arrives as a list of strings; a seed is a non-negative integer (the
+# schema's own message for "-1" would only say it is not an integer)
 if isinstance(config.get("seeds"), list):
-    config["seeds"] = [int(s) if str(s).isdigit() else s for s in config["seeds"]]
+    config["seeds"] = [
+        int(s) if str(s).lstrip("-").isdigit() else s for s in config["seeds"]
+    ]
+    _bad = [s for s in config["seeds"] if not isinstance(s, int) or s < 0]
+    if _bad:
+        raise ValueError(
+            f"seeds: {_bad} not allowed; expected a list of non-negative integers, "
+            "e.g. seeds: [0, 1] (or --config 'seeds=[0,1]')"
+        )
 
 validate(config, "workflow/schemas/suite.schema.json")
 
