@@ -97,9 +97,8 @@ def _event(ctx, out: Path, msg: str) -> None:
     """Say ``msg`` and append it, timestamped, to RUN_DIR/events.log: the run's own history of
     starts, resumes, interruptions and completion (a workflow's log file is rewritten per attempt)."""
     _say(ctx, msg)
-    if ctx.is_main and out.is_dir():
-        with open(out / "events.log", "a") as f:
-            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}\n")
+    if ctx.is_main:
+        _record(out, msg)
 
 
 def _check_run_dir_config(cfg: dict, out: Path) -> None:
@@ -179,23 +178,59 @@ def train_runs(specs: list[tuple[dict, Path]], ctx=None, progress: bool = True) 
     Every check that can fail on bad input (grouping, schedule, loss, run-dir config, dataset
     layout) runs before anything is written."""
     from .engine.distributed import DistContext, barrier
+    from .engine.runlock import RunLocks
 
     ctx = ctx or DistContext()
     members = [_Member(cfg, Path(out)) for cfg, out in specs]
     _check_group(members, ctx)
-    done = {m.out: r for m in members if (r := _prepare(m, ctx)) is not None}
-    pending = [m for m in members if m.out not in done]
-    if pending:
-        dataset = build_train_dataset(pending[0].cfg, ctx)
-        for m in pending[1:]:
-            _check_classes(dataset, m.cfg)
-        barrier(ctx)  # every rank has checked before rank 0 writes
-        for m in pending:
-            _init_run_dir(m.cfg, m.out, ctx)
-        _set_determinism(ctx)
-        _build_runs(pending, ctx)
-        _train_and_finish(pending, ctx, dataset, progress)
+    with RunLocks(ctx) as locks:
+        locks.take([m.out for m in members if m.out.is_dir()])
+        done = {m.out: r for m in members if (r := _prepare(m, ctx)) is not None}
+        pending = [m for m in members if m.out not in done]
+        if pending:
+            try:
+                dataset = build_train_dataset(pending[0].cfg, ctx)
+                for m in pending[1:]:
+                    _check_classes(dataset, m.cfg)
+                barrier(ctx)  # every rank has checked before rank 0 writes
+                for m in pending:
+                    _init_run_dir(m.cfg, m.out, ctx)
+                locks.take([m.out for m in pending])
+                _set_determinism(ctx)
+                _build_runs(pending, ctx)
+                _train_and_finish(pending, ctx, dataset, progress)
+            except BaseException as e:
+                _record_failure(pending, ctx, e)
+                raise
     return [done.get(m.out) or m.summary for m in members]
+
+
+def _record_failure(members: list[_Member], ctx, e: BaseException) -> None:
+    """Every failure and interruption in each run's events.log (a RunInterrupted is already there)."""
+    from .errors import RunInterrupted
+
+    if isinstance(e, RunInterrupted) or not ctx.is_main:
+        return
+    if isinstance(e, KeyboardInterrupt):
+        msg = "interrupted (a second Ctrl-C, or Ctrl-C before training started): no checkpoint written"
+    else:
+        text = str(e).splitlines()[0] if str(e) else ""
+        msg = f"failed: {text}" if isinstance(e, (UserError, OSError)) else \
+            f"failed: {type(e).__name__}: {text}"
+    for m in members:
+        _record(m.out, msg)
+
+
+def _record(out: Path, msg: str) -> None:
+    """Append ``msg``, timestamped, to RUN_DIR/events.log if the folder exists (a full disk may
+    refuse this too: the message has been said anyway)."""
+    if not out.is_dir():
+        return
+    try:
+        with open(out / "events.log", "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}\n")
+    except OSError:
+        pass
 
 
 @dataclass

@@ -287,3 +287,98 @@ def test_failed_writes_name_path_and_cause_and_leave_nothing_half_written(eval_r
     assert err[-1] == (f"srcr evaluate: error: no space left on device while writing "
                        f"{out / 'per_image.npz'}")
     assert sorted(p.name for p in out.iterdir()) == []
+
+
+# 8 ------------------------------------------------------------------------------------------
+
+
+def test_a_second_train_on_one_run_folder_is_refused_naming_pid_and_host(trained, tmp_path, capsys):
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import sys
+
+    from srcr.engine.runlock import LOCK_NAME, RunLocks
+    from srcr.train import train
+
+    cfg, ref, _ = trained
+    run = tmp_path / "run"
+    shutil.copytree(ref, run)
+    (run / "checkpoints" / "final.pth").unlink()  # so that a second process would train it
+    mtimes = {p: p.stat().st_mtime_ns for p in (run / "checkpoints").iterdir()}
+    host = socket.gethostname()
+    with RunLocks() as locks:
+        locks.take([run])
+        with pytest.raises(UserError, match=rf"{run} is in use by another srcr train \(PID "
+                                             rf"{os.getpid()} on host {host}, since .*{LOCK_NAME}"):
+            train(cfg, run, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in (run / "checkpoints").iterdir()} == mtimes
+    # another host's lock: refused, naming the file to remove
+    lock = run / LOCK_NAME
+    lock.write_text(json.dumps({"pid": 1, "host": "elsewhere", "since": "then"}))
+    with pytest.raises(UserError, match=rf"PID 1 on host elsewhere.*remove {lock}"):
+        train(cfg, run, progress=False)
+    # a lock left by a process of this host that has ended: taken over
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    lock.write_text(json.dumps({"pid": int(dead), "host": host, "since": "then"}))
+    capsys.readouterr()
+    assert train(cfg, run, progress=False)["status"] == "trained"
+    assert f"taking over the lock of {run} from PID {dead} (no longer running)" in capsys.readouterr().err
+    assert lock.read_text() == ""  # released
+
+
+# 9 ------------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_is_a_stop_request_and_failures_reach_events_log(trained, tmp_path, monkeypatch):
+    import os
+    import shutil
+    import signal
+
+    import srcr.train as train_mod
+    from srcr.engine.signals import StopRequest
+
+    with StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.signal_name == "SIGINT"  # noted: the loop checkpoints and stops
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C stops at once
+            os.kill(os.getpid(), signal.SIGINT)
+
+    cfg, ref, _ = trained
+    run = tmp_path / "run"
+    shutil.copytree(ref, run)
+    (run / "checkpoints" / "final.pth").unlink()
+
+    def bad_data(cfg, ctx=None):
+        raise UserError("data/x/labels/00001.png: label 77 is not a class")
+
+    monkeypatch.setattr(train_mod, "build_train_dataset", bad_data)
+    with pytest.raises(UserError):
+        train_mod.train(cfg, run, progress=False)
+    last = (run / "events.log").read_text().splitlines()[-1]
+    assert last.endswith("failed: data/x/labels/00001.png: label 77 is not a class")
+
+
+# 10 -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("var,value", [("SRCR_THREADS", "0"), ("SRCR_THREADS", "-2"),
+                                       ("SLURM_CPUS_PER_TASK", "0")])
+def test_a_thread_count_below_one_from_the_environment_is_refused(var, value, tmp_path,
+                                                                   monkeypatch, capsys):
+    from srcr.cli import main
+    from srcr.utils.threads import resolve_threads
+
+    for v in ("SRCR_THREADS", "SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(v, raising=False)
+    monkeypatch.setenv(var, value)
+    with pytest.raises(UserError, match=rf"environment variable {var}='{value}': expected a thread "
+                                        r"count >= 1"):
+        resolve_threads(None)
+    assert resolve_threads(3) == 3  # --threads decides
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("model: {num_classes: 10}\n")
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 2
+    assert f"{var}='{value}'" in capsys.readouterr().err and not (tmp_path / "run").exists()
