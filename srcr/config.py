@@ -102,8 +102,8 @@ def load_yaml(path: str | Path) -> Any:
         return yaml.load(path.read_text(), Loader=_Loader)
     except DuplicateKeyError as e:
         raise UserError(f"{path}, line {e.line}: duplicate key {e.key!r} (first defined on line "
-                        f"{e.first_line}); YAML would silently keep the last one, so remove or rename "
-                        f"one of them") from None
+                        f"{e.first_line}); YAML would silently keep the last one, so remove or "
+                        f"rename one of them") from None
     except yaml.YAMLError as e:
         raise UserError(f"{path}: not valid YAML: {e}") from None
 

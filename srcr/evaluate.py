@@ -52,9 +52,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--allow-config-mismatch", action="store_true",
-                        help="evaluate even where the config's model settings (or data.mean/std) differ "
-                             "from those the checkpoint was trained with; metrics.json records the "
-                             "differences under config_mismatch")
+                        help="evaluate even where the config's model settings (or data.mean/std) "
+                             "differ from those the checkpoint was trained with; metrics.json "
+                             "records the differences under config_mismatch")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -297,7 +297,8 @@ def config_mismatch(ckpt: dict, cfg: dict) -> dict[str, dict]:
     stored = _deep_merge(defaults(), stored)
     diff = config_diff_under(stored, cfg, EVAL_MODEL_KEYS, ignore=EVAL_MODEL_IGNORED)
     fs, fc = flatten(stored), flatten(cfg)
-    return {k: {"checkpoint": fs.get(k, "<absent>"), "requested": fc.get(k, "<absent>")} for k in diff}
+    return {k: {"checkpoint": fs.get(k, "<absent>"), "requested": fc.get(k, "<absent>")}
+            for k in diff}
 
 
 def check_config_mismatch(ckpt: dict, cfg: dict, ckpt_path: Path, allow: bool) -> dict[str, dict]:
@@ -308,8 +309,9 @@ def check_config_mismatch(ckpt: dict, cfg: dict, ckpt_path: Path, allow: bool) -
         lines = "\n  ".join(f"{k}: checkpoint {v['checkpoint']!r}, requested {v['requested']!r}"
                             for k, v in mismatch.items())
         if not allow:
-            raise UserError(f"{ckpt_path} was trained with other settings of what the model computes; "
-                            f"evaluating it so would score another model:\n  {lines}\nuse the "
+            raise UserError(f"{ckpt_path} was trained with other settings of what the model "
+                            f"computes; evaluating it so would score another model:\n  {lines}\n"
+                            f"use the "
                             f"checkpoint's values, or pass --allow-config-mismatch (recorded in "
                             f"metrics.json)")
         print(f"warning: evaluating {ckpt_path} with settings other than its own "
@@ -317,7 +319,8 @@ def check_config_mismatch(ckpt: dict, cfg: dict, ckpt_path: Path, allow: bool) -
     return mismatch
 
 
-def load_model_for_eval(cfg: dict, ckpt_path: Path, device, ckpt: dict | None = None) -> tuple[Any, dict]:
+def load_model_for_eval(cfg: dict, ckpt_path: Path, device,
+                        ckpt: dict | None = None) -> tuple[Any, dict]:
     """The model of ``cfg`` with the checkpoint's weights (UserError naming config differences)."""
     import torch
 
@@ -348,8 +351,8 @@ def load_model_for_eval(cfg: dict, ckpt_path: Path, device, ckpt: dict | None = 
 # ----------------------------------------------------------------------------------------------------
 
 
-def evaluate(cfg: dict, checkpoint: str | Path, out: Path, device: str = "auto", progress: bool = True,
-             allow_config_mismatch: bool = False) -> dict:
+def evaluate(cfg: dict, checkpoint: str | Path, out: Path, device: str = "auto",
+             progress: bool = True, allow_config_mismatch: bool = False) -> dict:
     """Evaluate ``checkpoint`` with ``cfg``'s eval settings; returns the metrics.json content."""
     return evaluate_runs([(cfg, checkpoint, Path(out))], device=device, progress=progress,
                          allow_config_mismatch=allow_config_mismatch)[0]

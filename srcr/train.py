@@ -206,13 +206,15 @@ def train_runs(specs: list[tuple[dict, Path]], ctx=None, progress: bool = True) 
 
 
 def _record_failure(members: list[_Member], ctx, e: BaseException) -> None:
-    """Every failure and interruption in each run's events.log (a RunInterrupted is already there)."""
+    """Every failure and interruption in each run's events.log (a RunInterrupted is there
+    already)."""
     from .errors import RunInterrupted
 
     if isinstance(e, RunInterrupted) or not ctx.is_main:
         return
     if isinstance(e, KeyboardInterrupt):
-        msg = "interrupted (a second Ctrl-C, or Ctrl-C before training started): no checkpoint written"
+        msg = ("interrupted (a second Ctrl-C, or Ctrl-C before training started): "
+               "no checkpoint written")
     else:
         text = str(e).splitlines()[0] if str(e) else ""
         msg = f"failed: {text}" if isinstance(e, (UserError, OSError)) else \

@@ -85,7 +85,8 @@ def test_a_key_defined_twice_is_refused_naming_file_line_and_key(tmp_path):
     assert f"{run_cfg}, line 4: duplicate key 'align' (first defined on line 3)" in str(e.value)
 
     grid = (REPO / "ablations" / "grid.yaml").read_text()
-    again = "  srm_none:\n    description: FAM under the name srm_none\n    set: {model.align: fam}\n"
+    again = ("  srm_none:\n    description: FAM under the name srm_none\n"
+             "    set: {model.align: fam}\n")
     assert "\n  bilinear_crm:\n" in grid
     dup = tmp_path / "grid.yaml"  # srm_none defined a second time, after its real definition
     dup.write_text(grid.replace("\n  bilinear_crm:\n", "\n" + again + "  bilinear_crm:\n", 1))
@@ -130,6 +131,11 @@ def test_damaged_checkpoints_are_named_never_used(trained, tmp_path, capsys):
     with pytest.raises(UserError, match=rf"checkpoint {final} is damaged: its sha256 .*\.sha256"):
         evaluate(cfg, final, tmp_path / "eval", device="cpu", progress=False)
     assert not (tmp_path / "eval").exists()
+    # nor does a damaged pretraining checkpoint initialise a backbone
+    from srcr.models.backbone import read_state_dict
+
+    with pytest.raises(UserError, match=rf"model.pretrained: {final} is damaged"):
+        read_state_dict(str(final))
 
     # training: a final.pth cut to half is not "complete"; it is trained again from the newest
     # good checkpoint, and the newest being damaged too, from the one before (both named)
@@ -245,11 +251,13 @@ def test_failed_writes_name_path_and_cause_and_leave_nothing_half_written(eval_r
 
     # torch on a full disk: "unexpected pos" without a path
     def full_disk(obj, f, *a, **k):
-        raise RuntimeError("[enforce fail at inline_container.cc:595] . unexpected pos 3107712 vs 3107604")
+        raise RuntimeError("[enforce fail at inline_container.cc:595] . "
+                           "unexpected pos 3107712 vs 3107604")
 
     monkeypatch.setattr(torch, "save", full_disk)
     monkeypatch.setattr(io.shutil, "disk_usage", lambda p: type("U", (), {"free": 1024})())
-    with pytest.raises(UserError, match=rf"no space left on device while writing {tmp_path}/c/final\.pth"):
+    full = rf"no space left on device while writing {tmp_path}/c/final\.pth"
+    with pytest.raises(UserError, match=full):
         save_final(tmp_path / "c", {"model": {}})
     assert list((tmp_path / "c").iterdir()) == []  # no temporary file, no sidecar
     monkeypatch.undo()
@@ -259,7 +267,8 @@ def test_failed_writes_name_path_and_cause_and_leave_nothing_half_written(eval_r
         raise PermissionError(errno.EROFS, "Read-only file system", str(tmp_path / "ro" / ".x.tmp"))
 
     monkeypatch.setattr(io.tempfile, "mkstemp", read_only)
-    with pytest.raises(UserError, match=rf"read-only file system while writing {tmp_path}/ro/x\.json"):
+    ro = rf"read-only file system while writing {tmp_path}/ro/x\.json"
+    with pytest.raises(UserError, match=ro):
         io.write_json(tmp_path / "ro" / "x.json", {})
     monkeypatch.undo()
 
@@ -320,12 +329,13 @@ def test_a_second_train_on_one_run_folder_is_refused_naming_pid_and_host(trained
     with pytest.raises(UserError, match=rf"PID 1 on host elsewhere.*remove {lock}"):
         train(cfg, run, progress=False)
     # a lock left by a process of this host that has ended: taken over
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
     lock.write_text(json.dumps({"pid": int(dead), "host": host, "since": "then"}))
     capsys.readouterr()
     assert train(cfg, run, progress=False)["status"] == "trained"
-    assert f"taking over the lock of {run} from PID {dead} (no longer running)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"taking over the lock of {run} from PID {dead} (no longer running)" in err
     assert lock.read_text() == ""  # released
 
 

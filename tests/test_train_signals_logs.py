@@ -1,6 +1,7 @@
 """`srcr train` under a scheduler: SIGTERM / SIGUSR1 / SIGINT (Ctrl-C) checkpoint at the next
-iteration boundary and exit 75, and the rerun ends bit-identical to an uninterrupted run; a log file gets one plain line
-per log interval (no progress-bar redraws); bad data leaves no run folder; summary.json."""
+iteration boundary and exit 75, and the rerun ends bit-identical to an uninterrupted run; a log
+file gets one plain line per log interval (no progress-bar redraws); bad data leaves no run
+folder; summary.json."""
 
 from __future__ import annotations
 

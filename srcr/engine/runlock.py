@@ -60,8 +60,8 @@ def acquire(run_dir: Path):
             raise _busy(run_dir, path, _holder(f), "wait for it to finish or stop it") from None
         holder = _holder(f)
         if holder is not None and holder.get("host") != host:
-            raise _busy(run_dir, path, holder, "another host's process cannot be checked from here; "
-                        f"if it has ended, remove {path}")
+            raise _busy(run_dir, path, holder, "another host's process cannot be checked from "
+                        f"here; if it has ended, remove {path}")
         if holder is not None and holder.get("pid") != os.getpid():
             state = "no longer running" if not _alive(holder.get("pid")) else "holding no lock"
             print(f"taking over the lock of {run_dir} from PID {holder.get('pid')} ({state})",

@@ -54,8 +54,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="processes for the bootstrap resamples (default 1)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--allow-missing", action="store_true",
-                        help="report tables whose variants lack some seeds (else refused), with a note "
-                             "under each such table naming the missing runs")
+                        help="report tables whose variants lack some seeds (else refused), with a "
+                             "note under each such table naming the missing runs")
 
 
 def run(args: argparse.Namespace) -> int:

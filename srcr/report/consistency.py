@@ -36,8 +36,9 @@ def check_counts(suite) -> None:
             if bad:
                 ev = run.dir / "eval"
                 raise UserError(f"{ev / 'per_image.npz'} does not reproduce {ev / 'metrics.json'} "
-                                f"({'; '.join(bad)}): the two files come from different evaluations "
-                                f"(copied or mixed up?); re-run srcr evaluate for {variant} seed {seed}")
+                                f"({'; '.join(bad)}): the two files come from different "
+                                f"evaluations (copied or mixed up?); re-run srcr evaluate for "
+                                f"{variant} seed {seed}")
 
 
 def missing_seeds(suite, grid) -> dict[str, list[str]]:
@@ -66,11 +67,12 @@ def check_seeds(suite, grid, allow_missing: bool = False) -> dict[str, list[str]
         return {}
     lines = [f"table '{t}': {g}" for t, gs in gaps.items() for g in gs]
     if not allow_missing:
-        raise UserError(f"{suite.root}: variants of a table must share their seeds (means over other "
-                        f"seeds are no comparison); missing runs:\n  " + "\n  ".join(lines)
+        raise UserError(f"{suite.root}: variants of a table must share their seeds (means over "
+                        f"other seeds are no comparison); missing runs:\n  " + "\n  ".join(lines)
                         + "\nrun them, or pass --allow-missing to report what exists (noted under "
                           "each table)")
     print(f"warning: {suite.root}: missing runs (--allow-missing):\n  " + "\n  ".join(lines),
           file=sys.stderr)
     return {t: [f"Missing runs (--allow-missing): {'; '.join(g.split(' (')[0] for g in gs)}; "
-                f"these variants' figures use fewer seeds than the others'."] for t, gs in gaps.items()}
+                f"these variants' figures use fewer seeds than the others'."]
+            for t, gs in gaps.items()}

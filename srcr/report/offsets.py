@@ -99,8 +99,8 @@ def load_offsets(path: Path) -> dict:
     try:
         return _read_offsets(path)
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
-        raise UserError(f"{path}: cannot read offsets ({type(e).__name__}: {e}); re-run srcr evaluate "
-                        f"for it") from None
+        raise UserError(f"{path}: cannot read offsets ({type(e).__name__}: {e}); re-run "
+                        f"srcr evaluate for it") from None
 
 
 def _read_offsets(path: Path) -> dict:

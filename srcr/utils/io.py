@@ -51,7 +51,8 @@ def write_error(path: str | os.PathLike, e: BaseException):
         cause = WRITE_ERRNOS[e.errno]
         if e.errno == errno.ENAMETOOLONG:
             cause += f" ({len(path.name.encode())} bytes; most file systems allow 255)"
-        where = f" ({e.filename})" if e.filename and str(e.filename) != str(path) else ""
+        # a folder above that could not be made is worth naming; our own temporary file is not
+        where = f" ({e.filename})" if e.filename and Path(e.filename).parent != path.parent else ""
         return UserError(f"{cause} while writing {path}{where}")
     # torch's zip writer reports a full disk as "unexpected pos N vs M" (no path, no errno)
     if isinstance(e, RuntimeError) and any(m in str(e) for m in ("unexpected pos", "write")):

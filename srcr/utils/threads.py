@@ -25,8 +25,8 @@ def resolve_threads(requested: int | None = None) -> int | None:
             except ValueError:
                 raise UserError(f"environment variable {var}={value!r} is not an integer thread count") from None
             if n < 1:  # as --threads 0: the thread count changes results, so never guess one
-                raise UserError(f"environment variable {var}={value!r}: expected a thread count >= 1 "
-                                f"(unset it, or give --threads N)")
+                raise UserError(f"environment variable {var}={value!r}: expected a thread count "
+                                f">= 1 (unset it, or give --threads N)")
             return n
     return None
 
