@@ -94,6 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:  # bad input: a clear message, no traceback
         print(f"srcr {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a write outside srcr.utils.io (a log, a folder): still one line
+        from .utils.io import write_error
+
+        err = write_error(e.filename or "?", e) if e.filename else None
+        if err is None:
+            raise
+        print(f"srcr {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

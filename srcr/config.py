@@ -25,9 +25,33 @@ __all__ = [
 ]
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping defines one key twice: plain YAML keeps the last definition without a word."""
+
+    def __init__(self, key: Any, first, second):
+        super().__init__(None, None, f"duplicate key {key!r}", second)
+        self.key, self.first_line, self.line = key, first.line + 1, second.line + 1
+
+
 class _Loader(yaml.SafeLoader):
     """SafeLoader that also reads ``6e-5`` as a float (YAML 1.1 insists on a dot: ``6.0e-5``);
-    otherwise a learning rate written the usual way would arrive as a string."""
+    otherwise a learning rate written the usual way would arrive as a string. A key defined twice
+    in one mapping is an error (DuplicateKeyError), not a silent choice of the last definition."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base` keys may be overridden on purpose
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark)
+                except TypeError:
+                    continue  # an unhashable key: the base constructor names it
+                if first is not key_node.start_mark:
+                    raise DuplicateKeyError(key, first, key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -69,11 +93,17 @@ def schema() -> dict:
 
 
 def load_yaml(path: str | Path) -> Any:
+    """Every YAML file srcr and the workflow read (run and suite configs, the grid, class lists)
+    goes through here: a key defined twice is a UserError naming the file, the line and the key."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
         return yaml.load(path.read_text(), Loader=_Loader)
+    except DuplicateKeyError as e:
+        raise UserError(f"{path}, line {e.line}: duplicate key {e.key!r} (first defined on line "
+                        f"{e.first_line}); YAML would silently keep the last one, so remove or "
+                        f"rename one of them") from None
     except yaml.YAMLError as e:
         raise UserError(f"{path}: not valid YAML: {e}") from None
 
@@ -82,6 +112,8 @@ def parse_yaml_value(text: str) -> Any:
     """Parse one ``--set`` value as YAML (``3``, ``1e-3``, ``[512, 512]``, ``null``, ``srm``)."""
     try:
         return yaml.load(text, Loader=_Loader) if text.strip() else None
+    except DuplicateKeyError as e:
+        raise UserError(f"value {text!r}: duplicate key {e.key!r}") from None
     except yaml.YAMLError as e:
         raise UserError(f"value {text!r} is not valid YAML: {e}") from None
 

@@ -15,6 +15,8 @@ The zero-offset share is what bilinear upsampling reads; learned minus zero is w
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +96,14 @@ def load_offsets(path: Path) -> dict:
     (per-image lists instead of (N, ...) arrays where the images differ in size)."""
     if not path.is_file():
         raise UserError(f"missing result file: {path} (srm / fam / alignfa runs write offsets)")
+    try:
+        return _read_offsets(path)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        raise UserError(f"{path}: cannot read offsets ({type(e).__name__}: {e}); re-run "
+                        f"srcr evaluate for it") from None
+
+
+def _read_offsets(path: Path) -> dict:
     with np.load(path, allow_pickle=False) as z:
         return offsets_from_arrays({k: z[k] for k in z.files})
 

@@ -20,5 +20,5 @@ rule aggregate:
         variants=",".join(PLAN.variants),
         seeds=",".join(str(s) for s in PLAN.seeds),
     shell:
-        "srcr aggregate --results {params.results} --variants {params.variants} --seeds {params.seeds} "
-        "--out {output} > {log} 2>&1"
+        "srcr aggregate --results {params.results:q} --variants {params.variants} --seeds {params.seeds} "
+        "--out {output:q} > {log:q} 2>&1"

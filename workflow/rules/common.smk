@@ -49,11 +49,8 @@ def seed_group_args(seed, evaluate=False):
     args = [f"--set {shlex.quote(o)}" for o in shared]
     for variant, own in runs:
         run = run_path(variant, seed)
-        args.append(
-            f"--run {run}/checkpoints/final.pth {run}/eval"
-            if evaluate
-            else f"--run {run}"
-        )
+        paths = [f"{run}/checkpoints/final.pth", f"{run}/eval"] if evaluate else [run]
+        args.append("--run " + " ".join(shlex.quote(p) for p in paths))
         args += [f"--set {shlex.quote(o)}" for o in own]
     return " ".join(args)
 
@@ -129,8 +126,8 @@ def report_outputs():
 
 # srcr synth, for the evaluated set and the pretraining split
 SYNTH_SHELL = (
-    "srcr synth --out {output} --n-train {params.n_train} --n-val {params.n_val} "
-    "--size {params.size} --seed {params.seed} --workers {threads} --no-progress > {log} 2>&1"
+    "srcr synth --out {output:q} --n-train {params.n_train} --n-val {params.n_val} "
+    "--size {params.size} --seed {params.seed} --workers {threads} --no-progress > {log:q} 2>&1"
 )
 
 
