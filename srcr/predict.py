@@ -310,10 +310,14 @@ class Predictor:
     @classmethod
     def load(cls, cfg: dict, ckpt_path: Path, device, offsets: bool = False) -> "Predictor":
         """Everything that can fail on a bad checkpoint or config fails here, before any image."""
-        from .evaluate import OFFSET_ALIGNS, load_model_for_eval
+        from .engine.checkpoint import load_checkpoint
+        from .evaluate import OFFSET_ALIGNS, check_config_mismatch, load_model_for_eval
 
         palette, note = palette_of(cfg)
-        model, _ = load_model_for_eval(cfg, ckpt_path, device)
+        # verified against its checksum; model settings other than the checkpoint's are refused
+        ckpt = load_checkpoint(ckpt_path, map_location="cpu")
+        check_config_mismatch(ckpt, cfg, ckpt_path, allow=False)
+        model, _ = load_model_for_eval(cfg, ckpt_path, device, ckpt=ckpt)
         notes = [note] if note else []
         if offsets and cfg["model"]["align"] not in OFFSET_ALIGNS:
             notes.append(f"--offsets: a {cfg['model']['align']} model has no offsets; none drawn")

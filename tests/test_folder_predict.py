@@ -236,8 +236,12 @@ def test_predict_stops_before_any_image_on_a_bad_checkpoint_config_or_output(
         predict("--checkpoint", run, "--input", val, "--out", out, "--set", "model.fpn_dim=16") == 2
     )
     err = capsys.readouterr().err
-    assert f"{run / 'checkpoints' / 'final.pth'}: weights do not fit the config's model" in err
-    assert "model.fpn_dim" in err
+    assert f"{run / 'checkpoints' / 'final.pth'} was trained with other settings" in err
+    assert "model.fpn_dim: checkpoint 8, requested 16" in err
+    # a setting that keeps every weight's shape would otherwise predict with another model
+    args = ("--checkpoint", run, "--input", val, "--out", out, "--set", "model.coarse_shift=1.0")
+    assert predict(*args) == 2
+    assert "model.coarse_shift: checkpoint 0.0, requested 1.0" in capsys.readouterr().err
     assert predict("--checkpoint", run, "--input", val, "--out", val / "pred") == 2
     assert "is the input folder" in capsys.readouterr().err
     assert not out.exists() and not (val / "pred").exists()
