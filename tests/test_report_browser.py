@@ -2,8 +2,8 @@
 scratch copy of the workflow, `snakemake --report` builds its report, and a real Chromium, driven by
 Playwright, opens every category and every item. Nothing may download (Snakemake offers any file it
 cannot show as a download); every view shows something; every ablation table shows its baseline and
-the Δ mIoU column; every image has a size. Screenshots of each view are kept in $SRCR_TEST_ARTIFACTS
-(default: pytest's tmp folder); the path is printed.
+the Δ mIoU column; every image has a size; every caption is shown. Screenshots of each view are
+kept in $SRCR_TEST_ARTIFACTS (default: pytest's tmp folder); the path is printed.
 
 Needs Debian's chromium (/usr/bin/chromium) and the Python package playwright (the test extra).
 Without them the test is skipped with the reason, unless SRCR_REQUIRE_BROWSER=1 (CI), which makes
@@ -72,24 +72,65 @@ def _baselines(wf: Path) -> dict[str, str]:
     return {name: spec["baseline"] for name, spec in grid.tables.items()}
 
 
-def _open_category(page, category: str) -> None:
-    page.locator("nav a, a", has_text=re.compile(rf"^\s*{re.escape(category)}\s*$")).first.click()
-    page.wait_for_timeout(300)
+def _exactly(text: str) -> re.Pattern:
+    return re.compile(rf"^\s*{re.escape(text)}\s*$")
 
 
-def _view(page, name: str) -> dict:
-    """Click the view button of the result ``name`` and describe what the main pane shows."""
-    row = page.locator("tr", has=page.locator("td", has_text=re.compile(rf"^{re.escape(name)}$")))
-    row.locator("a").last.click()
-    page.wait_for_timeout(500)
-    main = page.locator("iframe, div.p-3 > img").last
-    main.wait_for(state="attached", timeout=10_000)
-    if main.evaluate("e => e.tagName") == "IMG":
-        return {"kind": "img", "text": "", "widths": [main.evaluate("e => e.naturalWidth")]}
-    frame = main.element_handle().content_frame()
+def _open_category(page, category: str, subcategory: str | None) -> None:
+    """From wherever the menu is: back to the list of categories, then into ``category``."""
+    back = page.locator("nav a", has_text=_exactly("Results"))
+    if back.count():
+        back.first.click()
+    page.locator("nav a", has_text=_exactly(category)).first.click()
+    if subcategory is not None:  # only where a category has several
+        page.locator("nav a", has_text=_exactly(subcategory)).first.click()
+
+
+# the element of the main pane that shows a result: an <img>, or an <iframe> for an HTML page
+_SHOWN = "uri => [...document.querySelectorAll('#app iframe, #app img')].find(e => e.src === uri)"
+
+
+def _view(page, path: str, uri: str) -> dict | None:
+    """Click the view (eye) button of the result ``path``; what the main pane then shows (None when
+    it does not show the result's own data within 10 s)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    row = page.locator("nav tr", has=page.locator("td", has_text=_exactly(path)))
+    row.locator("a[iconname=eye]").click()
+    try:
+        page.wait_for_function(f"uri => !!({_SHOWN})(uri)", arg=uri, timeout=10_000)
+    except PlaywrightTimeout:
+        return None
+    shown = page.evaluate_handle(_SHOWN, uri).as_element()
+    if shown.evaluate("e => e.tagName") == "IMG":
+        page.wait_for_function("e => e.complete", arg=shown)
+        return {"frame": None, "text": "", "widths": [shown.evaluate("e => e.naturalWidth")]}
+    frame = shown.content_frame()
     frame.wait_for_load_state()
-    return {"kind": "html", "text": frame.evaluate("document.body ? document.body.innerText : ''"),
-            "widths": frame.evaluate("[...document.images].map(i => i.naturalWidth)")}
+    return {"frame": frame, "text": frame.evaluate("document.body ? document.body.innerText : ''"),
+            "widths": frame.evaluate("[...document.images].map(i => i.complete && i.naturalWidth)")}
+
+
+def _caption_shown(page, path: str, caption_html: str) -> bool:
+    """Click the info button of ``path``: does the menu show the caption?"""
+    row = page.locator("nav tr", has=page.locator("td", has_text=_exactly(path)))
+    row.locator("a[iconname=information-circle]").click()
+    words = page.evaluate("h => { const d = document.createElement('div'); d.innerHTML = h; "
+                          "return d.textContent; }", caption_html).split()
+    page.wait_for_timeout(200)
+    return " ".join(words) in " ".join(page.locator("nav").first.inner_text().split())
+
+
+def _check(category: str, name: str, shown: dict, baselines: dict[str, str], where: str) -> None:
+    assert shown["text"].strip() or shown["widths"], f"{where}: empty main pane"
+    widths = shown["widths"]
+    assert all(w and w > 0 for w in widths), f"{where}: an image without pixels {widths}"
+    if category == "Tables":
+        base = baselines[Path(name).stem]
+        assert re.search(rf"\b{re.escape(base)}\b", shown["text"]), f"{where}: no baseline {base}"
+        assert "Δ mIoU" in shown["text"], f"{where}: no Δ mIoU column"
+    if category == "Reports":  # the reports embed their figures
+        assert shown["widths"], f"{where}: no figures"
 
 
 @pytest.mark.slow
@@ -105,33 +146,30 @@ def test_every_item_of_the_html_report_is_shown_inline(smoke_report, artifacts):
         page = browser.new_page(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
         page.on("download", lambda d: downloads.append(d.suggested_filename))
         page.goto(report.as_uri())
-        page.wait_for_function("typeof categories !== 'undefined'")
+        page.wait_for_function("typeof categories !== 'undefined' && typeof results !== 'undefined'",
+                               timeout=60_000)
         categories = page.evaluate("categories")  # {category: {subcategory: [result path]}}
         results = page.evaluate("results")
         assert set(categories) == CATEGORIES
-        for category in sorted(categories):
-            for subcategory, paths in sorted(categories[category].items()):
-                _open_category(page, category)
-                if len(categories[category]) > 1:
-                    _open_category(page, subcategory)
+        for category, subcategories in sorted(categories.items()):
+            for subcategory, paths in sorted(subcategories.items()):
                 for path in paths:
-                    name = results[path]["name"]
-                    shown = _view(page, name)
+                    _open_category(page, category, subcategory if len(subcategories) > 1 else None)
+                    name, before = results[path]["name"], len(downloads)
+                    shown = _view(page, path, results[path]["data_uri"])
                     shot = artifacts / f"{category}_{Path(name).stem}.png"
                     page.screenshot(path=str(shot))
-                    where = f"{category} / {name} ({shot})"
-                    assert results[path]["caption"].strip(), f"{where}: no caption"
-                    assert shown["text"].strip() or shown["widths"], f"{where}: empty main pane"
-                    assert all(w > 0 for w in shown["widths"]), f"{where}: image not loaded {shown}"
-                    if category == "Tables":
-                        table = Path(name).stem
-                        assert baselines[table] in shown["text"], f"{where}: no baseline {baselines[table]}"
-                        assert "Δ mIoU" in shown["text"], f"{where}: no Δ mIoU column"
-                    if category == "Reports":  # the reports embed their figures
-                        assert shown["widths"], f"{where}: no figures"
+                    where = f"{category} / {path} (screenshot {shot})"
+                    assert len(downloads) == before, f"{where}: downloaded, not shown"
+                    assert shown is not None, f"{where}: the main pane does not show it"
+                    _check(category, name, shown, baselines, where)
+                    if shown["frame"] is not None and shown["widths"]:  # a page with figures
+                        shown["frame"].locator("img").first.scroll_into_view_if_needed()
+                        page.screenshot(path=str(shot.with_name(f"{shot.stem}_figure.png")))
+                    assert _caption_shown(page, path, results[path]["caption"]), f"{where}: caption"
                     seen.setdefault(category, []).append(name)
         browser.close()
     assert not downloads, f"items downloaded instead of being shown: {downloads}"
     assert sorted(seen["Tables"]) == sorted(f"{t}.html" for t in baselines)
-    assert sorted(seen["Reports"]) == ["errors.html", "report.html"] and seen["Runs"] == ["runs.html"]
-    assert sum(map(len, seen.values())) == len(results)
+    assert sorted(seen["Reports"]) == ["errors.html", "report.html"]
+    assert seen["Runs"] == ["runs.html"] and sum(map(len, seen.values())) == len(results)
