@@ -146,7 +146,7 @@ def test_every_item_of_the_html_report_is_shown_inline(smoke_report, artifacts):
         page = browser.new_page(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
         page.on("download", lambda d: downloads.append(d.suggested_filename))
         page.goto(report.as_uri())
-        page.wait_for_function("typeof categories !== 'undefined' && typeof results !== 'undefined'",
+        page.wait_for_function("window.categories && window.results",
                                timeout=60_000)
         categories = page.evaluate("categories")  # {category: {subcategory: [result path]}}
         results = page.evaluate("results")

@@ -75,8 +75,11 @@ def test_large_figures_are_shrunk_until_the_page_fits_an_inline_view(tmp_path):
     (tmp_path / "big.md").write_text(md)
     page = markdown_page(tmp_path / "big.md")
     assert len(page.encode()) <= MAX_PAGE_BYTES
-    shown = [Image.open(io.BytesIO(b)) for b in _images(page)]
-    assert len(shown) == 3 and all(320 <= im.width < 900 for im in shown)
+    data = _images(page)
+    assert len(data) == 3 and all(len(b) < (tmp_path / "figures" / "f0.png").stat().st_size
+                                  for b in data)  # each one re-encoded smaller
+    shown = [Image.open(io.BytesIO(b)) for b in data]
+    assert all(320 <= im.width <= 900 for im in shown) and min(im.width for im in shown) < 900
     assert all(abs(im.height / im.width - 600 / 900) < 0.01 for im in shown)
 
 

@@ -151,18 +151,20 @@ def _data_uri(data: bytes, mime: str = "image/png") -> str:
 
 
 def embedded_images(md: str, base: Path, source: Path, budget: int) -> dict[str, str]:
-    """Every image ``md`` references, read relative to ``base``, as a data URI; the images share
-    ``budget`` bytes (base64 included) equally."""
+    """Every image ``md`` references, read relative to ``base``, as a data URI, all within
+    ``budget`` bytes (base64 included): smallest file first, each gets an equal share of what is
+    left, so what a small figure does not need goes to the larger ones."""
     refs = list(dict.fromkeys(m.group(2) for m in _IMAGE.finditer(md) if "://" not in m.group(2)))
-    per_image = max(1, budget // max(1, len(refs)) * 3 // 4)
-    uris = {}
-    for ref in refs:
-        path = base / ref
+    paths = {ref: base / ref for ref in refs}
+    for ref, path in paths.items():  # every reference checked before any work
         if not path.is_file():
             raise UserError(f"{source}: image {ref!r} not found (looked for {path})")
         if path.suffix.lower() != ".png":
             raise UserError(f"{source}: image {ref!r}: only PNG images can be embedded")
-        uris[ref] = _data_uri(_fit_figure(path, per_image))
+    uris, left = {}, budget
+    for k, ref in enumerate(sorted(refs, key=lambda r: (paths[r].stat().st_size, r))):
+        uris[ref] = _data_uri(_fit_figure(paths[ref], max(1, left // (len(refs) - k) * 3 // 4)))
+        left -= len(uris[ref])
     return uris
 
 
@@ -172,7 +174,11 @@ def markdown_page(md_path: Path) -> str:
     text_only = page(md_path.name, markdown_body(md))
     budget = MAX_PAGE_BYTES - len(text_only.encode())
     images = embedded_images(md, md_path.parent, md_path, budget)
-    return page(md_path.name, markdown_body(md, images))
+    text = page(md_path.name, markdown_body(md, images))
+    if len(text.encode()) > MAX_PAGE_BYTES:  # figures at their smallest: still written, but say so
+        print(f"warning: {md_path}: HTML page of {len(text.encode())} bytes; browsers may not show "
+              "it inline in Snakemake's report", file=sys.stderr)
+    return text
 
 
 def csv_page(csv_path: Path) -> str:
