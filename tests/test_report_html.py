@@ -104,3 +104,18 @@ def test_which_files_get_a_rendering():
             "s/tables/shares.csv", "s/figures/f.png"]
     assert [html_twin(p) for p in html_sources(rels)] == ["s/report.html", "s/tables/a.html",
                                                          "s/tables/shares.html"]
+
+
+def test_srcr_aggregate_html_shows_every_run_as_in_the_csv(tmp_path):
+    from test_suite import fabricate
+
+    from srcr.cli import main
+
+    results = tmp_path / "results" / "x"
+    fabricate(results, {("a", 0): 70.0, ("b", 0): 71.25})
+    runs, page = tmp_path / "runs.csv", tmp_path / "runs.html"
+    assert main(["aggregate", "--results", str(results), "--variants", "a,b", "--seeds", "0",
+                 "--out", str(runs), "--html", str(page)]) == 0
+    assert page.read_text() == csv_page(runs)
+    cells = re.findall(r"<td [^>]*>([^<]*)</td>", page.read_text())
+    assert cells[:3] == ["a", "0", "90.0000"] and "71.2500" in cells
