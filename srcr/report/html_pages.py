@@ -207,6 +207,8 @@ def write_html_twin(src: Path, dst: Path | None = None) -> Path:
     """Write the HTML rendering of a .md or .csv file (default: next to it, .html), atomically."""
     src = Path(src)
     dst = Path(dst) if dst else Path(html_twin(src))
+    if not src.is_file():
+        raise UserError(f"{src}: no such file to render as HTML")
     if src.suffix == ".md":
         text = markdown_page(src)
     elif src.suffix == ".csv":
