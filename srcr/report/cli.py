@@ -21,6 +21,9 @@ Outputs (SUITE = basename of each --results, TABLE = each selected table, stable
     OUT/SUITE/figures/offsets/VARIANT_K.png  .pdf  K = 0..--offset-images-1, for each variant of the
                                                    tables whose model.align is srm, fam or alignfa
     OUT/cross/TABLE.md  .tex  .csv                 with two or more --results
+    OUT/.../NAME.html                              for every NAME.md above, and every .csv without a .md:
+                                                   a self-contained page (figures embedded) that
+                                                   Snakemake's --report shows inline (srcr.report.html_pages)
 
 srcr.report.outputs.expected_outputs(grid, suites, tables, offset_images) lists exactly these paths
 from the grid alone, for a workflow rule's outputs. Captions for Snakemake's --report:
@@ -35,6 +38,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..utils.io import write_text
+from .html_pages import html_sources, write_html_twin
 
 FIGURES = ("mIoU_vs_gflops", "trimap_curves", "band_vs_interior", "per_class_iou", "per_class_bf",
            "error_share_curves", "class_error_shares")
@@ -119,6 +123,8 @@ def make_report(results: list[Path], grid_path: Path, out: Path, tables: list[st
         index += [f"- cross-dataset: [{t}](cross/{t}.md)" for t, spec in grid.tables.items() if not spec.get("twins")]
     if figures and len(suites) > 1:  # one suite's report.md is its own front page
         _write(out / "index.md", "\n".join(index) + "\n", written)
+    # last: the pages embed the figures written above
+    written += [write_html_twin(p) for p in html_sources(list(written))]
     print(f"report: {len(written)} files in {out}", file=sys.stderr)
     return written
 

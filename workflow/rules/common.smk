@@ -96,7 +96,11 @@ def _caption(rel):
     parts = rel.split("/")
     stem = parts[-1].rsplit(".", 1)[0]
     if parts[1] == "tables":
-        return "table", "Tables"
+        if stem in PLAN.tables:
+            return "table", "Tables"
+        # the numbers behind a figure: NAME_data.rst where written, else the generic data.rst
+        kind = f"{stem}_data"
+        return (kind if os.path.exists(f"{CAPTIONS}/{kind}.rst") else "data"), "Data"
     if len(parts) > 3 and parts[2] == "offsets":
         return "offsets", "Offsets"
     if stem.startswith("class_changes_"):
@@ -107,8 +111,10 @@ def _caption(rel):
 
 
 def report_outputs():
-    """Every file srcr report writes for this suite; tables, figures (PNG) and the two reports
-    are flagged for `snakemake --report`, each with its caption."""
+    """Every file srcr report writes for this suite. The HTML report shows PNG and HTML files
+    inline and offers any other file as a download, so the figures (PNG) and the HTML renderings of
+    the reports and tables (not their .md/.csv sources) are flagged, each with its caption.
+    """
     from srcr.report.outputs import expected_outputs
 
     rels = expected_outputs(
@@ -117,7 +123,7 @@ def report_outputs():
     outs = []
     for rel in rels:
         path = f"reports/{rel}"
-        if rel.endswith((".png", ".md")):
+        if rel.endswith((".png", ".html")):
             kind, category = _caption(rel)
             path = report(path, caption=f"{CAPTIONS}/{kind}.rst", category=category)
         outs.append(path)
