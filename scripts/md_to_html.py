@@ -27,7 +27,9 @@ def inline(text: str) -> str:
 
 
 def cells(line: str) -> list[str]:
-    return [c.strip() for c in line.strip().strip("|").split("|")]
+    """A table row's cells; an escaped pipe (the tables' "\\|Δ\\|") stays inside its cell."""
+    row = line.strip().removeprefix("|").removesuffix("|")
+    return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", row)]
 
 
 def convert(md: str) -> str:
