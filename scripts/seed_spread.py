@@ -60,8 +60,10 @@ def report(miou: dict, variants: list[str], seeds: list[int]) -> None:
         d = np.array([miou[u, s] - miou[w, s] for s in seeds])
         print(f"  {u} - {w}: " + " ".join(f"{x:+.2f}" for x in d) + f"   mean {d.mean():+.2f}")
     # the report's estimator, with the residual dof of the variant + seed model, (V - 1)(S - 1)
-    s2, dof, _ = pooled_paired_variance({v: {s: np.array([miou[v, s]]) for s in seeds} for v in variants})
-    print(f"  pooled seed sd of paired differences: {np.sqrt(s2[0]):.3f} ({dof[0]:.0f} degrees of freedom)")
+    runs = {v: {s: np.array([miou[v, s]]) for s in seeds} for v in variants}
+    s2, dof, _ = pooled_paired_variance(runs)
+    print(f"  pooled seed sd of paired differences: {np.sqrt(s2[0]):.3f} "
+          f"({dof[0]:.0f} degrees of freedom)")
 
 
 def main() -> None:

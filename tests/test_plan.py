@@ -100,11 +100,18 @@ def test_plan_of_a_pilot_uses_its_pooled_sd_and_image_part(tmp_path):
     assert list(main_plan.half_widths) == [2, 3, 4, 6, 8]
 
 
-def test_plan_refuses_a_one_seed_pilot_and_a_pilot_of_another_grid(tmp_path):
+def test_plan_refuses_a_one_seed_pilot_and_a_pilot_of_another_grid(tmp_path, capsys):
     results, grid = make_tree(tmp_path / "one", seeds=(0,))
     with pytest.raises(UserError, match=r"only one seed of: .*seeds=\[0,1\]") as e:
         plan_tables(results, grid, None, 0.5, 0.8, 0.05, n_boot=100)
     assert all(f"{v} (seed 0)" in str(e.value) for v in ("base", "better", "same", "offs"))
+    assert main(["plan", "--pilot", str(results), "--grid", str(grid), "--no-progress"]) == 2
+    assert "srcr plan: error:" in capsys.readouterr().err
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(yaml.safe_dump({"name": "x", "base_config": "config/default.yaml",
+                                     "seeds": [0]}))
+    assert main(["plan", "--pilot", str(results), "--suite", str(suite)]) == 2
+    assert "suite config key 'tables' is missing" in capsys.readouterr().err
     other, grid2 = make_tree(tmp_path / "other", seeds=(0, 1), variants=["base", "better"])
     with pytest.raises(UserError, match="no runs of variant\\(s\\) offs, same"):
         plan_tables(other, grid2, None, 0.5, 0.8, 0.05, n_boot=100)
