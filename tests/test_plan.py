@@ -162,3 +162,24 @@ def test_plan_command_with_a_suite_prints_seeds_and_cost(tmp_path, capsys):
     assert cost["seeds"] == main_plan["seeds_needed"] and cost["train_pflops_per_seed"] > 0
     assert cost["train_pflops"] == pytest.approx(cost["seeds"] * cost["train_pflops_per_seed"])
     assert "PFLOPs of training per seed" in text
+
+
+def test_suite_cost_at_the_seeds_needed(monkeypatch):
+    from types import SimpleNamespace
+
+    from srcr.report.seed_plan import TablePlan, suite_cost
+    from srcr.suite import cost
+
+    pflops = {"a": 2.0, "b": 3.0}
+    monkeypatch.setattr(cost, "variant_cost", lambda plan, v: {"train_pflops_per_run": pflops[v]})
+    plan = SimpleNamespace(name="s", variants=("a", "b"))
+
+    def table(n):
+        return TablePlan("t", 1, 2, 2, 0.3, 0.0, n, {})
+
+    c = suite_cost(plan, [table(3), table(7)], flops_per_s=1e15 / 3600)  # 1 GPU-hour per PFLOP
+    assert c["seeds"] == 7 and c["train_pflops_per_seed"] == 5.0 and c["train_pflops"] == 35.0
+    assert c["gpu_hours"] == pytest.approx(35.0) and "35 GPU-hours" in c["text"]
+    c = suite_cost(plan, [table(3), table(None)])
+    assert c["seeds"] is None and c["gpu_hours"] is None and "No seed count" in c["text"]
+    assert suite_cost(plan, [table(4)])["gpu_hours"] is None

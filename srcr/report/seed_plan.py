@@ -239,9 +239,10 @@ def format_plans(plans: list[TablePlan], effect: float, power: float, alpha: flo
     )
 
 
-def suite_cost(plan, plans: list[TablePlan]) -> dict:
+def suite_cost(plan, plans: list[TablePlan], flops_per_s: float | None = None) -> dict:
     """Training cost of the planned suite at the seeds its tables need (the most any table needs),
-    from srcr cost's per-run FLOPs."""
+    from srcr cost's per-run FLOPs; GPU-hours only with a measured training FLOP rate per GPU
+    (``flops_per_s``, as srcr cost measures it), never from an assumed one."""
     from ..suite.cost import variant_cost
 
     rows = []
@@ -249,10 +250,9 @@ def suite_cost(plan, plans: list[TablePlan]) -> dict:
         print(f"counting {v} ...", file=sys.stderr, flush=True)
         rows.append(variant_cost(plan, v))
     per_seed = float(sum(r["train_pflops_per_run"] for r in rows))
+    per_seed_h = None if flops_per_s is None else per_seed * 1e15 / flops_per_s / 3600
     needed = [p.seeds_needed for p in plans]
     n = None if any(s is None for s in needed) else max(needed, default=None)
-    gpu_h = [r.get("gpu_hours_per_run") for r in rows]
-    per_seed_h = float(sum(gpu_h)) if gpu_h and all(h is not None for h in gpu_h) else None
     text = (
         f"{plan.name}: {len(plan.variants)} variants, {per_seed:.4g} PFLOPs of training per seed "
         "(srcr cost: 3 x forward FLOPs per training image)."
@@ -262,9 +262,9 @@ def suite_cost(plan, plans: list[TablePlan]) -> dict:
     else:
         text += f" At {n} seeds (the most any table needs): {n * per_seed:.4g} PFLOPs"
         text += (
-            f", {n * per_seed_h:.4g} GPU-hours."
+            f", {n * per_seed_h:.4g} GPU-hours at the measured rate."
             if per_seed_h is not None
-            else "; GPU-hours: no measured throughput in srcr cost's output."
+            else "; GPU-hours need a measured throughput (srcr cost)."
         )
     return {
         "suite": plan.name,
