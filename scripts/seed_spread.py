@@ -30,6 +30,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from srcr.config import load_yaml  # noqa: E402
+from srcr.report.stats import pooled_paired_variance  # noqa: E402
 from srcr.suite.plan import make_plan  # noqa: E402
 
 
@@ -55,12 +56,14 @@ def report(miou: dict, variants: list[str], seeds: list[int]) -> None:
         xs = [miou[v, s] for s in seeds]
         print(f"  {v:22s} " + " ".join(f"{x:6.2f}" for x in xs)
               + f"   mean {np.mean(xs):.2f}  seed sd {np.std(xs, ddof=1):.2f}")
-    ss = dof = 0.0
     for u, w in itertools.combinations(variants, 2):
         d = np.array([miou[u, s] - miou[w, s] for s in seeds])
-        ss, dof = ss + ((d - d.mean()) ** 2).sum(), dof + len(d) - 1
         print(f"  {u} - {w}: " + " ".join(f"{x:+.2f}" for x in d) + f"   mean {d.mean():+.2f}")
-    print(f"  pooled seed sd of paired differences: {np.sqrt(ss / dof):.3f} ({dof:.0f} degrees of freedom)")
+    # the report's estimator, with the residual dof of the variant + seed model, (V - 1)(S - 1)
+    runs = {v: {s: np.array([miou[v, s]]) for s in seeds} for v in variants}
+    s2, dof, _ = pooled_paired_variance(runs)
+    print(f"  pooled seed sd of paired differences: {np.sqrt(s2[0]):.3f} "
+          f"({dof[0]:.0f} degrees of freedom)")
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "aggregate": ("srcr.suite.aggregate", "one row per (variant, seed) of a suite's results: runs.csv"),
     "cost": ("srcr.suite.cost", "runs, iterations and training FLOPs of a suite config, before it runs"),
     "report": ("srcr.report.cli", "tables with paired intervals, figures and error reports from results"),
+    "plan": ("srcr.report.seed_plan", "seeds each table needs for an effect and power (a pilot)"),
 }
 
 BENCHES: dict[str, tuple[str, str]] = {

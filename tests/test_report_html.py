@@ -119,3 +119,10 @@ def test_srcr_aggregate_html_shows_every_run_as_in_the_csv(tmp_path):
     assert page.read_text() == csv_page(runs)
     cells = re.findall(r"<td [^>]*>([^<]*)</td>", page.read_text())
     assert cells[:3] == ["a", "0", "90.0000"] and "71.2500" in cells
+
+
+def test_an_escaped_pipe_stays_inside_its_table_cell():
+    from srcr.report.html_pages import markdown_body
+
+    html = markdown_body("| variant | Δ mIoU |\n|---|---|\n| a | +0.1 n.s.; \\|Δ\\| ≥ 0.41 excluded |\n")
+    assert "<td>+0.1 n.s.; |Δ| ≥ 0.41 excluded</td>" in html and html.count("<td>") == 2

@@ -3,6 +3,7 @@ boundary-versus-interior error report from finished runs (result files only, nev
 
     srcr report --results results/synthetic [--results results/cityscapes ...] --grid ablations/grid.yaml
                 --out reports [--tables components,alignment] [--bootstrap 1000] [--seed 0]
+                [--adjust holm]
 
 Outputs (SUITE = basename of each --results, TABLE = each selected table, stable names):
 
@@ -56,6 +57,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--band-width", type=float, default=4, help="trimap band width of the tables (px)")
     parser.add_argument("--offset-images", type=int, default=2, help="offset figures per offset variant")
     parser.add_argument("--threads", type=int, default=None, help="processes for the bootstrap resamples (default 1)")
+    parser.add_argument("--adjust", choices=("none", "holm"), default="none",
+                        help="multiplicity: none (default: each interval on its own, as the "
+                             "notes say) or holm (Holm's correction within each table)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--allow-missing", action="store_true",
                         help="report tables whose variants lack some seeds (else refused), with a "
@@ -66,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
     make_report([Path(r) for r in args.results], Path(args.grid), Path(args.out), tables,
                 args.bootstrap, args.seed, args.band_width, args.offset_images, not args.no_progress,
-                workers=args.threads or 1, allow_missing=args.allow_missing)
+                workers=args.threads or 1, allow_missing=args.allow_missing,
+                adjust=None if args.adjust == "none" else args.adjust)
     return 0
 
 
@@ -77,11 +82,12 @@ def offset_variants(suite, variants: list[str]) -> list[str]:
 def make_report(results: list[Path], grid_path: Path, out: Path, tables: list[str] | None = None,
                 n_boot: int = 1000, seed: int = 0, band_width: float = 4, offset_images: int = 2,
                 progress: bool = True, figures: bool = True, workers: int = 1,
-                allow_missing: bool = False) -> list[Path]:
+                allow_missing: bool = False, adjust: str | None = None) -> list[Path]:
     """Write the whole report; returns the paths written. ``figures=False`` writes the tables only
     (OUT/SUITE/tables/TABLE.* and OUT/cross/*), for quick checks. Runs whose per-image counts do
     not reproduce their metrics.json, and tables whose variants lack seeds, are refused
-    (srcr.report.consistency; ``allow_missing``: noted under the table instead)."""
+    (srcr.report.consistency; ``allow_missing``: noted under the table instead). ``adjust="holm"``
+    marks significance after Holm's correction within each table."""
     from .consistency import check_counts, check_seeds
     from .load import load_grid, load_suite
     from .offsets import load_offsets
@@ -113,7 +119,7 @@ def make_report(results: list[Path], grid_path: Path, out: Path, tables: list[st
         stats = Statistics(suite, make_layout(suite, band_width), n_boot, seed, progress)
         stats.prefetch(workers)
         per_suite[suite.name] = _suite_report(stats, grid, out / suite.name, offset_images, written, figures,
-                                              workers, missing[suite.name])
+                                              workers, missing[suite.name], adjust)
     if len(suites) > 1:
         _cross(grid, per_suite, out / "cross", written)
     index = ["# srcr report", ""]
@@ -147,7 +153,8 @@ def _offset_figure_job(args: tuple) -> list[Path]:
 
 
 def _suite_report(stats, grid, out: Path, offset_images: int, written: list[Path], figures: bool = True,
-                  workers: int = 1, missing: dict | None = None) -> dict:
+                  workers: int = 1, missing: dict | None = None,
+                  adjust: str | None = None) -> dict:
     from . import figures as fg
     from ..utils.parallel import fork_map
     from .offsets import run_correctness
@@ -169,8 +176,10 @@ def _suite_report(stats, grid, out: Path, offset_images: int, written: list[Path
     md = [f"# {suite.name}: ablation report", "",
           f"Results: `{suite.root}`; grid: `{grid.path}`. How to read these tables: docs/report.md.", ""]
     for name, spec in grid.tables.items():
-        t = build_control_table(stats, name, spec) if spec.get("twins") else build_table(stats, name, spec,
-                                                                                           correctness)
+        if spec.get("twins"):
+            t = build_control_table(stats, name, spec, adjust)
+        else:
+            t = build_table(stats, name, spec, correctness, adjust)
         t.notes += (missing or {}).get(name, [])
         tables[name] = t
         _write(out / "tables" / f"{name}.md", to_markdown(t, "#"), written)

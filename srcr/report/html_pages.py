@@ -77,7 +77,9 @@ def _md_link(target: str) -> str:
 
 
 def _cells(line: str) -> list[str]:
-    return [c.strip() for c in line.strip().strip("|").split("|")]
+    """A table row's cells; an escaped pipe (the tables' "\\|Δ\\| excluded") stays in its cell."""
+    row = line.strip().removeprefix("|").removesuffix("|")
+    return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", row)]
 
 
 def _table(lines: list[str], images: dict[str, str]) -> str:

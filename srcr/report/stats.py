@@ -10,10 +10,17 @@ Methods, by the number n of seeds the two variants share:
 - 2 <= n < 5: d +- t(0.975, dof) sqrt(s^2 / n + var_images(d)), s^2 the seed variance of paired
   differences pooled over every pair of variants of the suite, var_images from the paired image
   bootstrap with seeds fixed (one image resample shared by all seeds: the seeds score the same
-  validation images, so their image noise is shared);
+  validation images, so their image noise is shared). s^2 is twice the residual mean square of the
+  additive model m(v, s) = mu + alpha_v + beta_s + e, so dof is that model's residual degrees of
+  freedom, (V - 1)(S - 1) for V variants x S seeds, not the sum of (n - 1) over the pairs;
 - n = 1: paired image bootstrap, percentile interval; it does not cover training noise.
 Resample indices depend only on (--seed, the seed list), never on the variant, so the two sides of
 a difference always see the same resample.
+
+What a difference excludes: the same method at the 90% level (5th and 95th percentiles, or
+t(0.95, dof)) gives the bound B = max(|lower|, |upper|); two one-sided tests at 5% reject every
+|effect| >= B. Each difference also has a two-sided p-value of zero difference by the same method,
+for Holm's correction within a table (``holm``).
 """
 
 from __future__ import annotations
@@ -87,12 +94,17 @@ def figure_vector(s: dict, layout: Layout) -> np.ndarray:
 
 @dataclass
 class Diff:
-    """A difference variant - baseline for every entry of the figure vector."""
+    """A difference variant - baseline for every entry of the figure vector: point, 95% and 90%
+    interval, two-sided p-value of zero difference, and the image part of its variance."""
     method: str
     n_seeds: int
     point: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
+    lo90: np.ndarray
+    hi90: np.ndarray
+    p: np.ndarray
+    var_images: np.ndarray
 
     @property
     def half_width(self) -> np.ndarray:
@@ -102,6 +114,78 @@ class Diff:
     def significant(self) -> np.ndarray:
         with np.errstate(invalid="ignore"):
             return (self.lo > 0) | (self.hi < 0)
+
+    @property
+    def excluded(self) -> np.ndarray:
+        """B with the 90% interval inside [-B, B]: two one-sided 5% tests reject |effect| >= B."""
+        return np.maximum(np.abs(self.lo90), np.abs(self.hi90))
+
+
+def holm(p: np.ndarray, alpha: float = 0.05) -> np.ndarray:
+    """Holm's step-down rejections of a family of p-values at family-wise level ``alpha``: the
+    j-th smallest of the k finite p-values is rejected while every smaller one was and it is at
+    most alpha / (k - j + 1). NaN p-values are never rejected and do not count in k."""
+    p = np.asarray(p, np.float64)
+    reject = np.zeros(p.shape, bool)
+    finite = np.flatnonzero(np.isfinite(p))
+    k = len(finite)
+    for j, idx in enumerate(finite[np.argsort(p[finite], kind="stable")]):
+        if p[idx] > alpha / (k - j):
+            break
+        reject[idx] = True
+    return reject
+
+
+def bootstrap_p(d_boot: np.ndarray) -> np.ndarray:
+    """Two-sided percentile-bootstrap p-value of zero difference, per column of (B, M) resamples:
+    twice the smaller share of finite resamples on either side of zero (capped at 1)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n = np.isfinite(d_boot).sum(axis=0)
+        below = (d_boot <= 0).sum(axis=0) / n
+        above = (d_boot >= 0).sum(axis=0) / n
+        return np.minimum(1.0, 2 * np.minimum(below, above))
+
+
+def pooled_paired_variance(points: dict[str, dict[int, np.ndarray]]):
+    """Seed variance of paired differences pooled over every pair of variants that share at least
+    two seeds, per entry of the figure vectors ``points[variant][seed]``; returns (s2, dof, design)
+    with dof the residual degrees of freedom of the additive variant + seed model on the runs that
+    enter (the pairs share variants: for a complete V x S design s2 is twice that model's residual
+    mean square and dof = (V - 1)(S - 1)), and design the (variants, seeds) that enter per entry."""
+    M = len(next(iter(next(iter(points.values())).values())))
+    ss, n_pairs = np.zeros(M), np.zeros(M)
+    cells: list[set] = [set() for _ in range(M)]
+    for u, w in itertools.combinations(sorted(points), 2):
+        seeds = sorted(set(points[u]) & set(points[w]))
+        if len(seeds) < 2:
+            continue
+        d = np.stack([points[u][s] - points[w][s] for s in seeds])
+        ok = ~np.isnan(d).any(axis=0)
+        dev = d - d.mean(axis=0)
+        ss += np.where(ok, (dev ** 2).sum(axis=0), 0.0)
+        n_pairs += np.where(ok, len(seeds) - 1, 0)
+        for m in np.flatnonzero(ok):
+            cells[m].update((v, s) for v in (u, w) for s in seeds)
+    dof_cache: dict[frozenset, int] = {}
+    dof = np.array([dof_cache.setdefault(frozenset(c), additive_residual_dof(c)) for c in cells])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s2 = np.where(n_pairs > 0, ss / np.where(n_pairs > 0, n_pairs, 1), np.nan)
+    design = [(len({v for v, _ in c}), len({s for _, s in c})) for c in cells]
+    return s2, dof, design
+
+
+def additive_residual_dof(cells) -> int:
+    """Observations minus the rank of the design matrix of m(v, s) = mu + alpha_v + beta_s over
+    the (variant, seed) cells: (V - 1)(S - 1) for a complete design."""
+    cells = sorted(cells)
+    if not cells:
+        return 0
+    vs = sorted({v for v, _ in cells})
+    ss = sorted({s for _, s in cells})
+    X = np.zeros((len(cells), 1 + len(vs) + len(ss)))
+    for r, (v, s) in enumerate(cells):
+        X[r, [0, 1 + vs.index(v), 1 + len(vs) + ss.index(s)]] = 1
+    return len(cells) - int(np.linalg.matrix_rank(X))
 
 
 class Statistics:
@@ -170,9 +254,8 @@ class Statistics:
         jobs = []
         for v in self.suite.runs:
             seeds = tuple(self.suite.seeds(v))
-            kind = HIER if len(seeds) >= 5 else IMAGES
-            if (v, seeds, kind) not in self._cache:
-                jobs.append((v, seeds, kind))
+            kinds = (HIER, IMAGES) if len(seeds) >= 5 else (IMAGES,)  # IMAGES: the image part
+            jobs += [(v, seeds, k) for k in kinds if (v, seeds, k) not in self._cache]
         if workers <= 1 or len(jobs) < 2:
             return
         from ..utils.parallel import fork_map
@@ -187,26 +270,20 @@ class Statistics:
 
     # ---- pooled seed variance of paired differences (2 <= n < 5)
     def _pooled_seed_variance(self):
-        M = self.layout.size
-        ss, dof = np.zeros(M), np.zeros(M)
-        for u, w in itertools.combinations(sorted(self.suite.runs), 2):
-            seeds = sorted(set(self.suite.seeds(u)) & set(self.suite.seeds(w)))
-            if len(seeds) < 2:
-                continue
-            d = np.stack([self.point(u, s) - self.point(w, s) for s in seeds])
-            ok = ~np.isnan(d).any(axis=0)
-            dev = d - d.mean(axis=0)
-            ss += np.where(ok, (dev ** 2).sum(axis=0), 0.0)
-            dof += np.where(ok, len(seeds) - 1, 0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(dof > 0, ss / np.where(dof > 0, dof, 1), np.nan), dof
+        return pooled_paired_variance({v: {s: self.point(v, s) for s in runs}
+                                       for v, runs in self.suite.runs.items()})
 
     @property
     def pooled_sd(self) -> tuple[float, int]:
         """Pooled seed sd of paired mIoU differences and its degrees of freedom."""
         i = self.layout.index("mIoU")
-        s2, dof = self._pooled
+        s2, dof, _ = self._pooled
         return float(np.sqrt(s2[i])), int(dof[i])
+
+    @property
+    def pooled_design(self) -> tuple[int, int]:
+        """(variants, seeds) of the runs that enter the pooled mIoU variance."""
+        return self._pooled[2][self.layout.index("mIoU")]
 
     # ---- differences
     def common_seeds(self, variant: str, baseline: str) -> tuple[int, ...]:
@@ -215,6 +292,13 @@ class Statistics:
             raise UserError(f"{self.suite.root}: variants '{variant}' and '{baseline}' share no seed "
                             f"({self.suite.seeds(variant)} vs {self.suite.seeds(baseline)}); differences are paired by seed")
         return seeds
+
+    def image_variance(self, variant: str, baseline: str) -> np.ndarray:
+        """Variance of the difference over paired image resamples, seeds fixed (the image part)."""
+        seeds = self.common_seeds(variant, baseline)
+        dv = self.resampled(variant, seeds, IMAGES) - self.resampled(baseline, seeds, IMAGES)
+        with _quiet():
+            return np.nanvar(np.nanmean(dv, axis=1), axis=0, ddof=1)
 
     def diff(self, variant: str, baseline: str) -> Diff:
         seeds = self.common_seeds(variant, baseline)
@@ -225,18 +309,33 @@ class Statistics:
         dv = self.resampled(variant, seeds, draws) - self.resampled(baseline, seeds, draws)
         with _quiet():
             d_boot = np.nanmean(dv, axis=1)  # (B, M)
-            if kind == POOLED:
-                from scipy.stats import t as student_t
-
-                s2, dof = self._pooled
-                var = s2 / n + np.nanvar(d_boot, axis=0, ddof=1)
-                with np.errstate(invalid="ignore"):
-                    q = np.where(dof > 0, student_t.ppf(0.975, np.maximum(dof, 1)), np.nan)
-                half = q * np.sqrt(var)
-                lo, hi = point - half, point + half
+            if kind == HIER:
+                v_img = self.image_variance(variant, baseline)
             else:
-                lo, hi = np.nanpercentile(d_boot, [2.5, 97.5], axis=0)
-        return Diff(kind, n, point, lo, hi)
+                v_img = np.nanvar(d_boot, axis=0, ddof=1)
+            if kind == POOLED:
+                s2, dof, _ = self._pooled
+                lo, hi, lo90, hi90, p = _t_interval(point, s2 / n + v_img, dof)
+            else:
+                lo, hi, lo90, hi90 = np.nanpercentile(d_boot, [2.5, 97.5, 5, 95], axis=0)
+                p = bootstrap_p(d_boot)
+        return Diff(kind, n, point, lo, hi, lo90, hi90, p, v_img)
+
+
+def _t_interval(point: np.ndarray, var: np.ndarray, dof: np.ndarray):
+    """95% and 90% t intervals and the two-sided p-value of zero, per entry."""
+    from scipy.stats import t as student_t
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df = np.maximum(dof, 1)
+        q95 = np.where(dof > 0, student_t.ppf(0.975, df), np.nan)
+        q90 = np.where(dof > 0, student_t.ppf(0.95, df), np.nan)
+        se = np.sqrt(var)
+        # a zero standard error (a variant identical to its baseline): p = 1 at a zero point
+        z = np.where(se > 0, np.abs(point) / np.where(se > 0, se, 1),
+                     np.where(point == 0, 0.0, np.inf))
+        p = np.where(dof > 0, 2 * student_t.sf(z, df), np.nan)
+    return point - q95 * se, point + q95 * se, point - q90 * se, point + q90 * se, p
 
 
 _SHARED: "Statistics | None" = None  # the instance a forked prefetch worker reads

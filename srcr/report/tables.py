@@ -12,7 +12,7 @@ import pandas as pd
 from .load import Suite, provenance
 from .offsets import PRIMARY, STEPS
 from .paper import REPORTED_NOTES, reported_miou
-from .stats import METHOD_TEXT, Statistics
+from .stats import METHOD_TEXT, Statistics, holm
 
 DIFF_METRICS = ("mIoU", "mBF@3")   # differences shown in Markdown / LaTeX (all are in the CSV)
 
@@ -38,19 +38,50 @@ def _mean_sd(mean: float, sd: float, n: int) -> str:
     return _num(mean) if n < 2 else f"{_num(mean)} ± {_num(sd)}"
 
 
-def _diff_cell(d, i: int) -> str:
-    mark = "" if d.significant[i] else " n.s."
-    return f"{_num(d.point[i], sign=True)} [{_num(d.lo[i], sign=True)}, {_num(d.hi[i], sign=True)}]{mark}"
+def _diff_cell(d, i: int, significant: bool | None = None) -> str:
+    """``significant``: the mark after a multiplicity correction (default: the 95% interval's)."""
+    sig = bool(d.significant[i]) if significant is None else significant
+    return _diff_text(d.point[i], d.lo[i], d.hi[i], sig, d.excluded[i])
 
 
-def build_table(stats: Statistics, name: str, spec: dict, correctness: dict) -> Table:
-    """``correctness``: variant -> {(step, kind): (learned, zero, n)} for runs with offsets."""
+def _diff_text(point: float, lo: float, hi: float, significant: bool, excluded: float) -> str:
+    mark = "" if significant else f" n.s.; |Δ| ≥ {_num(excluded)} excluded"
+    return f"{_num(point, sign=True)} [{_num(lo, sign=True)}, {_num(hi, sign=True)}]{mark}"
+
+
+def marks(diffs: list, i: int, adjust: str | None) -> list[bool]:
+    """Significance of entry ``i`` of a table's differences: the 95% interval excludes zero, or,
+    with ``adjust="holm"``, Holm's correction over the table's comparisons at 5%."""
+    if adjust is None:
+        return [bool(d.significant[i]) for d in diffs]
+    if adjust != "holm":
+        raise ValueError(f"unknown adjustment {adjust!r}")
+    return [bool(r) for r in holm(np.array([d.p[i] for d in diffs]))]
+
+
+def diff_columns(d, m: str, i: int, holm_mark: bool | None) -> dict:
+    """The CSV columns of one metric's difference (``holm_mark`` only with --adjust holm)."""
+    cols = {f"d_{m}": d.point[i], f"d_{m}_lo": d.lo[i], f"d_{m}_hi": d.hi[i],
+            f"d_{m}_significant": bool(d.significant[i]), f"d_{m}_p": d.p[i],
+            f"d_{m}_lo90": d.lo90[i], f"d_{m}_hi90": d.hi90[i], f"d_{m}_excluded": d.excluded[i]}
+    if holm_mark is not None:
+        cols[f"d_{m}_significant_holm"] = holm_mark
+    return cols
+
+
+def build_table(stats: Statistics, name: str, spec: dict, correctness: dict,
+                adjust: str | None = None) -> Table:
+    """``correctness``: variant -> {(step, kind): (learned, zero, n)} for runs with offsets;
+    ``adjust``: None (significance of each 95% interval) or "holm" (per metric within the table)."""
     suite, lay = stats.suite, stats.layout
     base = spec["baseline"]
     bw = f"{lay.band_width:g}"
     has_oc = any(v in correctness for v in spec["variants"])
     zero_ref = next((correctness[v] for v in spec["variants"] if v in correctness), None)
     dataset = suite.dataset.get("name", suite.name)
+    diffs = {v: stats.diff(v, base) for v in spec["variants"] if v != base}
+    sig = {m: dict(zip(diffs, marks(list(diffs.values()), lay.index(m), adjust)))
+           for m in lay.names}
     rows, shown, methods, halves = [], [], set(), []
     for v in spec["variants"]:
         mean, sd = stats.mean_sd(v)
@@ -60,7 +91,7 @@ def build_table(stats: Statistics, name: str, spec: dict, correctness: dict) -> 
                "description": suite.grid.variants[v].get("description", ""), "is_baseline": v == base,
                "n_seeds": len(seeds), "seeds": " ".join(map(str, seeds)), "n_images": stats.n_images,
                "gflops": float(fl["gflops"]), "params": int(fl["params"])}
-        d = stats.diff(v, base) if v != base else None
+        d = diffs.get(v)
         if d is not None:
             methods.add(d.method)
             halves.append(float(d.half_width[lay.index("mIoU")]))
@@ -69,8 +100,7 @@ def build_table(stats: Statistics, name: str, spec: dict, correctness: dict) -> 
             i = lay.index(m)
             row[f"{m}_mean"], row[f"{m}_sd"] = mean[i], sd[i]
             if d is not None:
-                row.update({f"d_{m}": d.point[i], f"d_{m}_lo": d.lo[i], f"d_{m}_hi": d.hi[i],
-                            f"d_{m}_significant": bool(d.significant[i])})
+                row.update(diff_columns(d, m, i, sig[m][v] if adjust else None))
         cell = {"variant": v, "seeds": str(len(seeds)),
                 "mIoU": _mean_sd(mean[lay.index("mIoU")], sd[lay.index("mIoU")], len(seeds)),
                 "mBF@3": _mean_sd(mean[lay.index("mBF@3")], sd[lay.index("mBF@3")], len(seeds)),
@@ -79,7 +109,8 @@ def build_table(stats: Statistics, name: str, spec: dict, correctness: dict) -> 
                                                len(seeds)),
                 "GFLOPs": _num(row["gflops"], 3), "params (M)": _num(row["params"] / 1e6, 3)}
         for m in DIFF_METRICS:
-            cell[f"Δ {m} [95% CI]"] = "baseline" if d is None else _diff_cell(d, lay.index(m))
+            cell[f"Δ {m} [95% CI]"] = ("baseline" if d is None
+                                       else _diff_cell(d, lay.index(m), sig[m][v]))
         if has_oc:
             oc = correctness.get(v)
             for step in STEPS:
@@ -96,16 +127,51 @@ def build_table(stats: Statistics, name: str, spec: dict, correctness: dict) -> 
     if any(r["reported_mIoU"] is not None for r in rows):
         shown_df["reported mIoU (paper)"] = [_num(r["reported_mIoU"], 1) if r["reported_mIoU"] else "" for r in rows]
     sdd = float(np.median(halves)) if halves else float("nan")
-    notes = _notes(stats, spec, methods, sdd, len(rows) - 1, has_oc, dataset, rows)
+    notes = _notes(stats, spec, methods, sdd, has_oc, dataset, rows, list(diffs.values()), adjust)
     return Table(name, suite.name, spec.get("title", name), pd.DataFrame(rows), shown_df, notes, sdd)
 
 
+def multiplicity_note(k: int, adjust: str | None, what: str = "comparisons to its baseline") -> str:
+    if adjust == "holm":
+        return (f"The table makes {k} {what}; n.s. marks significance after Holm's "
+                "correction over them (per metric, family-wise 5%); the intervals and the excluded "
+                "bounds are not adjusted.")
+    return (f"The table makes {k} {what}; intervals and n.s. are not corrected for "
+            "multiplicity (srcr report --adjust holm applies Holm's correction within each table).")
+
+
+EXCLUDED_NOTE = ("n.s.; |Δ| ≥ B excluded: the 90% interval (same method) lies inside ±B, so two "
+                 "one-sided tests at 5% reject every effect of B or more in either direction (CSV: "
+                 "d_METRIC_excluded, for every row).")
+
+
+def seed_notes(stats: Statistics, diffs: list, width: float = 0.5) -> list[str]:
+    """The pooled seed sd with its degrees of freedom, and how many seeds the observed spread would
+    need for a 95% half-width of ``width`` mIoU (design/statistics.md, "Planning seeds")."""
+    from .power import seeds_for_half_width, seeds_text
+
+    if not diffs:
+        return []
+    i = stats.layout.index("mIoU")
+    sd, dof = stats.pooled_sd
+    if not np.isfinite(sd) or dof < 1:
+        return [f"Seeds for a ±{width:g} mIoU interval: unknown; no two variants share two seeds, "
+                "so the seed spread is not measured (srcr plan needs a pilot of two seeds)."]
+    V, S = stats.pooled_design
+    v_img = float(np.nanmedian([d.var_images[i] for d in diffs]))
+    n = seeds_for_half_width(width, sd ** 2, v_img, V)
+    return [f"Pooled seed sd of paired mIoU differences: {_num(sd)}, over every pair of variants "
+            f"of the suite; {dof} degrees of freedom, the residual ones of an additive variant + "
+            f"seed model ({V} variants x {S} seeds: (V − 1)(S − 1) for a complete design).",
+            f"At this spread and the table's median image part (sd {_num(math.sqrt(v_img), 3)} "
+            f"mIoU), a 95% interval of ±{width:g} mIoU needs {seeds_text(n)} seeds (srcr plan: "
+            "seeds for a given power)."]
 def _align_of(suite: Suite, spec: dict, correctness: dict) -> str:
     v = next(v for v in spec["variants"] if v in correctness)
     return suite.runs[v][suite.seeds(v)[0]].align
 
 
-def _notes(stats, spec, methods, sdd, k, has_oc, dataset, rows) -> list[str]:
+def _notes(stats, spec, methods, sdd, has_oc, dataset, rows, diffs, adjust) -> list[str]:
     suite, lay = stats.suite, stats.layout
     seeds = sorted({r["n_seeds"] for r in rows})
     prov = provenance(suite, spec["variants"])
@@ -118,13 +184,11 @@ def _notes(stats, spec, methods, sdd, k, has_oc, dataset, rows) -> list[str]:
         "Intervals: " + "; ".join(METHOD_TEXT[m] for m in sorted(methods)) + f" ({stats.B} resamples)."
         if methods else "Intervals: none (the table holds the baseline only).",
         f"Smallest detectable difference (median 95% half-width of Δ mIoU): {_num(sdd)} mIoU. "
-        f"The table makes {k} comparisons to its baseline; intervals are not corrected for multiplicity.",
+        + multiplicity_note(len(rows) - 1, adjust),
+        EXCLUDED_NOTE,
         f"Band / interior: pixels within / beyond {lay.band_width:g} px of a label boundary (trimap).",
     ]
-    if "pooled" in methods:
-        sd, dof = stats.pooled_sd
-        notes.append(f"Pooled seed sd of paired mIoU differences: {_num(sd)} ({dof} degrees of freedom, "
-                     "over every pair of variants of the suite).")
+    notes += seed_notes(stats, diffs)
     if has_oc:
         notes.append("Offset correctness: share (%) of fine-grid pixels within 1 px of a label boundary whose "
                      "sampling location lies in a coarse cell of their own majority label, learned offsets "
@@ -187,18 +251,22 @@ def _eval_image_size(cfg: dict) -> tuple[int, int] | None:
 
 
 def to_markdown(t: Table, heading: str = "###") -> str:
-    lines = [f"{heading} {t.title} ({t.suite})", "", t.shown.to_markdown(index=False, disable_numparse=True), ""]
+    cells = t.shown.map(lambda c: str(c).replace("|", "\\|"))  # "|Δ|" must not end a cell
+    lines = [f"{heading} {t.title} ({t.suite})", "",
+             cells.to_markdown(index=False, disable_numparse=True), ""]
     lines += [f"- {n}" for n in t.notes]
     return "\n".join(lines) + "\n"
 
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
         "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-        "±": r"$\pm$", "Δ": r"$\Delta$", "–": "--", "−": "-"}
+        "±": r"$\pm$", "Δ": r"$\Delta$", "–": "--", "−": "-", "≥": r"$\geq$",
+        "|": r"\textbar{}"}
 
 
 def tex_escape(s: str) -> str:
-    return "".join(_TEX.get(ch, ch) for ch in str(s))
+    parts = str(s).split("|Δ|")  # |Δ| as one formula: a bare | is an em dash in OT1
+    return r"$|\Delta|$".join("".join(_TEX.get(ch, ch) for ch in part) for part in parts)
 
 
 def to_latex(t: Table) -> str:
@@ -243,9 +311,9 @@ def cross_table(name: str, title: str, tables: list[Table]) -> Table:
             if r["is_baseline"]:
                 cells_d.append("baseline")
             else:
-                mark = "" if r["d_mIoU_significant"] else " n.s."
-                cells_d.append(f"{_num(r['d_mIoU'], sign=True)} [{_num(r['d_mIoU_lo'], sign=True)}, "
-                               f"{_num(r['d_mIoU_hi'], sign=True)}]{mark}")
+                sig = r.get("d_mIoU_significant_holm", r["d_mIoU_significant"])
+                cells_d.append(_diff_text(r["d_mIoU"], r["d_mIoU_lo"], r["d_mIoU_hi"], bool(sig),
+                                          r["d_mIoU_excluded"]))
             rep = r.get("reported_mIoU")
             cells_r.append(_num(rep, 1) if rep is not None and not pd.isna(rep) else "")
             rows.append({**r.to_dict(), "variant": v})

@@ -117,6 +117,23 @@ def make_plan(config: dict) -> SuitePlan:
                      pretrain=pretrain, group_by_seed=group)
 
 
+def load_plan(path: str) -> SuitePlan:
+    """A suite config file read for planning (`srcr plan`), without the workflow's defaults: the
+    grid defaults to ablations/grid.yaml and absent resources to one CPU thread per step."""
+    from ..config import load_yaml
+
+    raw = load_yaml(path)
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: not a suite config mapping")
+    for key in ("name", "base_config", "tables", "seeds"):
+        if key not in raw:
+            raise UserError(f"{path}: suite config key {key!r} is missing")
+    raw.setdefault("grid", "ablations/grid.yaml")
+    raw.setdefault("resources", {s: {"threads": 1, "mem_mb": 1000, "runtime": 1, "gpu": 0}
+                                 for s in STEPS})
+    return make_plan(raw)
+
+
 def _check_seed_groups(config: dict, resolved: dict[str, dict]) -> None:
     """group_by_seed trains every variant of a seed in one process: they must see the same batches
     (srcr.train.GROUP_KEYS), and one process cannot be a torchrun job."""
