@@ -299,7 +299,26 @@ def load_config(path: str | Path | None, overrides: Iterable[str] | None = None)
     cfg = apply_overrides(cfg, overrides or [])
     validate(cfg, source)
     _check_semantics(cfg, source)
+    _apply_eval_preset(cfg, source)
     return cfg
+
+
+def _apply_eval_preset(cfg: dict, source: str) -> None:
+    """``eval.preset`` sets ``eval.scales`` and ``eval.flip`` (srcr.engine.inference.EVAL_PRESETS);
+    scales or flip set to something else beside a preset is an error, not a silent override."""
+    from .engine.inference import EVAL_PRESETS
+
+    ev = cfg["eval"]
+    preset = ev.get("preset")
+    if preset is None:
+        return
+    want = EVAL_PRESETS[preset]
+    given = {"scales": [float(x) for x in ev["scales"]], "flip": bool(ev["flip"])}
+    if given not in (EVAL_PRESETS["ss"], want):
+        raise UserError(f"{source}: eval.preset {preset} sets eval.scales to {want['scales']} and "
+                        f"eval.flip to {str(want['flip']).lower()}, but they are set to "
+                        f"{ev['scales']} and {str(ev['flip']).lower()}; drop one or the other")
+    ev["scales"], ev["flip"] = list(want["scales"]), want["flip"]
 
 
 def _check_semantics(cfg: dict, source: str) -> None:

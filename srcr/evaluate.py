@@ -370,8 +370,9 @@ def _eval_dataset(cfg: dict):
 
         syn = data["synthetic"]
         ensure_synthetic(data["root"], syn["n_train"], syn["n_val"], tuple(syn["size"]), syn["seed"])
+    # images at their original size: every test scale resizes them afresh (predict_probs)
     ds = build_dataset(data["dataset"], data["root"], ev["split"],
-                       transforms=build_eval_transforms(ev["scale"], mean=data["mean"], std=data["std"]))
+                       transforms=build_eval_transforms(None, mean=data["mean"], std=data["std"]))
     if len(ds) == 0:
         raise UserError(f"{data['root']}: the {ev['split']} split is empty")
     return ds
@@ -399,14 +400,15 @@ def _eval_image(r: _EvalRun, i: int, item: dict, image, ds) -> None:
     """Predict and score image ``i`` for one checkpoint; its panels and offsets if it is one of those."""
     import numpy as np
 
-    from .engine.inference import predict_probs
+    from .engine.inference import predict_probs, scaled_input
 
     t0 = time.perf_counter()
     ev, data = r.cfg["eval"], r.cfg["data"]
     label = item["label"]
     probs = predict_probs(r.model, image, tuple(label.shape), int(r.cfg["model"]["num_classes"]),
-                          mode=ev["mode"], crop_size=ev["crop_size"], stride=ev["stride"], scale=None,
-                          flip=ev["flip"], scales=ev["scales"])
+                          mode=ev["mode"], crop_size=ev["crop_size"], stride=ev["stride"],
+                          scale=ev["scale"], flip=ev["flip"], scales=ev["scales"],
+                          size_divisor=ev["size_divisor"])
     # max(1).indices: the same first-maximum index as argmax(1), which is 5x slower on CPU
     pred = probs.max(1).indices[0].cpu()
     name = Path(item["path"]).stem
@@ -414,7 +416,8 @@ def _eval_image(r: _EvalRun, i: int, item: dict, image, ds) -> None:
     if i in r.vis_idx:
         _save_vis(r.out, name, item["image"], label.numpy(), pred.numpy(), ds, data)
     if i in r.off_idx:
-        r.model(image)  # a whole-image forward: offsets on the full grid of this image
+        # a whole-image forward at the single-scale test size: offsets on the full grid of this image
+        r.model(scaled_input(image, ev["scale"], 1.0, ev["size_divisor"]))
         rec = {f"{step}_{kind}": t[0].float().cpu().numpy()
                for step, steps in r.model.offsets().items() for kind, t in steps.items()}
         # what `srcr report` needs beside the offsets (offset correctness, panels): the label, the
@@ -461,7 +464,8 @@ def _finish(r: _EvalRun, ds, dev) -> dict:
         "checkpoint": {"path": str(r.ckpt_path.resolve()), "sha256": r.sha, "iteration": r.ckpt.get("iteration")},
         "dataset": {"name": data["dataset"], "root": str(data["root"]), "split": ev["split"],
                     "num_images": len(ds), "classes": list(ds.classes)},
-        "inference": {k: ev[k] for k in ("mode", "crop_size", "stride", "scale", "flip", "scales")},
+        "inference": {k: ev[k] for k in ("mode", "crop_size", "stride", "scale", "size_divisor", "flip",
+                                         "scales", "preset")},
         "conventions": {
             "metrics": results.get("convention"),
             "prediction": "softmax probabilities of every (scale, flip) pass resized to the label size "
