@@ -16,8 +16,6 @@ logits resized to the label size.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -46,7 +44,7 @@ def pass_sizes(h: int, w: int, scale, ratio: float = 1.0,
     sizes = [keep_ratio_size(h, w, target)]
     if size_divisor:
         d = int(size_divisor)
-        sizes.append(tuple(int(math.ceil(x / d)) * d for x in sizes[0]))
+        sizes.append(tuple(-(-x // d) * d for x in sizes[0]))
     return sizes
 
 
