@@ -262,3 +262,7 @@ def test_paper_column_tables_name_the_evaluation_mode_and_show_a_second_ms_flip_
     assert "Evaluation of mIoU and the other measured columns: ss" in notes
     cross = cross_table("x", "x", [t])
     assert "synthetic: mIoU (ss)" in cross.shown.columns  # the suite (directory) name heads the block
+    # a suite without paper numbers (the synthetic one) keeps its tables as they were
+    plain = build_table(_stats(tmp_path / "plain", (0,)), "main", spec, {})
+    assert "eval" not in plain.shown.columns and "eval_mode" not in plain.csv.columns
+    assert not any("Evaluation of mIoU" in n for n in plain.notes)

@@ -101,6 +101,11 @@ def build_table(stats: Statistics, name: str, spec: dict, correctness: dict) -> 
         # the mode of every measured number beside a paper number (design: never compare
         # single-scale with multi-scale unawares)
         shown_df.insert(2, "eval", [r["eval_mode"] for r in rows])
+    else:  # no paper column: the tables stay as they were (the synthetic suite's)
+        for r in rows:
+            del r["eval_mode"]
+            for m in EXTRA_EVAL_DIRS:
+                del r[f"mIoU_{m}"]
     for m in extra:
         shown_df.insert(4, f"mIoU ({m})", [_num(r.get(f"mIoU_{m}")) for r in rows])
     if any(r["reported_mIoU"] is not None for r in rows):
@@ -154,11 +159,12 @@ def _notes(stats, spec, methods, sdd, k, has_oc, dataset, rows) -> list[str]:
                      "(zero offsets = what bilinear upsampling reads); first seed, offset images of eval/offsets.npz.")
     if any(r["reported_mIoU"] is not None for r in rows):
         notes.append("reported mIoU (paper): the number in the paper's abstract, not measured here.")
-    modes = sorted({r["eval_mode"] for r in rows})
-    notes.append(f"Evaluation of mIoU and the other measured columns: {', '.join(modes)} (ss = one scale, no "
-                 "flip; ms+flip = mmseg's ratios 0.5-1.75 with flip)."
-                 + (" mIoU (ms+flip): a second evaluation (eval_ms_flip/, eval.preset=ms_flip), seed mean."
-                    if any(r.get("mIoU_ms+flip") is not None for r in rows) else ""))
+    if any("eval_mode" in r for r in rows):
+        modes = sorted({r["eval_mode"] for r in rows})
+        notes.append(f"Evaluation of mIoU and the other measured columns: {', '.join(modes)} (ss = one scale, "
+                     "no flip; ms+flip = mmseg's ratios 0.5-1.75 with flip)."
+                     + (" mIoU (ms+flip): a second evaluation (eval_ms_flip/, eval.preset=ms_flip), seed mean."
+                        if any(r.get("mIoU_ms+flip") is not None for r in rows) else ""))
     if dataset in REPORTED_NOTES:
         notes.append(REPORTED_NOTES[dataset])
     cfg = suite.any_run().config
