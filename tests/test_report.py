@@ -262,6 +262,15 @@ def test_paper_column_tables_name_the_evaluation_mode_and_show_a_second_ms_flip_
     assert "Evaluation of mIoU and the other measured columns: ss" in notes
     cross = cross_table("x", "x", [t])
     assert "synthetic: mIoU (ss)" in cross.shown.columns  # the suite (directory) name heads the block
+    # a second evaluation of another checkpoint, or in another mode, is refused
+    bad = results / "better" / "seed0" / "eval_ms_flip" / "metrics.json"
+    good = bad.read_text()
+    bad.write_text(json.dumps({**json.loads(good), "checkpoint": {"sha256": "other"}}))
+    with pytest.raises(UserError, match=r"eval_ms_flip/metrics\.json: evaluates another checkpoint"):
+        build_table(st, "main", spec, {})
+    bad.write_text(json.dumps({**json.loads(good), "inference": {"scales": [1.0], "flip": True}}))
+    with pytest.raises(UserError, match=r"is a scales 1 \+ flip evaluation, expected ms\+flip"):
+        build_table(st, "main", spec, {})
     # a suite without paper numbers (the synthetic one) keeps its tables as they were
     plain = build_table(_stats(tmp_path / "plain", (0,)), "main", spec, {})
     assert "eval" not in plain.shown.columns and "eval_mode" not in plain.csv.columns

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..errors import UserError
 from .load import Suite, provenance
 from .offsets import PRIMARY, STEPS
 from .paper import EXTRA_EVAL_DIRS, REPORTED_NOTES, eval_mode, reported_miou
@@ -117,14 +118,28 @@ def build_table(stats: Statistics, name: str, spec: dict, correctness: dict) -> 
 
 def _extra_evals(suite: Suite, variant: str, seeds: list[int]) -> dict:
     """``mIoU_<mode>``: the seed mean of a second evaluation (paper.EXTRA_EVAL_DIRS) where every
-    seed of the variant has one, else None."""
+    seed of the variant has one, else None. One of another checkpoint than eval/'s, or of another
+    mode than its directory says, is a UserError."""
     import json
 
     out = {}
     for mode, sub in EXTRA_EVAL_DIRS.items():
-        paths = [suite.runs[variant][s].dir / sub / "metrics.json" for s in seeds]
-        vals = [json.loads(p.read_text())["metrics"]["mIoU"] for p in paths if p.is_file()]
-        out[f"mIoU_{mode}"] = float(np.mean(vals)) if vals and len(vals) == len(paths) else None
+        vals = []
+        for s in seeds:
+            run = suite.runs[variant][s]
+            path = run.dir / sub / "metrics.json"
+            if not path.is_file():
+                continue
+            rec = json.loads(path.read_text())
+            own = run.metrics_json.get("checkpoint", {}).get("sha256")
+            if rec.get("checkpoint", {}).get("sha256") != own:
+                raise UserError(f"{path}: evaluates another checkpoint than {run.dir / 'eval'}; "
+                                f"evaluate the run's checkpoint again with eval.preset=ms_flip")
+            if eval_mode(rec.get("inference", {})) != mode:
+                raise UserError(f"{path}: is a {eval_mode(rec.get('inference', {}))} evaluation, "
+                                f"expected {mode} (eval.preset=ms_flip)")
+            vals.append(rec["metrics"]["mIoU"])
+        out[f"mIoU_{mode}"] = float(np.mean(vals)) if vals and len(vals) == len(seeds) else None
     return out
 
 
