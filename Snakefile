@@ -5,6 +5,8 @@
 
 from snakemake.utils import min_version, validate
 
+from srcr.config import load_yaml
+
 min_version("9.0")
 
 
@@ -16,9 +18,24 @@ if not workflow.overwrite_configfiles:
     configfile: "config/suite.yaml"
 
 
-# `--config seeds=[0,1]` arrives as a list of strings
+# Snakemake's own YAML reading keeps the last of two equal keys without a word: read every suite
+# config again through srcr's loader, which names the file, line and key of a duplicate
+for _path in workflow.overwrite_configfiles or ["config/suite.yaml"]:
+    load_yaml(_path)
+
+
+# `--config seeds=[0,1]` arrives as a list of strings; a seed is a non-negative integer (the
+# schema's own message for "-1" would only say it is not an integer)
 if isinstance(config.get("seeds"), list):
-    config["seeds"] = [int(s) if str(s).isdigit() else s for s in config["seeds"]]
+    config["seeds"] = [
+        int(s) if str(s).lstrip("-").isdigit() else s for s in config["seeds"]
+    ]
+    _bad = [s for s in config["seeds"] if not isinstance(s, int) or s < 0]
+    if _bad:
+        raise ValueError(
+            f"seeds: {_bad} not allowed; expected a list of non-negative integers, "
+            "e.g. seeds: [0, 1] (or --config 'seeds=[0,1]')"
+        )
 
 validate(config, "workflow/schemas/suite.schema.json")
 

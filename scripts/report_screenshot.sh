@@ -3,8 +3,8 @@
 #
 #   scripts/report_screenshot.sh PAGE.html|PAGE.md OUT.png [WIDTHxHEIGHT]
 #
-# A .md file (e.g. reports/synthetic/synthetic/report.md) is first rendered to HTML next to it
-# (scripts/md_to_html.py, so its relative figure links resolve); an .html file (e.g. the output of
+# A .md file (e.g. reports/synthetic/report.md) is first rendered to HTML next to it
+# (scripts/md_to_html.py, figures embedded), as srcr report does itself; an .html file (e.g. the output of
 # `snakemake --report report.html`) is opened as is. Needs Debian's chromium
 # (apt-get install -y chromium). Default window 1500x4000: the top of a long report. Scripts on the
 # page (the React app of a Snakemake report) get 10 s of virtual time to render.

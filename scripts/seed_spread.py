@@ -26,10 +26,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from srcr.config import load_yaml  # noqa: E402
 from srcr.suite.plan import make_plan  # noqa: E402
 
 
@@ -74,7 +74,7 @@ def main() -> None:
     args = ap.parse_args()
     out, suite = Path(args.out).resolve(), Path(args.suite).resolve()
     os.chdir(REPO)  # the suite config's paths are relative to the repository
-    plan = make_plan(yaml.safe_load(suite.read_text()))
+    plan = make_plan(load_yaml(suite))
     variants, seeds = args.variants.split(","), [int(s) for s in args.seeds.split(",")]
     unknown = [v for v in variants if v not in plan.grid.variants]
     if unknown or len(seeds) < 2:

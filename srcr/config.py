@@ -21,13 +21,37 @@ from .errors import UserError
 
 __all__ = [
     "load_config", "load_yaml", "parse_yaml_value", "defaults", "validate", "apply_overrides",
-    "config_diff", "dump_config", "flatten", "schema",
+    "config_diff", "dump_config", "flatten", "schema", "resolve_config",
 ]
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping defines one key twice: plain YAML keeps the last definition without a word."""
+
+    def __init__(self, key: Any, first, second):
+        super().__init__(None, None, f"duplicate key {key!r}", second)
+        self.key, self.first_line, self.line = key, first.line + 1, second.line + 1
 
 
 class _Loader(yaml.SafeLoader):
     """SafeLoader that also reads ``6e-5`` as a float (YAML 1.1 insists on a dot: ``6.0e-5``);
-    otherwise a learning rate written the usual way would arrive as a string."""
+    otherwise a learning rate written the usual way would arrive as a string. A key defined twice
+    in one mapping is an error (DuplicateKeyError), not a silent choice of the last definition."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base` keys may be overridden on purpose
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark)
+                except TypeError:
+                    continue  # an unhashable key: the base constructor names it
+                if first is not key_node.start_mark:
+                    raise DuplicateKeyError(key, first, key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -69,11 +93,17 @@ def schema() -> dict:
 
 
 def load_yaml(path: str | Path) -> Any:
+    """Every YAML file srcr and the workflow read (run and suite configs, the grid, class lists)
+    goes through here: a key defined twice is a UserError naming the file, the line and the key."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
         return yaml.load(path.read_text(), Loader=_Loader)
+    except DuplicateKeyError as e:
+        raise UserError(f"{path}, line {e.line}: duplicate key {e.key!r} (first defined on line "
+                        f"{e.first_line}); YAML would silently keep the last one, so remove or "
+                        f"rename one of them") from None
     except yaml.YAMLError as e:
         raise UserError(f"{path}: not valid YAML: {e}") from None
 
@@ -82,6 +112,8 @@ def parse_yaml_value(text: str) -> Any:
     """Parse one ``--set`` value as YAML (``3``, ``1e-3``, ``[512, 512]``, ``null``, ``srm``)."""
     try:
         return yaml.load(text, Loader=_Loader) if text.strip() else None
+    except DuplicateKeyError as e:
+        raise UserError(f"value {text!r}: duplicate key {e.key!r}") from None
     except yaml.YAMLError as e:
         raise UserError(f"value {text!r} is not valid YAML: {e}") from None
 
@@ -295,12 +327,31 @@ def load_config(path: str | Path | None, overrides: Iterable[str] | None = None)
         if not isinstance(user, dict):
             raise UserError(f"{path}: expected a mapping with seed/model/data/train/eval sections, "
                             f"got {_yaml_type(user)}")
+    return resolve_config(user, overrides, source)
+
+
+def resolve_config(user: dict, overrides: Iterable[str] | None = None, source: str = "config") -> dict:
+    """``user`` (a config mapping, e.g. the one a checkpoint holds) with the overrides applied, the
+    defaults filled in and validated, as load_config does for a file."""
     cfg = _deep_merge(defaults(), user)
     cfg = apply_overrides(cfg, overrides or [])
+    _fill_num_classes(cfg)
     validate(cfg, source)
     _check_semantics(cfg, source)
     _apply_eval_preset(cfg, source)
     return cfg
+
+
+def _fill_num_classes(cfg: dict) -> None:
+    """A folder dataset's model.num_classes, when the config leaves it out: the number of names in
+    DATA_ROOT/classes.yaml (so one run config serves any such dataset)."""
+    data, model = cfg.get("data"), cfg.get("model")
+    if not (isinstance(data, dict) and isinstance(model, dict) and data.get("dataset") == "folder"
+            and model.get("num_classes") is None and isinstance(data.get("root"), str)):
+        return
+    from .data.folder import read_classes
+
+    model["num_classes"] = len(read_classes(data["root"]).names)
 
 
 def _apply_eval_preset(cfg: dict, source: str) -> None:

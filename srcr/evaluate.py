@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
-import hashlib
 import io
 import math
 import subprocess
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .utils.io import file_sha256  # noqa: F401 (srcr.evaluate.file_sha256, as before)
 
 OFFSET_ALIGNS = ("srm", "fam", "alignfa")
 
@@ -51,6 +51,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--allow-config-mismatch", action="store_true",
+                        help="evaluate even where the config's model settings (or data.mean/std) "
+                             "differ from those the checkpoint was trained with; metrics.json "
+                             "records the differences under config_mismatch")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     runs = args.runs or [(list(single), [])]
     specs = [(cfg, ckpt, Path(out)) for cfg, (ckpt, out) in run_configs(args.config, args.overrides, runs)]
     set_threads(args.threads)
-    evaluate_runs(specs, device=args.device, progress=not args.no_progress)
+    evaluate_runs(specs, device=args.device, progress=not args.no_progress,
+                  allow_config_mismatch=args.allow_config_mismatch)
     return 0
 
 
@@ -87,14 +92,6 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     return path
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @functools.lru_cache(maxsize=1)
@@ -223,7 +220,10 @@ def _spread(n_items: int, k: int) -> list[int]:
 
 
 def _is_complete(out: Path, sha: str, cfg: dict) -> bool:
+    """metrics.json for this checkpoint and config, and every output beside it readable."""
     import json
+
+    from .metrics import load_per_image
 
     path = out / "metrics.json"
     if not path.is_file():
@@ -232,11 +232,95 @@ def _is_complete(out: Path, sha: str, cfg: dict) -> bool:
         old = json.loads(path.read_text())
     except ValueError:
         return False
-    return (old.get("checkpoint", {}).get("sha256") == sha and old.get("config") == _json_safe(cfg)
-            and (out / "per_class.csv").is_file() and (out / "per_image.npz").is_file())
+    if not (old.get("checkpoint", {}).get("sha256") == sha and old.get("config") == _json_safe(cfg)
+            and (out / "per_class.csv").is_file()):
+        return False
+    try:
+        load_per_image(out / "per_image.npz")
+        if cfg["model"]["align"] in OFFSET_ALIGNS and int(cfg["eval"]["offset_images"]) > 0:
+            _check_npz(out / "offsets.npz")
+    except UserError as e:
+        print(f"{e}: evaluating {out} again", file=sys.stderr)
+        return False
+    return True
 
 
-def load_model_for_eval(cfg: dict, ckpt_path: Path, device) -> tuple[Any, dict]:
+def _check_npz(path: Path) -> None:
+    """Read every array of an npz (a truncated one fails on the first damaged member)."""
+    import zipfile
+    import zlib
+
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            for k in z.files:
+                z[k]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise UserError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+
+
+# What an evaluation writes beside metrics.json: removed before it is redone and when it fails, so
+# no output of another evaluation (or half of this one) stays beside a metrics.json or without one
+EVAL_OUTPUTS = ("per_image.npz", "per_class.csv", "offsets.npz", "vis")
+
+
+def _clear_outputs(out: Path) -> None:
+    """metrics.json (the completion marker) first, then the other outputs of an evaluation."""
+    import shutil
+
+    (out / "metrics.json").unlink(missing_ok=True)
+    for name in EVAL_OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+# What the model computes from an image: every model setting (the checkpoint holds every weight, so
+# model.pretrained does not count) and the input normalisation. Evaluating a checkpoint with other
+# values keeps the weight shapes but scores another model (e.g. model.coarse_shift, align_options).
+EVAL_MODEL_KEYS = ("model", "data.mean", "data.std")
+EVAL_MODEL_IGNORED = ("model.pretrained",)
+
+
+def config_mismatch(ckpt: dict, cfg: dict) -> dict[str, dict]:
+    """{key: {"checkpoint": value, "requested": value}} for each of EVAL_MODEL_KEYS in which ``cfg``
+    differs from the config stored in ``ckpt`` (defaults filled in, as for any config); empty
+    for a checkpoint without a stored config (a foreign one)."""
+    from .config import _deep_merge, config_diff_under, defaults, flatten
+
+    stored = ckpt.get("config")
+    if not isinstance(stored, dict):
+        return {}
+    stored = _deep_merge(defaults(), stored)
+    diff = config_diff_under(stored, cfg, EVAL_MODEL_KEYS, ignore=EVAL_MODEL_IGNORED)
+    fs, fc = flatten(stored), flatten(cfg)
+    return {k: {"checkpoint": fs.get(k, "<absent>"), "requested": fc.get(k, "<absent>")}
+            for k in diff}
+
+
+def check_config_mismatch(ckpt: dict, cfg: dict, ckpt_path: Path, allow: bool) -> dict[str, dict]:
+    """The mismatch of :func:`config_mismatch`; a UserError naming each key and both values unless
+    ``allow`` (then a warning)."""
+    mismatch = config_mismatch(ckpt, cfg)
+    if mismatch:
+        lines = "\n  ".join(f"{k}: checkpoint {v['checkpoint']!r}, requested {v['requested']!r}"
+                            for k, v in mismatch.items())
+        if not allow:
+            raise UserError(f"{ckpt_path} was trained with other settings of what the model "
+                            f"computes; evaluating it so would score another model:\n  {lines}\n"
+                            f"use the "
+                            f"checkpoint's values, or pass --allow-config-mismatch (recorded in "
+                            f"metrics.json)")
+        print(f"warning: evaluating {ckpt_path} with settings other than its own "
+              f"(--allow-config-mismatch):\n  {lines}", file=sys.stderr)
+    return mismatch
+
+
+def load_model_for_eval(cfg: dict, ckpt_path: Path, device,
+                        ckpt: dict | None = None) -> tuple[Any, dict]:
     """The model of ``cfg`` with the checkpoint's weights (UserError naming config differences)."""
     import torch
 
@@ -244,7 +328,8 @@ def load_model_for_eval(cfg: dict, ckpt_path: Path, device) -> tuple[Any, dict]:
     from .engine.checkpoint import load_checkpoint, model_state_from
     from .models.segmentor import build_model
 
-    ckpt = load_checkpoint(ckpt_path, map_location="cpu")
+    if ckpt is None:
+        ckpt = load_checkpoint(ckpt_path, map_location="cpu")
     state = model_state_from(ckpt, ckpt_path)
     torch.manual_seed(int(cfg["seed"]))
     # the checkpoint holds every weight: no need for (or dependence on) the backbone's init file
@@ -266,9 +351,11 @@ def load_model_for_eval(cfg: dict, ckpt_path: Path, device) -> tuple[Any, dict]:
 # ----------------------------------------------------------------------------------------------------
 
 
-def evaluate(cfg: dict, checkpoint: str | Path, out: Path, device: str = "auto", progress: bool = True) -> dict:
+def evaluate(cfg: dict, checkpoint: str | Path, out: Path, device: str = "auto",
+             progress: bool = True, allow_config_mismatch: bool = False) -> dict:
     """Evaluate ``checkpoint`` with ``cfg``'s eval settings; returns the metrics.json content."""
-    return evaluate_runs([(cfg, checkpoint, Path(out))], device=device, progress=progress)[0]
+    return evaluate_runs([(cfg, checkpoint, Path(out))], device=device, progress=progress,
+                         allow_config_mismatch=allow_config_mismatch)[0]
 
 
 # Config keys every checkpoint evaluated in one pass shares: they decide the images and labels
@@ -276,18 +363,18 @@ EVAL_GROUP_KEYS = ("data", "eval.split", "eval.scale")
 
 
 def evaluate_runs(specs: list[tuple[dict, str | Path, Path]], device: str = "auto",
-                  progress: bool = True) -> list[dict]:
+                  progress: bool = True, allow_config_mismatch: bool = False) -> list[dict]:
     """Evaluate each (config, checkpoint, eval directory) of ``specs`` in one pass over the
     validation images (they must agree on EVAL_GROUP_KEYS); on frozen, equal backbones the backbone
     runs once per input (srcr.models.feature_cache). Each directory ends exactly as an evaluation of
-    its own would leave it, apart from its timing (tests/test_evaluate.py). Returns the metrics.json
-    contents, in order."""
+    its own would leave it, apart from its timing (tests/test_evaluate.py). Every checkpoint's
+    stored config is compared with its requested one (EVAL_MODEL_KEYS) before anything runs; a
+    difference is refused unless ``allow_config_mismatch``. Returns the metrics.json contents, in
+    order."""
     import json
 
-    import torch
-
+    from .engine.checkpoint import load_checkpoint
     from .engine.distributed import pick_device
-    from .engine.progress import progress_bar
     from .models.feature_cache import share_backbone
 
     records: list[dict | None] = []
@@ -295,12 +382,14 @@ def evaluate_runs(specs: list[tuple[dict, str | Path, Path]], device: str = "aut
     for cfg, checkpoint, out in specs:
         ckpt_path = resolve_checkpoint(checkpoint)
         sha = file_sha256(ckpt_path)
+        ckpt = load_checkpoint(ckpt_path, map_location="cpu", sha=sha)
+        mismatch = check_config_mismatch(ckpt, cfg, ckpt_path, allow_config_mismatch)
         if _is_complete(Path(out), sha, cfg):
             print(f"evaluation in {out} is already complete for {ckpt_path}", file=sys.stderr)
             records.append(json.loads((Path(out) / "metrics.json").read_text()))
         else:
             records.append(None)
-            runs.append(_EvalRun(cfg, Path(out), ckpt_path, sha))
+            runs.append(_EvalRun(cfg, Path(out), ckpt_path, sha, ckpt=ckpt, mismatch=mismatch))
     if runs:
         _check_eval_group(runs)
         dev = pick_device(device)
@@ -310,21 +399,38 @@ def evaluate_runs(specs: list[tuple[dict, str | Path, Path]], device: str = "aut
         if share_backbone([r.model for r in runs]) is not None:
             print(f"{len(runs)} checkpoints share one frozen backbone: its forward runs once per input",
                   file=sys.stderr)
-        name = runs[0].out.name if len(runs) == 1 else f"{len(runs)} runs"
-        bar = progress_bar(len(ds), f"evaluate {name}", unit="img", enabled=progress)  # a terminal only
-        with torch.no_grad():
-            for i in range(len(ds)):
-                item = ds[i]
-                image = item["image"][None].to(dev)
-                for r in runs:
-                    _eval_image(r, i, item, image, ds)
-                if bar is not None:
-                    bar.update(1)
-        if bar is not None:
-            bar.close()
-        fresh = iter([_finish(r, ds, dev) for r in runs])
+        for r in runs:
+            _clear_outputs(r.out)
+        try:
+            fresh = iter(_evaluate_pass(runs, ds, dev, progress))
+        except BaseException:
+            for r in runs:  # a failed (or interrupted) pass leaves nothing a later run could take
+                if not r.done:
+                    _clear_outputs(r.out)
+            raise
         records = [rec if rec is not None else next(fresh) for rec in records]
     return records
+
+
+def _evaluate_pass(runs: list[_EvalRun], ds, dev, progress: bool) -> list[dict]:
+    """One pass over the images for every run, then each run's outputs (metrics.json last)."""
+    import torch
+
+    from .engine.progress import progress_bar
+
+    name = runs[0].out.name if len(runs) == 1 else f"{len(runs)} runs"
+    bar = progress_bar(len(ds), f"evaluate {name}", unit="img", enabled=progress)  # a terminal only
+    with torch.no_grad():
+        for i in range(len(ds)):
+            item = ds[i]
+            image = item["image"][None].to(dev)
+            for r in runs:
+                _eval_image(r, i, item, image, ds)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    return [_finish(r, ds, dev) for r in runs]
 
 
 @dataclass
@@ -343,6 +449,8 @@ class _EvalRun:
     offsets: list = field(default_factory=list)
     off_ids: list = field(default_factory=list)
     seconds: float = 0.0  # this checkpoint's own inference and scoring
+    mismatch: dict = field(default_factory=dict)  # allowed differences from the checkpoint's config
+    done: bool = False  # metrics.json written
 
 
 def _check_eval_group(runs: list[_EvalRun]) -> None:
@@ -387,7 +495,7 @@ def _start(r: _EvalRun, ds, dev) -> None:
     if ds.num_classes != num_classes:
         raise UserError(f"model.num_classes is {num_classes} but the {cfg['data']['dataset']} dataset at "
                         f"{cfg['data']['root']} has {ds.num_classes} classes")
-    r.model, r.ckpt = load_model_for_eval(cfg, r.ckpt_path, dev)
+    r.model, r.ckpt = load_model_for_eval(cfg, r.ckpt_path, dev, ckpt=r.ckpt)
     r.evaluator = SegEvaluator(num_classes, ignore_index=ds.ignore_index, bf_tolerances=ev["bf_tolerances"],
                                biou_width=ev["biou_width"], trimap_widths=ev["trimap_widths"],
                                gscnn=ev["gscnn"], class_names=ds.classes)
@@ -400,26 +508,20 @@ def _eval_image(r: _EvalRun, i: int, item: dict, image, ds) -> None:
     """Predict and score image ``i`` for one checkpoint; its panels and offsets if it is one of those."""
     import numpy as np
 
-    from .engine.inference import predict_probs, scaled_input
+    from .engine.inference import model_offsets, predict_label, scaled_input
 
     t0 = time.perf_counter()
-    ev, data = r.cfg["eval"], r.cfg["data"]
+    data = r.cfg["data"]
     label = item["label"]
-    probs = predict_probs(r.model, image, tuple(label.shape), int(r.cfg["model"]["num_classes"]),
-                          mode=ev["mode"], crop_size=ev["crop_size"], stride=ev["stride"],
-                          scale=ev["scale"], flip=ev["flip"], scales=ev["scales"],
-                          size_divisor=ev["size_divisor"])
-    # max(1).indices: the same first-maximum index as argmax(1), which is 5x slower on CPU
-    pred = probs.max(1).indices[0].cpu()
+    pred = predict_label(r.model, image, tuple(label.shape), r.cfg)
     name = Path(item["path"]).stem
     r.evaluator.update(pred, label, names=[name])
     if i in r.vis_idx:
         _save_vis(r.out, name, item["image"], label.numpy(), pred.numpy(), ds, data)
     if i in r.off_idx:
-        # a whole-image forward at the single-scale test size: offsets on the full grid of this image
-        r.model(scaled_input(image, ev["scale"], 1.0, ev["size_divisor"]))
-        rec = {f"{step}_{kind}": t[0].float().cpu().numpy()
-               for step, steps in r.model.offsets().items() for kind, t in steps.items()}
+        # a whole-image forward at the single-scale test size: offsets on this image's full grid
+        ev = r.cfg["eval"]
+        rec = model_offsets(r.model, scaled_input(image, ev["scale"], 1.0, ev["size_divisor"]))
         # what `srcr report` needs beside the offsets (offset correctness, panels): the label, the
         # prediction and the image (uint8 at label size), so it never re-reads data
         rec.update(label=label.numpy().astype(np.uint8), pred=pred.numpy().astype(np.uint8),
@@ -478,8 +580,11 @@ def _finish(r: _EvalRun, ds, dev) -> dict:
         "seconds": round(r.seconds, 3),
         "config": cfg,
     }
+    if r.mismatch:  # evaluated with --allow-config-mismatch
+        record["config_mismatch"] = {"allowed": True, "keys": r.mismatch}
     record = _json_safe(record)
     write_json(r.out / "metrics.json", record)
+    r.done = True
     print(f"{data['dataset']} {ev['split']}: mIoU {results['mIoU']:.2f}, "
           f"mBF@3 {results.get('mBF@3', float('nan')):.2f} ({len(ds)} images) -> {r.out}", file=sys.stderr)
     return record

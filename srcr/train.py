@@ -97,9 +97,8 @@ def _event(ctx, out: Path, msg: str) -> None:
     """Say ``msg`` and append it, timestamped, to RUN_DIR/events.log: the run's own history of
     starts, resumes, interruptions and completion (a workflow's log file is rewritten per attempt)."""
     _say(ctx, msg)
-    if ctx.is_main and out.is_dir():
-        with open(out / "events.log", "a") as f:
-            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}\n")
+    if ctx.is_main:
+        _record(out, msg)
 
 
 def _check_run_dir_config(cfg: dict, out: Path) -> None:
@@ -179,23 +178,61 @@ def train_runs(specs: list[tuple[dict, Path]], ctx=None, progress: bool = True) 
     Every check that can fail on bad input (grouping, schedule, loss, run-dir config, dataset
     layout) runs before anything is written."""
     from .engine.distributed import DistContext, barrier
+    from .engine.runlock import RunLocks
 
     ctx = ctx or DistContext()
     members = [_Member(cfg, Path(out)) for cfg, out in specs]
     _check_group(members, ctx)
-    done = {m.out: r for m in members if (r := _prepare(m, ctx)) is not None}
-    pending = [m for m in members if m.out not in done]
-    if pending:
-        dataset = build_train_dataset(pending[0].cfg, ctx)
-        for m in pending[1:]:
-            _check_classes(dataset, m.cfg)
-        barrier(ctx)  # every rank has checked before rank 0 writes
-        for m in pending:
-            _init_run_dir(m.cfg, m.out, ctx)
-        _set_determinism(ctx)
-        _build_runs(pending, ctx)
-        _train_and_finish(pending, ctx, dataset, progress)
+    with RunLocks(ctx) as locks:
+        locks.take([m.out for m in members if m.out.is_dir()])
+        done = {m.out: r for m in members if (r := _prepare(m, ctx)) is not None}
+        pending = [m for m in members if m.out not in done]
+        if pending:
+            try:
+                dataset = build_train_dataset(pending[0].cfg, ctx)
+                for m in pending[1:]:
+                    _check_classes(dataset, m.cfg)
+                barrier(ctx)  # every rank has checked before rank 0 writes
+                for m in pending:
+                    _init_run_dir(m.cfg, m.out, ctx)
+                locks.take([m.out for m in pending])
+                _set_determinism(ctx)
+                _build_runs(pending, ctx)
+                _train_and_finish(pending, ctx, dataset, progress)
+            except BaseException as e:
+                _record_failure(pending, ctx, e)
+                raise
     return [done.get(m.out) or m.summary for m in members]
+
+
+def _record_failure(members: list[_Member], ctx, e: BaseException) -> None:
+    """Every failure and interruption in each run's events.log (a RunInterrupted is there
+    already)."""
+    from .errors import RunInterrupted
+
+    if isinstance(e, RunInterrupted) or not ctx.is_main:
+        return
+    if isinstance(e, KeyboardInterrupt):
+        msg = ("interrupted (a second Ctrl-C, or Ctrl-C before training started): "
+               "no checkpoint written")
+    else:
+        text = str(e).splitlines()[0] if str(e) else ""
+        msg = f"failed: {text}" if isinstance(e, (UserError, OSError)) else \
+            f"failed: {type(e).__name__}: {text}"
+    for m in members:
+        _record(m.out, msg)
+
+
+def _record(out: Path, msg: str) -> None:
+    """Append ``msg``, timestamped, to RUN_DIR/events.log if the folder exists (a full disk may
+    refuse this too: the message has been said anyway)."""
+    if not out.is_dir():
+        return
+    try:
+        with open(out / "events.log", "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}\n")
+    except OSError:
+        pass
 
 
 @dataclass
@@ -247,7 +284,7 @@ def _check_group(members: list[_Member], ctx) -> None:
 
 def _prepare(m: _Member, ctx) -> dict | None:
     """Check one run's inputs; its summary if it is already complete, else None."""
-    from .engine.checkpoint import FINAL_NAME
+    from .engine.checkpoint import FINAL_NAME, final_damage
     from .losses import build_criterion
     from .optim import check_schedule
 
@@ -257,8 +294,12 @@ def _prepare(m: _Member, ctx) -> dict | None:
     _check_run_dir_config(m.cfg, m.out)
     final = m.out / "checkpoints" / FINAL_NAME
     if final.exists():
-        _say(ctx, f"run in {m.out} is already complete ({m.total} iterations): {final}")
-        return {"status": "complete", "iteration": m.total, "final": str(final)}
+        damage = final_damage(final)
+        if damage is None:
+            _say(ctx, f"run in {m.out} is already complete ({m.total} iterations): {final}")
+            return {"status": "complete", "iteration": m.total, "final": str(final)}
+        _event(ctx, m.out, f"{final} is damaged ({damage}); training again from the newest good "
+                           f"checkpoint, which rewrites it")
     if tcfg["batch_size"] % ctx.world_size:
         raise UserError(f"train.batch_size: the global batch {tcfg['batch_size']} is not divisible by the "
                         f"{ctx.world_size} processes")
@@ -399,14 +440,13 @@ def _build_run(cfg: dict, ctx, criterion) -> _Run:
 
 
 def _resume(run: _Run, cfg: dict, out: Path, ctx) -> int:
-    """Load the newest checkpoint of ``out`` into ``run``; the iteration to continue from."""
+    """Load the newest good checkpoint of ``out`` into ``run``; the iteration to continue from."""
     from .config import config_diff
-    from .engine.checkpoint import latest_checkpoint, load_checkpoint
 
-    path = latest_checkpoint(out / "checkpoints")
-    if path is None:
+    found = _newest_good_checkpoint(out, ctx)
+    if found is None:
         return 0
-    ckpt = load_checkpoint(path, map_location=ctx.device)
+    path, ckpt = found
     if isinstance(ckpt.get("config"), dict):
         diff = config_diff(ckpt["config"], cfg, ignore=RESUME_IGNORED_KEYS)
         if diff:
@@ -419,6 +459,28 @@ def _resume(run: _Run, cfg: dict, out: Path, ctx) -> int:
     start = int(ckpt["iteration"])
     _event(ctx, out, f"resuming {out} from {path.name} (iteration {start} of {cfg['train']['iterations']})")
     return start
+
+
+def _newest_good_checkpoint(out: Path, ctx) -> tuple[Path, dict] | None:
+    """(path, content) of the newest checkpoint that loads and matches its checksum; a damaged
+    newer one is named in events.log. None without checkpoints; a UserError if all are damaged."""
+    from .engine.checkpoint import list_checkpoints, load_checkpoint
+
+    damaged: list[str] = []
+    for _, path in reversed(list_checkpoints(out / "checkpoints")):
+        try:
+            ckpt = load_checkpoint(path, map_location=ctx.device)
+        except UserError as e:
+            damaged.append(str(e))
+            _event(ctx, out, f"{e}; trying the previous checkpoint")
+            continue
+        if damaged:
+            _event(ctx, out, f"falling back to {path}, the newest good checkpoint")
+        return path, ckpt
+    if damaged:
+        raise UserError(f"no good checkpoint in {out / 'checkpoints'}:\n  " + "\n  ".join(damaged)
+                        + "\nremove the damaged files to train this run from the start")
+    return None
 
 
 def _make_loader(dataset, cfg: dict, ctx, start: int):

@@ -1,6 +1,7 @@
-"""`srcr train` under a scheduler: SIGTERM / SIGUSR1 checkpoint at the next iteration boundary and
-exit 75, and the rerun ends bit-identical to an uninterrupted run; a log file gets one plain line
-per log interval (no progress-bar redraws); bad data leaves no run folder; summary.json."""
+"""`srcr train` under a scheduler: SIGTERM / SIGUSR1 / SIGINT (Ctrl-C) checkpoint at the next
+iteration boundary and exit 75, and the rerun ends bit-identical to an uninterrupted run; a log
+file gets one plain line per log interval (no progress-bar redraws); bad data leaves no run
+folder; summary.json."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def uninterrupted(syn_root, tmp_path_factory):
     return cfg_path, tmp / "ref"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT])
 def test_stop_signal_checkpoints_mid_interval_and_resumes_exactly(sig, uninterrupted, tmp_path):
     cfg_path, ref = uninterrupted
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import threading
+import zipfile
+import zlib
 from typing import Any, Iterable, Mapping
 
 import cv2
@@ -263,5 +265,7 @@ def load_per_image(path) -> dict[str, Any]:
                 "names": [str(s) for s in z["names"]],
                 "confusion": z["confusion"],
             }
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: cannot read per-image counts ({e})") from None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        # a truncated or damaged file (zipfile names neither the file nor the cause)
+        raise UserError(f"{path}: cannot read per-image counts ({type(e).__name__}: {e}); "
+                        f"re-run srcr evaluate for it") from None

@@ -152,6 +152,11 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     'state_dict_ema', strips 'module.', and keeps only 'backbone.*' of a whole mmseg segmentor."""
     if not os.path.isfile(path):
         raise UserError(f"model.pretrained: {path!r} does not exist (pretrained weights are local files only)")
+    from ..engine.checkpoint import checkpoint_damage
+
+    damage = checkpoint_damage(path)  # a srcr checkpoint (a pretraining run) has a sidecar
+    if damage:
+        raise UserError(f"model.pretrained: {path} is damaged: {damage}")
     try:
         if path.endswith(".safetensors"):
             from safetensors.torch import load_file

@@ -21,6 +21,9 @@ Outputs (SUITE = basename of each --results, TABLE = each selected table, stable
     OUT/SUITE/figures/offsets/VARIANT_K.png  .pdf  K = 0..--offset-images-1, for each variant of the
                                                    tables whose model.align is srm, fam or alignfa
     OUT/cross/TABLE.md  .tex  .csv                 with two or more --results
+    OUT/.../NAME.html                              for every NAME.md above, and every .csv without a .md:
+                                                   a self-contained page (figures embedded) that
+                                                   Snakemake's --report shows inline (srcr.report.html_pages)
 
 srcr.report.outputs.expected_outputs(grid, suites, tables, offset_images) lists exactly these paths
 from the grid alone, for a workflow rule's outputs. Captions for Snakemake's --report:
@@ -35,6 +38,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..utils.io import write_text
+from .html_pages import html_sources, write_html_twin
 
 FIGURES = ("mIoU_vs_gflops", "trimap_curves", "band_vs_interior", "per_class_iou", "per_class_bf",
            "error_share_curves", "class_error_shares")
@@ -53,13 +57,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offset-images", type=int, default=2, help="offset figures per offset variant")
     parser.add_argument("--threads", type=int, default=None, help="processes for the bootstrap resamples (default 1)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="report tables whose variants lack some seeds (else refused), with a "
+                             "note under each such table naming the missing runs")
 
 
 def run(args: argparse.Namespace) -> int:
     tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
     make_report([Path(r) for r in args.results], Path(args.grid), Path(args.out), tables,
                 args.bootstrap, args.seed, args.band_width, args.offset_images, not args.no_progress,
-                workers=args.threads or 1)
+                workers=args.threads or 1, allow_missing=args.allow_missing)
     return 0
 
 
@@ -69,9 +76,13 @@ def offset_variants(suite, variants: list[str]) -> list[str]:
 
 def make_report(results: list[Path], grid_path: Path, out: Path, tables: list[str] | None = None,
                 n_boot: int = 1000, seed: int = 0, band_width: float = 4, offset_images: int = 2,
-                progress: bool = True, figures: bool = True, workers: int = 1) -> list[Path]:
+                progress: bool = True, figures: bool = True, workers: int = 1,
+                allow_missing: bool = False) -> list[Path]:
     """Write the whole report; returns the paths written. ``figures=False`` writes the tables only
-    (OUT/SUITE/tables/TABLE.* and OUT/cross/*), for quick checks."""
+    (OUT/SUITE/tables/TABLE.* and OUT/cross/*), for quick checks. Runs whose per-image counts do
+    not reproduce their metrics.json, and tables whose variants lack seeds, are refused
+    (srcr.report.consistency; ``allow_missing``: noted under the table instead)."""
+    from .consistency import check_counts, check_seeds
     from .load import load_grid, load_suite
     from .offsets import load_offsets
     from .stats import Statistics, make_layout
@@ -82,6 +93,10 @@ def make_report(results: list[Path], grid_path: Path, out: Path, tables: list[st
         raise UserError(f"--results directories must have distinct names, got {names}")
     # everything is read and checked before any bootstrap runs
     suites = [load_suite(r, grid) for r in results]
+    missing = {}
+    for suite in suites:
+        check_counts(suite)
+        missing[suite.name] = check_seeds(suite, grid, allow_missing)
     for suite in suites:
         for v in offset_variants(suite, _variants(grid)):
             run = suite.runs[v][suite.seeds(v)[0]]
@@ -98,7 +113,7 @@ def make_report(results: list[Path], grid_path: Path, out: Path, tables: list[st
         stats = Statistics(suite, make_layout(suite, band_width), n_boot, seed, progress)
         stats.prefetch(workers)
         per_suite[suite.name] = _suite_report(stats, grid, out / suite.name, offset_images, written, figures,
-                                              workers)
+                                              workers, missing[suite.name])
     if len(suites) > 1:
         _cross(grid, per_suite, out / "cross", written)
     index = ["# srcr report", ""]
@@ -108,6 +123,8 @@ def make_report(results: list[Path], grid_path: Path, out: Path, tables: list[st
         index += [f"- cross-dataset: [{t}](cross/{t}.md)" for t, spec in grid.tables.items() if not spec.get("twins")]
     if figures and len(suites) > 1:  # one suite's report.md is its own front page
         _write(out / "index.md", "\n".join(index) + "\n", written)
+    # last: the pages embed the figures written above
+    written += [write_html_twin(p) for p in html_sources(list(written))]
     print(f"report: {len(written)} files in {out}", file=sys.stderr)
     return written
 
@@ -130,7 +147,7 @@ def _offset_figure_job(args: tuple) -> list[Path]:
 
 
 def _suite_report(stats, grid, out: Path, offset_images: int, written: list[Path], figures: bool = True,
-                  workers: int = 1) -> dict:
+                  workers: int = 1, missing: dict | None = None) -> dict:
     from . import figures as fg
     from ..utils.parallel import fork_map
     from .offsets import run_correctness
@@ -154,6 +171,7 @@ def _suite_report(stats, grid, out: Path, offset_images: int, written: list[Path
     for name, spec in grid.tables.items():
         t = build_control_table(stats, name, spec) if spec.get("twins") else build_table(stats, name, spec,
                                                                                            correctness)
+        t.notes += (missing or {}).get(name, [])
         tables[name] = t
         _write(out / "tables" / f"{name}.md", to_markdown(t, "#"), written)
         _write(out / "tables" / f"{name}.tex", to_latex(t), written)

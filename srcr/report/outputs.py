@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .html_pages import html_sources, html_twin
 from .load import load_grid
 
 FIGURE_EXTS = ("png", "pdf")
@@ -48,4 +49,4 @@ def expected_outputs(grid_path: str | Path, suites: list[str], tables: list[str]
         out += [f"{s}/figures/{f}.{e}" for f in figs for e in FIGURE_EXTS]
     if len(suites) > 1:
         out += [f"cross/{t}.{e}" for t, spec in grid.tables.items() if not spec.get("twins") for e in TABLE_EXTS]
-    return out
+    return out + [html_twin(p) for p in html_sources(out)]

@@ -4,7 +4,8 @@ Reads RESULTS/{variant}/seed{N}/eval/metrics.json, RESULTS/{variant}/seed{N}/sum
 RESULTS/flops/{variant}.json. Columns: variant, seed, the headline metrics (aAcc, mIoU, mAcc,
 mBF@t for each tolerance, mBIoU, band/interior mIoU at each trimap width), gflops, params_m
 (inference model, from srcr flops), iterations, train_time_s, num_images, dataset, srcr_version,
-git, machine (device, cpu or gpu, threads, torch).
+git, machine (device, cpu or gpu, threads, torch). With --html, the same table as a self-contained
+HTML page (the CSV's cells as written), which Snakemake's --report shows inline.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variants", required=True, help="comma-separated variant names")
     parser.add_argument("--seeds", required=True, help="comma-separated seeds")
     parser.add_argument("--out", required=True, help="CSV to write (atomically), e.g. results/NAME/runs.csv")
+    parser.add_argument("--html", default=None, metavar="PATH",
+                        help="also write the CSV as a self-contained HTML page (for Snakemake's --report)")
 
 
 def _csv_list(text: str, what: str) -> list[str]:
@@ -77,5 +80,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--seeds: expected integers, got {args.seeds!r}") from None
     df = aggregate(args.results, _csv_list(args.variants, "variants"), seeds)
     write_text(args.out, df.to_csv(index=False, float_format="%.4f"))
+    if args.html:
+        from ..report.html_pages import write_html_twin
+
+        write_html_twin(Path(args.out), Path(args.html))
     print(f"wrote {len(df)} runs to {args.out}", file=sys.stderr)
     return 0

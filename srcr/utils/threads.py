@@ -11,7 +11,8 @@ _ENV_VARS = ("SRCR_THREADS", "SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS")
 
 def resolve_threads(requested: int | None = None) -> int | None:
     """The thread count to use: ``requested`` if given, else the first of SRCR_THREADS,
-    SLURM_CPUS_PER_TASK, OMP_NUM_THREADS that is set; None leaves torch's default."""
+    SLURM_CPUS_PER_TASK, OMP_NUM_THREADS that is set (a value below 1 is refused, as --threads 0
+    is); None leaves torch's default."""
     if requested is not None:
         if requested < 1:
             raise UserError(f"--threads must be >= 1, got {requested}")
@@ -23,8 +24,10 @@ def resolve_threads(requested: int | None = None) -> int | None:
                 n = int(value)
             except ValueError:
                 raise UserError(f"environment variable {var}={value!r} is not an integer thread count") from None
-            if n >= 1:
-                return n
+            if n < 1:  # as --threads 0: the thread count changes results, so never guess one
+                raise UserError(f"environment variable {var}={value!r}: expected a thread count "
+                                f">= 1 (unset it, or give --threads N)")
+            return n
     return None
 
 

@@ -1,4 +1,5 @@
-# The table of every run (runs.csv). Cheap: it runs on the submitting host, never as a cluster job.
+# The table of every run (runs.csv, and runs.html: the same cells as a page that the HTML report
+# shows inline). Cheap: it runs on the submitting host, never as a cluster job.
 
 
 localrules:
@@ -10,15 +11,18 @@ rule aggregate:
         metrics=run_outputs(f"{RESULTS}/{{variant}}/seed{{seed}}/eval/metrics.json"),
         flops=expand(f"{RESULTS}/flops/{{variant}}.json", variant=PLAN.variants),
     output:
-        report(f"{RESULTS}/runs.csv", caption="../report/runs.rst", category="Runs"),
+        csv=f"{RESULTS}/runs.csv",
+        html=report(
+            f"{RESULTS}/runs.html", caption="../report/runs.rst", category="Runs"
+        ),
     log:
         f"{LOGS}/aggregate.log",
     conda:
         "../envs/srcr.yaml"
     params:
-        results=lambda w, output: os.path.dirname(output[0]),
+        results=lambda w, output: os.path.dirname(output.csv),
         variants=",".join(PLAN.variants),
         seeds=",".join(str(s) for s in PLAN.seeds),
     shell:
-        "srcr aggregate --results {params.results} --variants {params.variants} --seeds {params.seeds} "
-        "--out {output} > {log} 2>&1"
+        "srcr aggregate --results {params.results:q} --variants {params.variants} --seeds {params.seeds} "
+        "--out {output.csv:q} --html {output.html:q} > {log:q} 2>&1"

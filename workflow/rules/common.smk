@@ -49,11 +49,8 @@ def seed_group_args(seed, evaluate=False):
     args = [f"--set {shlex.quote(o)}" for o in shared]
     for variant, own in runs:
         run = run_path(variant, seed)
-        args.append(
-            f"--run {run}/checkpoints/final.pth {run}/eval"
-            if evaluate
-            else f"--run {run}"
-        )
+        paths = [f"{run}/checkpoints/final.pth", f"{run}/eval"] if evaluate else [run]
+        args.append("--run " + " ".join(shlex.quote(p) for p in paths))
         args += [f"--set {shlex.quote(o)}" for o in own]
     return " ".join(args)
 
@@ -99,7 +96,11 @@ def _caption(rel):
     parts = rel.split("/")
     stem = parts[-1].rsplit(".", 1)[0]
     if parts[1] == "tables":
-        return "table", "Tables"
+        if stem in PLAN.tables:
+            return "table", "Tables"
+        # the numbers behind a figure: NAME_data.rst where written, else the generic data.rst
+        kind = f"{stem}_data"
+        return (kind if os.path.exists(f"{CAPTIONS}/{kind}.rst") else "data"), "Data"
     if len(parts) > 3 and parts[2] == "offsets":
         return "offsets", "Offsets"
     if stem.startswith("class_changes_"):
@@ -110,8 +111,10 @@ def _caption(rel):
 
 
 def report_outputs():
-    """Every file srcr report writes for this suite; tables, figures (PNG) and the two reports
-    are flagged for `snakemake --report`, each with its caption."""
+    """Every file srcr report writes for this suite. The HTML report shows PNG and HTML files
+    inline and offers any other file as a download, so the figures (PNG) and the HTML renderings of
+    the reports and tables (not their .md/.csv sources) are flagged, each with its caption.
+    """
     from srcr.report.outputs import expected_outputs
 
     rels = expected_outputs(
@@ -120,7 +123,7 @@ def report_outputs():
     outs = []
     for rel in rels:
         path = f"reports/{rel}"
-        if rel.endswith((".png", ".md")):
+        if rel.endswith((".png", ".html")):
             kind, category = _caption(rel)
             path = report(path, caption=f"{CAPTIONS}/{kind}.rst", category=category)
         outs.append(path)
@@ -129,8 +132,8 @@ def report_outputs():
 
 # srcr synth, for the evaluated set and the pretraining split
 SYNTH_SHELL = (
-    "srcr synth --out {output} --n-train {params.n_train} --n-val {params.n_val} "
-    "--size {params.size} --seed {params.seed} --workers {threads} --no-progress > {log} 2>&1"
+    "srcr synth --out {output:q} --n-train {params.n_train} --n-val {params.n_val} "
+    "--size {params.size} --seed {params.seed} --workers {threads} --no-progress > {log:q} 2>&1"
 )
 
 

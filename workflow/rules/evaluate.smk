@@ -36,8 +36,8 @@ if PLAN.group_by_seed:
             runs=lambda w: seed_group_args(w.seed, evaluate=True),
             device=device("evaluate"),
         shell:
-            "srcr evaluate --config {input.config} {params.runs} "
-            "--threads {threads} --device {params.device} > {log} 2>&1"
+            "srcr evaluate --config {input.config:q} {params.runs} "
+            "--threads {threads} --device {params.device} > {log:q} 2>&1"
 
 else:
 
@@ -66,5 +66,5 @@ else:
             sets=lambda w: set_args(w.variant, w.seed),
             device=device("evaluate"),
         shell:
-            "srcr evaluate --config {input.config} --checkpoint {input.checkpoint} --out {params.out} "
-            "{params.sets} --threads {threads} --device {params.device} > {log} 2>&1"
+            "srcr evaluate --config {input.config:q} --checkpoint {input.checkpoint:q} --out {params.out:q} "
+            "{params.sets} --threads {threads} --device {params.device} > {log:q} 2>&1"

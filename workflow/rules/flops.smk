@@ -24,5 +24,5 @@ rule flops:
             else ""
         ),
     shell:
-        "srcr flops --config {input.config} {params.sets} {params.size} --json {output} "
-        "--threads {threads} > {log} 2>&1"
+        "srcr flops --config {input.config:q} {params.sets} {params.size} --json {output:q} "
+        "--threads {threads} > {log:q} 2>&1"

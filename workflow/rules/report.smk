@@ -28,6 +28,6 @@ rule report:
         tables=",".join(PLAN.tables),
         offset_images=REPORT_OFFSET_IMAGES,
     shell:
-        "srcr report --results {params.results} --grid {input.grid} --tables {params.tables} "
-        "--out {params.out} --offset-images {params.offset_images} --threads {threads} --no-progress "
-        "> {log} 2>&1"
+        "srcr report --results {params.results:q} --grid {input.grid:q} --tables {params.tables} "
+        "--out {params.out:q} --offset-images {params.offset_images} --threads {threads} --no-progress "
+        "> {log:q} 2>&1"

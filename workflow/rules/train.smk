@@ -33,8 +33,8 @@ if PLAN.group_by_seed:
             device=device("train"),
             threads=threads_per_process("train"),
         shell:
-            "srcr train --config {input.config} {params.runs} "
-            "--threads {params.threads} --device {params.device} > {log} 2>&1"
+            "srcr train --config {input.config:q} {params.runs} "
+            "--threads {params.threads} --device {params.device} > {log:q} 2>&1"
 
 else:
 
@@ -63,8 +63,8 @@ else:
             device=device("train"),
             threads=threads_per_process("train"),
         shell:
-            "{params.launcher} train --config {input.config} --out {params.run} {params.sets} "
-            "--threads {params.threads} --device {params.device} > {log} 2>&1"
+            "{params.launcher} train --config {input.config:q} --out {params.run:q} {params.sets} "
+            "--threads {params.threads} --device {params.device} > {log:q} 2>&1"
 
 
 if PLAN.pretrain:
@@ -94,5 +94,5 @@ if PLAN.pretrain:
             device=device("pretrain"),
             threads=threads_per_process("pretrain"),
         shell:
-            "{params.launcher} train --config {input.config} --out {params.run} {params.sets} "
-            "--threads {params.threads} --device {params.device} > {log} 2>&1"
+            "{params.launcher} train --config {input.config:q} --out {params.run:q} {params.sets} "
+            "--threads {params.threads} --device {params.device} > {log:q} 2>&1"

@@ -454,6 +454,11 @@ def load_mscan_checkpoint(model: nn.Module, path: str | os.PathLike) -> dict[str
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise UserError(f"MSCAN checkpoint {path!r} does not exist (pretrained weights are local files only)")
+    from ...engine.checkpoint import checkpoint_damage
+
+    damage = checkpoint_damage(path)
+    if damage:
+        raise UserError(f"MSCAN checkpoint {path} is damaged: {damage}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
