@@ -338,6 +338,7 @@ def resolve_config(user: dict, overrides: Iterable[str] | None = None, source: s
     _fill_num_classes(cfg)
     validate(cfg, source)
     _check_semantics(cfg, source)
+    _apply_eval_preset(cfg, source)
     return cfg
 
 
@@ -351,6 +352,24 @@ def _fill_num_classes(cfg: dict) -> None:
     from .data.folder import read_classes
 
     model["num_classes"] = len(read_classes(data["root"]).names)
+
+
+def _apply_eval_preset(cfg: dict, source: str) -> None:
+    """``eval.preset`` sets ``eval.scales`` and ``eval.flip`` (srcr.engine.inference.EVAL_PRESETS);
+    scales or flip set to something else beside a preset is an error, not a silent override."""
+    from .engine.inference import EVAL_PRESETS
+
+    ev = cfg["eval"]
+    preset = ev.get("preset")
+    if preset is None:
+        return
+    want = EVAL_PRESETS[preset]
+    given = {"scales": [float(x) for x in ev["scales"]], "flip": bool(ev["flip"])}
+    if given not in (EVAL_PRESETS["ss"], want):
+        raise UserError(f"{source}: eval.preset {preset} sets eval.scales to {want['scales']} and "
+                        f"eval.flip to {str(want['flip']).lower()}, but they are set to "
+                        f"{ev['scales']} and {str(ev['flip']).lower()}; drop one or the other")
+    ev["scales"], ev["flip"] = list(want["scales"]), want["flip"]
 
 
 def _check_semantics(cfg: dict, source: str) -> None:

@@ -478,8 +478,9 @@ def _eval_dataset(cfg: dict):
 
         syn = data["synthetic"]
         ensure_synthetic(data["root"], syn["n_train"], syn["n_val"], tuple(syn["size"]), syn["seed"])
+    # images at their original size: every test scale resizes them afresh (predict_probs)
     ds = build_dataset(data["dataset"], data["root"], ev["split"],
-                       transforms=build_eval_transforms(ev["scale"], mean=data["mean"], std=data["std"]))
+                       transforms=build_eval_transforms(None, mean=data["mean"], std=data["std"]))
     if len(ds) == 0:
         raise UserError(f"{data['root']}: the {ev['split']} split is empty")
     return ds
@@ -507,7 +508,7 @@ def _eval_image(r: _EvalRun, i: int, item: dict, image, ds) -> None:
     """Predict and score image ``i`` for one checkpoint; its panels and offsets if it is one of those."""
     import numpy as np
 
-    from .engine.inference import model_offsets, predict_label
+    from .engine.inference import model_offsets, predict_label, scaled_input
 
     t0 = time.perf_counter()
     data = r.cfg["data"]
@@ -518,7 +519,9 @@ def _eval_image(r: _EvalRun, i: int, item: dict, image, ds) -> None:
     if i in r.vis_idx:
         _save_vis(r.out, name, item["image"], label.numpy(), pred.numpy(), ds, data)
     if i in r.off_idx:
-        rec = model_offsets(r.model, image)  # a whole-image forward: offsets on this image's full grid
+        # a whole-image forward at the single-scale test size: offsets on this image's full grid
+        ev = r.cfg["eval"]
+        rec = model_offsets(r.model, scaled_input(image, ev["scale"], 1.0, ev["size_divisor"]))
         # what `srcr report` needs beside the offsets (offset correctness, panels): the label, the
         # prediction and the image (uint8 at label size), so it never re-reads data
         rec.update(label=label.numpy().astype(np.uint8), pred=pred.numpy().astype(np.uint8),
@@ -563,7 +566,8 @@ def _finish(r: _EvalRun, ds, dev) -> dict:
         "checkpoint": {"path": str(r.ckpt_path.resolve()), "sha256": r.sha, "iteration": r.ckpt.get("iteration")},
         "dataset": {"name": data["dataset"], "root": str(data["root"]), "split": ev["split"],
                     "num_images": len(ds), "classes": list(ds.classes)},
-        "inference": {k: ev[k] for k in ("mode", "crop_size", "stride", "scale", "flip", "scales")},
+        "inference": {k: ev[k] for k in ("mode", "crop_size", "stride", "scale", "size_divisor", "flip",
+                                         "scales", "preset")},
         "conventions": {
             "metrics": results.get("convention"),
             "prediction": "softmax probabilities of every (scale, flip) pass resized to the label size "

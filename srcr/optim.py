@@ -1,8 +1,21 @@
 """Optimiser with parameter groups, and the poly learning-rate schedule with linear warm-up.
 
-The paper-scale recipe is SegNeXt's (Guo et al., NeurIPS 2022): AdamW, lr 6e-5, weight decay 0.01
-with none on norms and biases, head lr x10, linear warm-up over 1500 iterations then poly decay
-(power 1.0) to 0 at 160k iterations.
+The paper-scale recipe is SegNeXt's (Guo et al., NeurIPS 2022): AdamW, lr 6e-5, weight decay 0.01,
+head lr x10, linear warm-up over 1500 iterations then poly decay (power 1.0) to 0 at 160k iterations.
+
+Two grouping rules decide each parameter's lr and weight-decay multipliers (``train.optimizer.grouping``):
+
+- ``srcr``: no decay on any norm parameter, bias or 1-D parameter (layer scales, attention gammas);
+  lr x ``head_lr_mult`` outside the backbone.
+- ``mmcv``: SegNeXt's configs' ``paramwise_cfg=dict(custom_keys=...)`` under mmcv's
+  ``DefaultOptimizerConstructor`` rule. Of the keys that are a substring of the parameter's full
+  name, the longest wins, ties going to the alphabetically first; its ``lr_mult`` / ``decay_mult``
+  (1 when absent) apply; a parameter no key matches keeps the base lr and decay (SegNeXt sets no
+  ``bias_decay_mult`` or ``norm_decay_mult``). The names matched are those the parameter has in
+  SegNeXt's mmseg model (:func:`mmseg_name`), so SegNeXt's keys ``pos_block`` and ``norm``
+  (decay 0) and ``head`` (lr x10) select what they select there: the backbone's patch-embedding,
+  block and stage norms lose their decay, its stem BNs, biases and layer scales keep it, and every
+  parameter outside the backbone, norms included, gets lr x10 with full decay.
 
 Schedule semantics (``lr_factor``), exactly mmseg 1.x's SegNeXt ``param_scheduler``
 ``[LinearLR(start_factor=warmup_ratio, begin=0, end=W), PolyLR(power=p, eta_min, begin=W, end=T)]``
@@ -32,10 +45,18 @@ from .utils.validate import check_keys
 from .utils.validate import check_number as _check_number
 
 OPTIMIZERS = ("adamw", "sgd")
+GROUPINGS = ("srcr", "mmcv")
 OPTIMIZER_DEFAULTS: dict[str, Any] = {
     "name": "adamw", "lr": 6.0e-5, "weight_decay": 0.01, "betas": [0.9, 0.999], "momentum": 0.9,
-    "head_lr_mult": 10.0, "eps": 1.0e-8, "nesterov": False,
+    "head_lr_mult": 10.0, "eps": 1.0e-8, "nesterov": False, "grouping": "srcr", "custom_keys": None,
 }
+
+
+def segnext_custom_keys(head_lr_mult: float = 10.0) -> dict[str, dict[str, float]]:
+    """SegNeXt's ``paramwise_cfg.custom_keys`` (every config in local_configs/segnext/), with the
+    ``head`` lr multiplier (10 there) taken from ``head_lr_mult``."""
+    return {"pos_block": {"decay_mult": 0.0}, "norm": {"decay_mult": 0.0},
+            "head": {"lr_mult": float(head_lr_mult)}}
 SCHEDULE_DEFAULTS: dict[str, Any] = {
     "power": 1.0, "warmup_iters": 1500, "warmup_ratio": 1.0e-6, "min_lr": 0.0,
 }
@@ -62,20 +83,74 @@ def _merge(path: str, given: dict | None, defaults: dict) -> dict:
     return {**defaults, **given}
 
 
-def param_groups(model: nn.Module, lr: float, weight_decay: float,
-                 head_lr_mult: float = 1.0) -> list[dict]:
-    """Split trainable parameters into up to four groups: {backbone, head} x {decay, no_decay}.
+def mmseg_name(name: str) -> str:
+    """The name a parameter of srcr's Segmentor (``name`` without DDP/compile prefixes) has in
+    SegNeXt's mmseg ``EncoderDecoder``: MSCAN parameters in the official key layout under
+    ``backbone.``; the auxiliary head under ``auxiliary_head.``; everything else (decoder,
+    alignment and context modules, classifier, embedding head) under ``decode_head.``, where an
+    mmseg segmentor keeps its decoder. Other backbones keep their own names."""
+    from .models.backbones.mscan import srcr_to_official_key
 
-    No weight decay on: every parameter of a norm layer (BatchNorm/SyncBN/InstanceNorm, GroupNorm,
-    LayerNorm), every bias, and every parameter with ndim <= 1 (layer scales, attention gammas).
-    ``head`` = every parameter whose name (DDP/compile prefixes removed) does not start with
-    ``backbone.``; its lr is ``lr * head_lr_mult``. Each group records ``initial_lr`` (its base lr,
-    read by ``apply_lr``), ``lr_mult``, ``decay_mult`` and a ``name``; empty groups are dropped.
+    top, _, rest = name.partition(".")
+    if top == "backbone":
+        official = srcr_to_official_key(rest)
+        return name if official is None else f"backbone.{official}"
+    if top == "aux_head":
+        return f"auxiliary_head.{rest}"
+    return f"decode_head.{name}"
+
+
+def match_custom_key(name: str, custom_keys: dict) -> str | None:
+    """mmcv's choice among ``custom_keys``: the longest key that is a substring of ``name``, ties
+    to the alphabetically first; None when no key matches."""
+    for key in sorted(sorted(custom_keys), key=len, reverse=True):
+        if key in name:
+            return key
+    return None
+
+
+def _srcr_rule(head_lr_mult: float):
+    def rule(full: str, p_name: str, param: torch.nn.Parameter, is_norm: bool):
+        part = "backbone" if full.startswith("backbone.") else "head"
+        no_decay = is_norm or p_name == "bias" or p_name.endswith(".bias") or param.ndim <= 1
+        lr_mult = 1.0 if part == "backbone" else float(head_lr_mult)
+        return f"{part}.{'no_decay' if no_decay else 'decay'}", lr_mult, 0.0 if no_decay else 1.0
+    return rule
+
+
+def _mmcv_rule(custom_keys: dict):
+    def rule(full: str, p_name: str, param: torch.nn.Parameter, is_norm: bool):
+        key = match_custom_key(mmseg_name(full), custom_keys)
+        mults = custom_keys.get(key, {}) if key is not None else {}
+        return (f"key:{key}" if key is not None else "base", float(mults.get("lr_mult", 1.0)),
+                float(mults.get("decay_mult", 1.0)))
+    return rule
+
+
+def param_groups(model: nn.Module, lr: float, weight_decay: float,
+                 head_lr_mult: float = 1.0, grouping: str = "srcr",
+                 custom_keys: dict | None = None) -> list[dict]:
+    """Trainable parameters in groups of equal lr and weight-decay multipliers.
+
+    ``grouping`` picks the rule (module docstring). ``srcr``: up to four groups {backbone, head} x
+    {decay, no_decay}: no weight decay on every parameter of a norm layer
+    (BatchNorm/SyncBN/InstanceNorm, GroupNorm, LayerNorm), every bias, and every parameter with
+    ndim <= 1 (layer scales, attention gammas); ``head`` = every parameter whose name (DDP/compile
+    prefixes removed) does not start with ``backbone.``; its lr is ``lr * head_lr_mult``. ``mmcv``:
+    one group per matched key of ``custom_keys`` (``key:NAME``) and ``base`` for the rest;
+    ``custom_keys`` None means :func:`segnext_custom_keys` ``(head_lr_mult)``.
+
+    Each group records ``initial_lr`` (its base lr, read by ``apply_lr``), ``lr_mult``,
+    ``decay_mult``, a ``name`` and ``param_names``; empty groups are dropped.
     """
-    buckets: dict[tuple[str, str], list[tuple[str, torch.nn.Parameter]]] = {
-        ("backbone", "decay"): [], ("backbone", "no_decay"): [],
-        ("head", "decay"): [], ("head", "no_decay"): [],
-    }
+    if grouping == "srcr":
+        rule = _srcr_rule(head_lr_mult)
+    elif grouping == "mmcv":
+        rule = _mmcv_rule(segnext_custom_keys(head_lr_mult) if custom_keys is None else custom_keys)
+    else:
+        raise UserError(f"train.optimizer.grouping: unknown rule {grouping!r}; expected one of: "
+                        f"{', '.join(GROUPINGS)}")
+    buckets: dict[str, tuple[float, float, list[tuple[str, torch.nn.Parameter]]]] = {}
     seen: set[int] = set()
     for mod_name, module in model.named_modules():
         is_norm = isinstance(module, _NORM_TYPES)
@@ -84,33 +159,57 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float,
                 continue
             seen.add(id(param))
             full = _strip_wrappers(f"{mod_name}.{p_name}" if mod_name else p_name)
-            part = "backbone" if full.startswith("backbone.") else "head"
-            no_decay = is_norm or p_name == "bias" or p_name.endswith(".bias") or param.ndim <= 1
-            buckets[(part, "no_decay" if no_decay else "decay")].append((full, param))
+            name, lr_mult, decay_mult = rule(full, p_name, param, is_norm)
+            buckets.setdefault(name, (lr_mult, decay_mult, []))[2].append((full, param))
 
     groups = []
-    for (part, decay), items in buckets.items():
-        if not items:
-            continue
-        mult = 1.0 if part == "backbone" else float(head_lr_mult)
-        group_lr = float(lr) * mult
+    for name in _group_order(buckets):
+        lr_mult, decay_mult, items = buckets[name]
+        group_lr = float(lr) * lr_mult
         groups.append({
-            "name": f"{part}.{decay}",
+            "name": name,
             "params": [p for _, p in items],
             "param_names": [n for n, _ in items],
             "lr": group_lr,
             "initial_lr": group_lr,
-            "lr_mult": mult,
-            "weight_decay": float(weight_decay) if decay == "decay" else 0.0,
-            "decay_mult": 1.0 if decay == "decay" else 0.0,
+            "lr_mult": lr_mult,
+            "weight_decay": float(weight_decay) * decay_mult,
+            "decay_mult": decay_mult,
         })
     return groups
+
+
+def _group_order(buckets: dict) -> list[str]:
+    # a fixed order, independent of which parameter comes first: the optimiser state of a
+    # checkpoint is matched to groups by position
+    srcr_order = ["backbone.decay", "backbone.no_decay", "head.decay", "head.no_decay"]
+    return [n for n in srcr_order if n in buckets] + sorted(n for n in buckets if n not in srcr_order)
+
+
+def check_custom_keys(custom_keys: Any) -> dict | None:
+    """``train.optimizer.custom_keys``: null or {key: {lr_mult: x, decay_mult: y}} (either
+    optional, non-negative numbers); UserError naming the key otherwise."""
+    if custom_keys is None:
+        return None
+    if not isinstance(custom_keys, dict) or not custom_keys:
+        raise UserError(f"train.optimizer.custom_keys: expected null or a non-empty mapping of name "
+                        f"substrings to {{lr_mult, decay_mult}}, got {custom_keys!r}")
+    for key, mults in custom_keys.items():
+        path = f"train.optimizer.custom_keys.{key}"
+        if not isinstance(key, str) or not key:
+            raise UserError(f"train.optimizer.custom_keys: keys must be non-empty strings, got {key!r}")
+        if not isinstance(mults, dict):
+            raise UserError(f"{path}: expected a mapping with lr_mult and/or decay_mult, got {mults!r}")
+        check_keys(path, mults, {"lr_mult": 1.0, "decay_mult": 1.0})
+        for k, v in mults.items():
+            _check_number(f"{path}.{k}", v, minimum=0)
+    return custom_keys
 
 
 def build_optimizer(model: nn.Module, opt_cfg: dict | None) -> torch.optim.Optimizer:
     """AdamW or SGD over ``param_groups(model, ...)`` from the config's ``train.optimizer`` section
     (keys: name, lr, weight_decay, betas [AdamW], eps [AdamW], momentum [SGD], nesterov [SGD],
-    head_lr_mult). Unknown keys or names raise ``UserError``."""
+    head_lr_mult, grouping, custom_keys [mmcv]). Unknown keys or names raise ``UserError``."""
     cfg = _merge("train.optimizer", opt_cfg, OPTIMIZER_DEFAULTS)
     name = cfg["name"]
     if not isinstance(name, str) or name.lower() not in OPTIMIZERS:
@@ -120,7 +219,9 @@ def build_optimizer(model: nn.Module, opt_cfg: dict | None) -> torch.optim.Optim
     _check_number("train.optimizer.lr", cfg["lr"], positive=True)
     _check_number("train.optimizer.weight_decay", cfg["weight_decay"], minimum=0)
     _check_number("train.optimizer.head_lr_mult", cfg["head_lr_mult"], positive=True)
-    groups = param_groups(model, cfg["lr"], cfg["weight_decay"], cfg["head_lr_mult"])
+    custom_keys = check_custom_keys(cfg["custom_keys"])
+    groups = param_groups(model, cfg["lr"], cfg["weight_decay"], cfg["head_lr_mult"],
+                          cfg["grouping"], custom_keys)
     if not groups:
         raise UserError("train.optimizer: the model has no trainable parameters")
     if name == "adamw":

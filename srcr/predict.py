@@ -330,17 +330,19 @@ class Predictor:
         import torch
 
         from .data.transforms import build_eval_transforms
-        from .engine.inference import model_offsets, predict_label
+        from .engine.inference import model_offsets, predict_label, scaled_input
 
-        data = self.cfg["data"]
+        data, ev = self.cfg["data"], self.cfg["eval"]
         h, w = rgb.shape[:2]
-        tf = build_eval_transforms(self.cfg["eval"]["scale"], mean=data["mean"], std=data["std"])
+        # the original size: predict_label resizes for eval.scale / eval.size_divisor itself
+        tf = build_eval_transforms(None, mean=data["mean"], std=data["std"])
         norm, _ = tf(rgb, np.zeros((h, w), np.uint8), np.random.default_rng(0))
         x = torch.from_numpy(np.ascontiguousarray(norm.transpose(2, 0, 1), dtype=np.float32))[None]
         x = x.to(self.device)
         with torch.no_grad():
             pred = predict_label(self.model, x, (h, w), self.cfg).numpy().astype(np.uint8)
-            offsets = model_offsets(self.model, x) if self.offsets else None
+            offsets = (model_offsets(self.model, scaled_input(x, ev["scale"], 1.0, ev["size_divisor"]))
+                       if self.offsets else None)
         return pred, offsets
 
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from srcr.config import load_config
-from srcr.engine.inference import keep_ratio_size, predict_probs, slide_logits, whole_logits
+from srcr.engine.inference import keep_ratio_size, pass_sizes, predict_probs, slide_logits, whole_logits
 from srcr.errors import UserError
 from srcr.evaluate import evaluate, resolve_checkpoint
 from srcr.metrics import SegEvaluator, load_per_image
@@ -79,6 +79,47 @@ def test_flip_and_multiscale_average_probabilities():
     assert torch.allclose(ms, (torch.softmax(up, 1) + torch.softmax(net(img), 1)) / 2, atol=1e-6)
     # output at the label size, whatever the inference size
     assert predict_probs(net, img, (7, 9), 3, scale=(8, 40)).shape == (1, 3, 7, 9)
+
+
+def test_each_test_scale_resizes_the_original_image_once_as_mmseg_0x():
+    # mmseg 0.x MultiScaleFlipAug(img_scale=(2048, 512), img_ratios=[.., 1.5, ..]): scale
+    # (3072, 768), keep-ratio from the original 375x500 -> 768x1024 (not 512x683 x 1.5 = 768x1025)
+    assert pass_sizes(375, 500, (512, 2048), 1.5) == [(768, 1024)]
+    assert pass_sizes(375, 500, (512, 2048), 1.0) == [(512, 683)]
+    assert pass_sizes(375, 500, (512, 2048), 0.75) == [(384, 512)]
+    # ResizeToMultiple(size_divisor=32) then rounds the resized image up
+    assert pass_sizes(375, 500, (512, 2048), 1.0, 32) == [(512, 683), (512, 704)]
+    # no eval.scale: ratios of the image's own size (mmseg: img_scale=None with img_ratios)
+    assert pass_sizes(1024, 2048, None, 0.75) == [(768, 1536)]
+    assert pass_sizes(1024, 2048, None, 1.0) == [(1024, 2048)]
+    # the network sees the original image resized once, straight to 768x1024
+    seen = []
+
+    def net(x):
+        seen.append((tuple(x.shape[-2:]), x.clone()))
+        return x[:, :2]
+
+    img = torch.randn(1, 3, 375, 500)
+    predict_probs(net, img, (375, 500), 2, scale=(512, 2048), scales=(1.0, 1.5))
+    assert [s for s, _ in seen] == [(512, 683), (768, 1024)]
+    once = F.interpolate(img, size=(768, 1024), mode="bilinear", align_corners=False)
+    assert torch.equal(seen[1][1], once)
+    seen.clear()
+    predict_probs(net, img, (375, 500), 2, scale=(512, 2048), size_divisor=32)
+    twice = F.interpolate(F.interpolate(img, size=(512, 683), mode="bilinear", align_corners=False),
+                          size=(512, 704), mode="bilinear", align_corners=False)
+    assert seen[0][0] == (512, 704) and torch.equal(seen[0][1], twice)
+
+
+def test_eval_presets():
+    cfg = load_config(REPO / "config" / "cityscapes_mscan_s.yaml", ["eval.preset=ms_flip"])
+    assert cfg["eval"]["scales"] == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75] and cfg["eval"]["flip"] is True
+    cfg = load_config(REPO / "config" / "cityscapes_mscan_s.yaml", ["eval.preset=ss"])
+    assert cfg["eval"]["scales"] == [1.0] and cfg["eval"]["flip"] is False
+    with pytest.raises(UserError, match=r"eval\.preset ms_flip sets eval\.scales.*\[1\.0, 2\.0\]"):
+        load_config(REPO / "config" / "cityscapes_mscan_s.yaml", ["eval.preset=ms_flip", "eval.scales=[1.0, 2.0]"])
+    with pytest.raises(UserError, match=r"eval\.preset"):
+        load_config(REPO / "config" / "cityscapes_mscan_s.yaml", ["eval.preset=tta"])
 
 
 def test_keep_ratio_size_matches_mmseg():
@@ -220,9 +261,11 @@ def test_paper_configs_evaluate_on_fixtures(name, maker, extra, tmp_path):
     assert rec["dataset"]["num_images"] == 2 and rec["inference"]["mode"] == cfg["eval"]["mode"]
     z = np.load(tmp_path / "eval" / "offsets.npz")
     assert z["s4_refined"].shape[:2] == (1, 2)
-    if cfg["eval"]["scale"]:  # ADE20K: inference at the keep-ratio size, scored at the label size
+    if cfg["eval"]["scale"]:  # ADE20K: inference at the keep-ratio size up to a multiple of 32
         h, w = 64, 96  # fixture image size
-        assert z["s4_refined"].shape[-2:] == tuple(-(-s // 4) for s in keep_ratio_size(h, w, cfg["eval"]["scale"]))
+        size = keep_ratio_size(h, w, cfg["eval"]["scale"])
+        size = tuple(-(-s // 32) * 32 for s in size)
+        assert z["s4_refined"].shape[-2:] == tuple(s // 4 for s in size)
 
 
 def _same_backbone_ckpts(cfgs: list[dict], tmp_path: Path) -> list[Path]:

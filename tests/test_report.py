@@ -224,3 +224,54 @@ def test_context_tables_state_the_map_size_the_context_modules_saw():
     city = load_config(REPO / "config" / "cityscapes_mscan_s.yaml")
     assert "at evaluation" in context_maps(city)
     assert context_maps({"model": {"context": "crm"}}) is None  # a config that does not say: no note
+
+
+def test_paper_column_tables_name_the_evaluation_mode_and_show_a_second_ms_flip_evaluation(tmp_path):
+    from srcr.report.paper import eval_mode
+    from srcr.report.tables import build_table, cross_table
+
+    assert eval_mode({"scales": [1.0], "flip": False}) == "ss"
+    assert eval_mode({"scales": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75], "flip": True}) == "ms+flip"
+    assert eval_mode({"scales": [0.75, 1.0], "flip": True}) == "scales 0.75,1 + flip"
+    assert eval_mode({}) == "ss"  # records written before the key existed: single-scale
+    results, grid_path = make_tree(tmp_path, seeds=(0,))
+    ms = {}
+    for run in sorted(results.glob("*/seed0")):
+        path = run / "eval" / "metrics.json"
+        rec = json.loads(path.read_text())
+        rec["dataset"]["name"] = "cityscapes"
+        rec["inference"] = {"scales": [1.0], "flip": False}
+        if run.parent.name == "better":  # the full model: SRM + CRM with the contrastive term
+            rec["config"]["model"].update(align="srm", context="crm")
+            ms_rec = {**rec, "metrics": {**rec["metrics"], "mIoU": rec["metrics"]["mIoU"] + 1.25},
+                      "inference": {"scales": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75], "flip": True}}
+            (run / "eval_ms_flip").mkdir()
+            (run / "eval_ms_flip" / "metrics.json").write_text(json.dumps(ms_rec))
+            ms["better"] = ms_rec["metrics"]["mIoU"]
+        path.write_text(json.dumps(rec))
+    suite = load_suite(results, load_grid(grid_path))
+    st = Statistics(suite, make_layout(suite, 4), 100, seed=0, progress=False)
+    spec = {"title": "t", "baseline": "base", "variants": ["base", "better"]}
+    t = build_table(st, "main", spec, {})
+    shown = t.shown.set_index("variant")
+    assert list(shown["eval"]) == ["ss", "ss"]
+    assert shown.loc["better", "mIoU (ms+flip)"] == f"{ms['better']:.2f}" and shown.loc["base", "mIoU (ms+flip)"] == "–"
+    assert shown.loc["better", "reported mIoU (paper)"] == "84.5"
+    notes = " ".join(t.notes)
+    assert "82.5" in notes and "81.3 ss and 82.7 ms+flip" in notes and "beside both" in notes
+    assert "Evaluation of mIoU and the other measured columns: ss" in notes
+    cross = cross_table("x", "x", [t])
+    assert "synthetic: mIoU (ss)" in cross.shown.columns  # the suite (directory) name heads the block
+    # a second evaluation of another checkpoint, or in another mode, is refused
+    bad = results / "better" / "seed0" / "eval_ms_flip" / "metrics.json"
+    good = bad.read_text()
+    bad.write_text(json.dumps({**json.loads(good), "checkpoint": {"sha256": "other"}}))
+    with pytest.raises(UserError, match=r"eval_ms_flip/metrics\.json: evaluates another checkpoint"):
+        build_table(st, "main", spec, {})
+    bad.write_text(json.dumps({**json.loads(good), "inference": {"scales": [1.0], "flip": True}}))
+    with pytest.raises(UserError, match=r"is a scales 1 \+ flip evaluation, expected ms\+flip"):
+        build_table(st, "main", spec, {})
+    # a suite without paper numbers (the synthetic one) keeps its tables as they were
+    plain = build_table(_stats(tmp_path / "plain", (0,)), "main", spec, {})
+    assert "eval" not in plain.shown.columns and "eval_mode" not in plain.csv.columns
+    assert not any("Evaluation of mIoU" in n for n in plain.notes)

@@ -1,5 +1,13 @@
 """Test-time inference: whole image or sliding window (mmsegmentation's semantics), optional
-horizontal flip and multi-scale, and the keep-ratio resize of ``eval.scale``.
+horizontal flip and multi-scale, the keep-ratio resize of ``eval.scale`` and the resize to a
+multiple of ``eval.size_divisor``.
+
+Test sizes follow mmseg 0.x (the code SegNeXt's configs ran on): ``MultiScaleFlipAug`` turns each
+ratio r into the scale ``(int(S_h * r), int(S_w * r))`` of ``eval.scale`` S (the image's own size
+when S is null) and ``Resize(keep_ratio=True)`` resizes the ORIGINAL image to fit it, then
+``ResizeToMultiple`` resizes that result up to the next multiple of the divisor. A 375x500 image
+with S = (512, 2048) and r = 1.5 is inferred at 768x1024. (mmseg 1.x's ``TestTimeAug`` instead
+multiplies the keep-ratio size's scale factor, and its ``size_divisor`` pads rather than resizes.)
 
 Multi-scale / flip follow mmseg's aug_test: the softmax probabilities of every (scale, flip) pass,
 each resized to the output (label) size, are averaged; with one pass the argmax equals that of the
@@ -7,8 +15,6 @@ logits resized to the label size.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +26,35 @@ def keep_ratio_size(h: int, w: int, scale: tuple[int, int] | list[int]) -> tuple
     long_edge, short_edge = max(scale), min(scale)
     factor = min(long_edge / max(h, w), short_edge / min(h, w))
     return int(h * factor + 0.5), int(w * factor + 0.5)
+
+
+# mmseg's standard multi-scale test ratios (the commented-out img_ratios of its dataset configs)
+MMSEG_MS_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+# eval.preset -> the eval keys it sets; "ss" is the single-scale default
+EVAL_PRESETS = {"ss": {"scales": [1.0], "flip": False},
+                "ms_flip": {"scales": list(MMSEG_MS_RATIOS), "flip": True}}
+
+
+def pass_sizes(h: int, w: int, scale, ratio: float = 1.0,
+               size_divisor: int | None = None) -> list[tuple[int, int]]:
+    """The sizes an (h, w) image is resized to, in turn, for one test ratio (module docstring):
+    the keep-ratio size, then (with ``size_divisor``) that size rounded up to its multiples."""
+    base = (h, w) if scale is None else (int(scale[0]), int(scale[1]))
+    target = (max(1, int(base[0] * ratio)), max(1, int(base[1] * ratio)))
+    sizes = [keep_ratio_size(h, w, target)]
+    if size_divisor:
+        d = int(size_divisor)
+        sizes.append(tuple(-(-x // d) * d for x in sizes[0]))
+    return sizes
+
+
+def scaled_input(images: torch.Tensor, scale=None, ratio: float = 1.0,
+               size_divisor: int | None = None) -> torch.Tensor:
+    """``images`` (original size) resized as the test pipeline does for ``ratio``."""
+    x = images
+    for size in pass_sizes(*images.shape[-2:], scale, ratio, size_divisor):
+        x = _resize(x, size)
+    return x
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -77,20 +112,17 @@ def infer_logits(model, images: torch.Tensor, num_classes: int, mode: str = "who
 @torch.no_grad()
 def predict_probs(model, images: torch.Tensor, out_size: tuple[int, int], num_classes: int,
                   mode: str = "whole", crop_size=None, stride=None, scale=None, flip: bool = False,
-                  scales=(1.0,)) -> torch.Tensor:
+                  scales=(1.0,), size_divisor: int | None = None) -> torch.Tensor:
     """Class probabilities (B, K, *out_size), averaged over scales and flips.
 
-    ``scale`` ([H, W] or None) first resizes the images keeping their aspect ratio (eval.scale);
-    each factor of ``scales`` then multiplies that size.
+    ``images`` are at their original size; each ratio of ``scales`` resizes them afresh
+    (:func:`pass_sizes`: ``scale`` ([H, W] or None) times the ratio, keep-ratio, then up to a
+    multiple of ``size_divisor``).
     """
-    h, w = images.shape[-2:]
-    if scale is not None:
-        h, w = keep_ratio_size(h, w, scale)
     acc = None
     passes = 0
     for s in scales:
-        size = (max(1, int(math.floor(h * s + 0.5))), max(1, int(math.floor(w * s + 0.5))))
-        x = _resize(images, size)
+        x = scaled_input(images, scale, s, size_divisor)
         for flipped in ((False, True) if flip else (False,)):
             xi = x.flip(-1) if flipped else x
             logits = infer_logits(model, xi, num_classes, mode, crop_size, stride)
@@ -103,12 +135,14 @@ def predict_probs(model, images: torch.Tensor, out_size: tuple[int, int], num_cl
 
 
 def predict_label(model, image: torch.Tensor, out_size: tuple[int, int], cfg: dict) -> torch.Tensor:
-    """The class map (out_size, int64, on the CPU) of one normalised image (1, 3, h, w) with the
-    ``eval`` section of ``cfg``: the one prediction of `srcr evaluate` and `srcr predict`."""
+    """The class map (out_size, int64, on the CPU) of one normalised image (1, 3, h, w) at its
+    original size with the ``eval`` section of ``cfg`` (test sizes: module docstring): the one
+    prediction of `srcr evaluate` and `srcr predict`."""
     ev = cfg["eval"]
     probs = predict_probs(model, image, tuple(out_size), int(cfg["model"]["num_classes"]),
-                          mode=ev["mode"], crop_size=ev["crop_size"], stride=ev["stride"], scale=None,
-                          flip=ev["flip"], scales=ev["scales"])
+                          mode=ev["mode"], crop_size=ev["crop_size"], stride=ev["stride"],
+                          scale=ev["scale"], flip=ev["flip"], scales=ev["scales"],
+                          size_divisor=ev["size_divisor"])
     # max(1).indices: the same first-maximum index as argmax(1), which is 5x slower on CPU
     return probs.max(1).indices[0].cpu()
 

@@ -30,6 +30,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "fpn_dim": 256,
     "num_classes": None,  # required
     "aux_head": True,
+    "align_corners": True,  # final logit upsampling (SegNeXt's head: False); the decoder's own are True
     "embed_dim": 256,
     "dropout": 0.1,
     "norm": "bn",
@@ -48,8 +49,12 @@ class Segmentor(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, decoder: FPNDecoder, head: nn.Module,
-                 aux_head: nn.Module | None = None, embed_head: nn.Module | None = None):
+                 aux_head: nn.Module | None = None, embed_head: nn.Module | None = None,
+                 align_corners: bool = True):
         super().__init__()
+        # bilinear convention of the logits' upsampling to the input size: False is the
+        # half-pixel geometry of strided convolutions (mmseg's heads, SegNeXt's)
+        self.align_corners = bool(align_corners)
         self.backbone = backbone
         self.decoder = decoder
         self.head = head
@@ -75,12 +80,13 @@ class Segmentor(nn.Module):
         logits_s4 = self.head(fused)
         # NCHW before the upsample: a channels-last full-resolution map makes the loss's softmax
         # over classes strided (on the CPU 1.8x slower than the contiguous one)
-        logits = resize(logits_s4.contiguous(), size, mode="bilinear", align_corners=True)
+        logits = resize(logits_s4.contiguous(), size, mode="bilinear", align_corners=self.align_corners)
         if not self.training:
             return logits
         out = {"logits": logits, "logits_s4": logits_s4}
         if self.aux_head is not None:
-            out["aux"] = resize(self.aux_head(feats[2]), size, mode="bilinear", align_corners=True)
+            out["aux"] = resize(self.aux_head(feats[2]), size, mode="bilinear",
+                                align_corners=self.align_corners)
         if self.embed_head is not None:
             out["embed"] = self.embed_head(fused)
         return out
@@ -138,8 +144,9 @@ def resolve_model_cfg(model_cfg: dict[str, Any] | None) -> dict[str, Any]:
     if cfg["context"] not in CONTEXT_MODULES:
         raise UserError(f"model.context: unknown context module {cfg['context']!r}; expected one of: "
                         f"{', '.join(sorted(CONTEXT_MODULES))}")
-    if not isinstance(cfg["aux_head"], bool):
-        raise UserError(f"model.aux_head: expected true or false; got {cfg['aux_head']!r}")
+    for key in ("aux_head", "align_corners"):
+        if not isinstance(cfg[key], bool):
+            raise UserError(f"model.{key}: expected true or false; got {cfg[key]!r}")
     dropout = cfg["dropout"]
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise UserError(f"model.dropout: expected a number in [0, 1); got {dropout!r}")
@@ -172,6 +179,6 @@ def build_model(model_cfg: dict[str, Any]) -> Segmentor:
             aux_head = FCNHead(channels[2], num_classes, fpn_dim, cfg["dropout"], norm) if cfg["aux_head"] else None
         with init_stream("embed_head"):
             embed_head = EmbedHead(fpn_dim, cfg["embed_dim"]) if cfg["embed_dim"] > 0 else None
-    model = Segmentor(backbone, decoder, head, aux_head, embed_head)
+    model = Segmentor(backbone, decoder, head, aux_head, embed_head, cfg["align_corners"])
     model.cfg = cfg
     return model

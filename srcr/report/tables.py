@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..errors import UserError
 from .load import Suite, provenance
 from .offsets import PRIMARY, STEPS
-from .paper import REPORTED_NOTES, reported_miou
+from .paper import EXTRA_EVAL_DIRS, REPORTED_NOTES, eval_mode, reported_miou
 from .stats import METHOD_TEXT, Statistics, holm
 
 DIFF_METRICS = ("mIoU", "mBF@3")   # differences shown in Markdown / LaTeX (all are in the CSV)
@@ -119,11 +120,26 @@ def build_table(stats: Statistics, name: str, spec: dict, correctness: dict,
                 learned = oc.get(key, (np.nan,) * 3)[0] if oc else float("nan")
                 row[f"oc_{step}_learned"], row[f"oc_{step}_zero"] = learned, zero
                 cell[f"offset corr. {step} (zero)"] = f"{_num(learned, 1)} ({_num(zero, 1)})"
-        rep = reported_miou(dataset, suite.runs[v][seeds[0]].config)
+        first = suite.runs[v][seeds[0]]
+        rep = reported_miou(dataset, first.config)
         row["reported_mIoU"] = rep
+        row["eval_mode"] = eval_mode(first.metrics_json.get("inference", {}))
+        row.update(_extra_evals(suite, v, seeds))
         rows.append(row)
         shown.append(cell)
     shown_df = pd.DataFrame(shown)
+    extra = [m for m in EXTRA_EVAL_DIRS if any(r.get(f"mIoU_{m}") is not None for r in rows)]
+    if extra or any(r["reported_mIoU"] is not None for r in rows):
+        # the mode of every measured number beside a paper number (design: never compare
+        # single-scale with multi-scale unawares)
+        shown_df.insert(2, "eval", [r["eval_mode"] for r in rows])
+    else:  # no paper column: the tables stay as they were (the synthetic suite's)
+        for r in rows:
+            del r["eval_mode"]
+            for m in EXTRA_EVAL_DIRS:
+                del r[f"mIoU_{m}"]
+    for m in extra:
+        shown_df.insert(4, f"mIoU ({m})", [_num(r.get(f"mIoU_{m}")) for r in rows])
     if any(r["reported_mIoU"] is not None for r in rows):
         shown_df["reported mIoU (paper)"] = [_num(r["reported_mIoU"], 1) if r["reported_mIoU"] else "" for r in rows]
     sdd = float(np.median(halves)) if halves else float("nan")
@@ -166,6 +182,35 @@ def seed_notes(stats: Statistics, diffs: list, width: float = 0.5) -> list[str]:
             f"At this spread and the table's median image part (sd {_num(math.sqrt(v_img), 3)} "
             f"mIoU), a 95% interval of ±{width:g} mIoU needs {seeds_text(n)} seeds (srcr plan: "
             "seeds for a given power)."]
+
+
+def _extra_evals(suite: Suite, variant: str, seeds: list[int]) -> dict:
+    """``mIoU_<mode>``: the seed mean of a second evaluation (paper.EXTRA_EVAL_DIRS) where every
+    seed of the variant has one, else None. One of another checkpoint than eval/'s, or of another
+    mode than its directory says, is a UserError."""
+    import json
+
+    out = {}
+    for mode, sub in EXTRA_EVAL_DIRS.items():
+        vals = []
+        for s in seeds:
+            run = suite.runs[variant][s]
+            path = run.dir / sub / "metrics.json"
+            if not path.is_file():
+                continue
+            rec = json.loads(path.read_text())
+            own = run.metrics_json.get("checkpoint", {}).get("sha256")
+            if rec.get("checkpoint", {}).get("sha256") != own:
+                raise UserError(f"{path}: evaluates another checkpoint than {run.dir / 'eval'}; "
+                                f"evaluate the run's checkpoint again with eval.preset=ms_flip")
+            if eval_mode(rec.get("inference", {})) != mode:
+                raise UserError(f"{path}: is a {eval_mode(rec.get('inference', {}))} evaluation, "
+                                f"expected {mode} (eval.preset=ms_flip)")
+            vals.append(rec["metrics"]["mIoU"])
+        out[f"mIoU_{mode}"] = float(np.mean(vals)) if vals and len(vals) == len(seeds) else None
+    return out
+
+
 def _align_of(suite: Suite, spec: dict, correctness: dict) -> str:
     v = next(v for v in spec["variants"] if v in correctness)
     return suite.runs[v][suite.seeds(v)[0]].align
@@ -195,6 +240,12 @@ def _notes(stats, spec, methods, sdd, has_oc, dataset, rows, diffs, adjust) -> l
                      "(zero offsets = what bilinear upsampling reads); first seed, offset images of eval/offsets.npz.")
     if any(r["reported_mIoU"] is not None for r in rows):
         notes.append("reported mIoU (paper): the number in the paper's abstract, not measured here.")
+    if any("eval_mode" in r for r in rows):
+        modes = sorted({r["eval_mode"] for r in rows})
+        notes.append(f"Evaluation of mIoU and the other measured columns: {', '.join(modes)} (ss = one scale, "
+                     "no flip; ms+flip = mmseg's ratios 0.5-1.75 with flip)."
+                     + (" mIoU (ms+flip): a second evaluation (eval_ms_flip/, eval.preset=ms_flip), seed mean."
+                        if any(r.get("mIoU_ms+flip") is not None for r in rows) else ""))
     if dataset in REPORTED_NOTES:
         notes.append(REPORTED_NOTES[dataset])
     cfg = suite.any_run().config
@@ -317,7 +368,10 @@ def cross_table(name: str, title: str, tables: list[Table]) -> Table:
             rep = r.get("reported_mIoU")
             cells_r.append(_num(rep, 1) if rep is not None and not pd.isna(rep) else "")
             rows.append({**r.to_dict(), "variant": v})
-        shown[f"{t.suite}: mIoU"] = cells_m
+        modes = sorted(set(t.csv["eval_mode"])) if "eval_mode" in t.csv else []
+        # beside a paper number, the header names the evaluation mode of the measured one
+        label = f"mIoU ({', '.join(modes)})" if any(cells_r) and modes else "mIoU"
+        shown[f"{t.suite}: {label}"] = cells_m
         shown[f"{t.suite}: Δ mIoU [95% CI]"] = cells_d
         if any(cells_r):
             shown[f"{t.suite}: reported (paper)"] = cells_r
