@@ -2,7 +2,7 @@
 **bold**, `code`) as one standalone HTML page, without a Markdown package: enough to look at a
 report in a browser (scripts/report_screenshot.sh).
 
-    python scripts/md_to_html.py reports/synthetic/synthetic/report.md report.html
+    python scripts/md_to_html.py reports/synthetic/report.md report.html
 """
 
 from __future__ import annotations

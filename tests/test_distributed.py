@@ -19,7 +19,7 @@ import yaml
 
 from srcr.config import load_config
 from srcr.engine.distributed import CPUSyncBatchNorm, convert_sync_batchnorm
-from srcr.engine.logging import read_log
+from srcr.engine.train_log import read_log
 from srcr.train import train
 
 REPO = Path(__file__).resolve().parents[1]

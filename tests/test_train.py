@@ -18,7 +18,7 @@ import yaml
 
 from srcr.config import load_config
 from srcr.engine.checkpoint import list_checkpoints
-from srcr.engine.logging import read_log
+from srcr.engine.train_log import read_log
 from srcr.engine.sampler import InfiniteSeededSampler
 from srcr.errors import UserError
 from srcr.train import TrainingDiverged, train
