@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-
-OFFSET_ALIGNS = ("srm", "fam", "alignfa")
+from .module_names import OFFSET_ALIGNS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

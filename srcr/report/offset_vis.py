@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..module_names import SECONDARY
 from .figures import plt, save
 from .offsets import PRIMARY, STEPS, VOID, load_offsets, near_boundary
 
@@ -86,7 +87,7 @@ def offset_figure(path: Path, align: str, k: int, title: str, num_classes: int, 
     """Figure of the k-th offset image of one run."""
     off = load_offsets(path)
     primary = PRIMARY.get(align, next(iter(next(iter(off["steps"].values())))))
-    extra = {"srm": "initial", "alignfa": "low"}.get(align)
+    extra = SECONDARY.get(align)
     steps = [s for s in STEPS if s in off["steps"]]
     ncols = 5
     fig = plt.figure(figsize=(3.4 * ncols, 2.3 * (len(steps) + 1) + 0.6), layout="constrained")
