@@ -1,6 +1,6 @@
 """`srcr flops`: audited GFLOPs and parameter counts (fvcore), total and per module.
 
-Convention (design/metrics.md, "GFLOPs and parameters"): fvcore's FlopCountAnalysis, batch 1, eval
+Convention (docs/metrics.md, "GFLOPs and parameters"): fvcore's FlopCountAnalysis, batch 1, eval
 mode, whole-image input, no training-only heads (auxiliary FCN head, contrastive embedding head);
 one multiply-add counts as one FLOP (fvcore's, SegNeXt's and mmsegmentation's unit);
 GFLOPs = total / 1e9. Params = fvcore.nn.parameter_count.

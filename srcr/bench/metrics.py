@@ -86,7 +86,7 @@ def _dilate_opencv(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 def gscnn_style_counts(pred: np.ndarray, label: np.ndarray, num_classes: int, tolerances,
                        impl: str = "opencv", ignore_index: int = 255) -> dict[str, np.ndarray]:
     """Boundary counts (bf_np, bf_ng, bf_tpp, bf_tpg) by per-class binary masks and per-class,
-    per-tolerance disk dilations, with the boundary definition of design/metrics.md."""
+    per-tolerance disk dilations, with the boundary definition of docs/metrics.md."""
     dilate = _dilate_opencv if impl == "opencv" else _dilate_scipy
     void = label == ignore_index
     near_void = cv2.dilate(void.view(np.uint8), CROSS).view(bool)  # void or 4-adjacent to it

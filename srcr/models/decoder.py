@@ -1,6 +1,6 @@
 """FPN decoder in the UPerNet (Xiao et al., ECCV 2018) / SFNet (Li et al., ECCV 2020) layout, with a
 pluggable context module at stride 32 and a pluggable alignment module at every top-down step
-(design/model.md, "Decoder")."""
+(docs/model.md, "Decoder")."""
 
 from __future__ import annotations
 
