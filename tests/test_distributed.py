@@ -42,15 +42,6 @@ def test_convert_sync_batchnorm_keeps_parameters_and_is_plain_bn_without_a_group
     assert torch.equal(conv2[1].running_var, net[1].running_var)
 
 
-@pytest.fixture(scope="module")
-def syn_root(tmp_path_factory):
-    from srcr.data.synthetic_gen import ensure_synthetic
-
-    root = tmp_path_factory.mktemp("syn") / "synthetic"
-    ensure_synthetic(root, 8, 4, (32, 64), 0, workers=1, progress=False)
-    return root
-
-
 def test_two_gloo_processes_match_one_process(syn_root, tmp_path):
     cfg = load_config(None, [
         "model.backbone=mscan_t",

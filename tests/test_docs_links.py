@@ -13,7 +13,7 @@ DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "confi
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 # a path into one of the repository's own top-level folders, anywhere in the text
 TOP = ("srcr", "docs", "config", "tests", "scripts", "workflow", "ablations", "profiles", ".ci")
-PATH = re.compile(r"(?<![\w./-])((?:%s)/[\w./{},*-]*)" % "|".join(re.escape(t) for t in TOP))
+PATH = re.compile(r"(?<![\w./-])((?:" + "|".join(map(re.escape, TOP)) + r")/[\w./{},*-]*)")
 PLACEHOLDER = re.compile(r"[{}*]|\.\.\.|(?:^|[/_])[A-Z]{2,}(?=[./_]|$)")
 
 

@@ -39,7 +39,6 @@ from ..utils.io import write_text
 from .outputs import REPORT_FIGURES
 
 
-
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", action="append", required=True, metavar="DIR",
                         help="results/{suite} directory (repeat for a cross-dataset table)")
