@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-data": ("srcr.data.check", "check a dataset split on disk before training"),
     "train": ("srcr.train", "train a model from a config (resumable)"),
     "evaluate": ("srcr.evaluate", "evaluate a checkpoint and write metrics"),
+    "predict": ("srcr.predict", "label your own images with a trained checkpoint (PNGs per image)"),
     "flops": ("srcr.flops", "count GFLOPs and parameters (fvcore, audited)"),
     "aggregate": ("srcr.suite.aggregate", "one row per (variant, seed) of a suite's results: runs.csv"),
     "cost": ("srcr.suite.cost", "runs, iterations and training FLOPs of a suite config, before it runs"),
@@ -28,6 +29,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "modules": ("srcr.bench.modules", "latency and GFLOPs of each alignment and context module"),
     "metrics": ("srcr.bench.metrics", "time per image of the metric set vs a GSCNN-style scorer"),
     "train": ("srcr.bench.train", "training images/s and model FLOP utilisation"),
+    "predict": ("srcr.bench.predict", "srcr predict images/s beside srcr evaluate's time per image"),
 }
 
 

@@ -21,7 +21,7 @@ from .errors import UserError
 
 __all__ = [
     "load_config", "load_yaml", "parse_yaml_value", "defaults", "validate", "apply_overrides",
-    "config_diff", "dump_config", "flatten", "schema",
+    "config_diff", "dump_config", "flatten", "schema", "resolve_config",
 ]
 
 
@@ -279,11 +279,30 @@ def load_config(path: str | Path | None, overrides: Iterable[str] | None = None)
         if not isinstance(user, dict):
             raise UserError(f"{path}: expected a mapping with seed/model/data/train/eval sections, "
                             f"got {_yaml_type(user)}")
+    return resolve_config(user, overrides, source)
+
+
+def resolve_config(user: dict, overrides: Iterable[str] | None = None, source: str = "config") -> dict:
+    """``user`` (a config mapping, e.g. the one a checkpoint holds) with the overrides applied, the
+    defaults filled in and validated, as load_config does for a file."""
     cfg = _deep_merge(defaults(), user)
     cfg = apply_overrides(cfg, overrides or [])
+    _fill_num_classes(cfg)
     validate(cfg, source)
     _check_semantics(cfg, source)
     return cfg
+
+
+def _fill_num_classes(cfg: dict) -> None:
+    """A folder dataset's model.num_classes, when the config leaves it out: the number of names in
+    DATA_ROOT/classes.yaml (so one run config serves any such dataset)."""
+    data, model = cfg.get("data"), cfg.get("model")
+    if not (isinstance(data, dict) and isinstance(model, dict) and data.get("dataset") == "folder"
+            and model.get("num_classes") is None and isinstance(data.get("root"), str)):
+        return
+    from .data.folder import read_classes
+
+    model["num_classes"] = len(read_classes(data["root"]).names)
 
 
 def _check_semantics(cfg: dict, source: str) -> None:

@@ -398,24 +398,18 @@ def _eval_image(r: _EvalRun, i: int, item: dict, image, ds) -> None:
     """Predict and score image ``i`` for one checkpoint; its panels and offsets if it is one of those."""
     import numpy as np
 
-    from .engine.inference import predict_probs
+    from .engine.inference import model_offsets, predict_label
 
     t0 = time.perf_counter()
-    ev, data = r.cfg["eval"], r.cfg["data"]
+    data = r.cfg["data"]
     label = item["label"]
-    probs = predict_probs(r.model, image, tuple(label.shape), int(r.cfg["model"]["num_classes"]),
-                          mode=ev["mode"], crop_size=ev["crop_size"], stride=ev["stride"], scale=None,
-                          flip=ev["flip"], scales=ev["scales"])
-    # max(1).indices: the same first-maximum index as argmax(1), which is 5x slower on CPU
-    pred = probs.max(1).indices[0].cpu()
+    pred = predict_label(r.model, image, tuple(label.shape), r.cfg)
     name = Path(item["path"]).stem
     r.evaluator.update(pred, label, names=[name])
     if i in r.vis_idx:
         _save_vis(r.out, name, item["image"], label.numpy(), pred.numpy(), ds, data)
     if i in r.off_idx:
-        r.model(image)  # a whole-image forward: offsets on the full grid of this image
-        rec = {f"{step}_{kind}": t[0].float().cpu().numpy()
-               for step, steps in r.model.offsets().items() for kind, t in steps.items()}
+        rec = model_offsets(r.model, image)  # a whole-image forward: offsets on this image's full grid
         # what `srcr report` needs beside the offsets (offset correctness, panels): the label, the
         # prediction and the image (uint8 at label size), so it never re-reads data
         rec.update(label=label.numpy().astype(np.uint8), pred=pred.numpy().astype(np.uint8),

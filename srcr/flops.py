@@ -413,7 +413,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def default_size(cfg: dict) -> tuple[int, int]:
     """The whole-image input of a config's dataset: Cityscapes 1024x2048, BDD100K 720x1280,
-    ADE20K 512x512, synthetic: data.synthetic.size."""
+    ADE20K 512x512, synthetic: data.synthetic.size, folder (images of any size):
+    data.train_pipeline.scale."""
     data = cfg.get("data") or {}
     dataset = data.get("dataset", "synthetic")
     if dataset in DATASET_SIZES:
@@ -423,7 +424,11 @@ def default_size(cfg: dict) -> tuple[int, int]:
         if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(s, int) for s in size)):
             raise UserError(f"data.synthetic.size: expected [H, W], got {size!r}")
         return int(size[0]), int(size[1])
-    raise UserError(f"data.dataset: expected one of cityscapes, bdd100k, ade20k, synthetic; got {dataset!r}")
+    if dataset == "folder":
+        size = (data.get("train_pipeline") or {}).get("scale") or [1024, 2048]
+        return int(size[0]), int(size[1])
+    raise UserError(f"data.dataset: expected one of cityscapes, bdd100k, ade20k, synthetic, folder; "
+                    f"got {dataset!r}")
 
 
 def inference_model_cfg(model_cfg: dict) -> dict:
@@ -479,7 +484,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="override a config key (YAML value), e.g. --set model.align=fam; repeatable")
     parser.add_argument("--size", default=None,
                         help="input HxW (default: the dataset's whole image: cityscapes 1024x2048, "
-                             "bdd100k 720x1280, ade20k 512x512, synthetic data.synthetic.size)")
+                             "bdd100k 720x1280, ade20k 512x512, synthetic data.synthetic.size, "
+                             "folder data.train_pipeline.scale)")
     parser.add_argument("--json", default=None, metavar="OUT", help="also write the result as JSON (atomically)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 

@@ -1,6 +1,7 @@
 """Tiny dataset trees in each dataset's real on-disk layout, for tests.
 
-``make_cityscapes(root)``, ``make_bdd100k(root)``, ``make_ade20k(root)`` and ``make_synthetic(root)``
+``make_cityscapes(root)``, ``make_bdd100k(root)``, ``make_ade20k(root)``, ``make_synthetic(root)`` and
+``make_folder(root)``
 write a few image/label pairs per split (``train`` and ``val``) and return ``root``. Labels are
 blocky (random rectangles over a background class) and images are the class colours plus noise,
 so a small model can actually learn them. Everything is deterministic in ``seed``.
@@ -141,6 +142,38 @@ def make_synthetic(root, n_per_split: int = 2, size=(32, 48), num_classes: int =
             "splits": {"train": n_per_split, "val": n_per_split}, "classes": classes, "palette": palette,
             "ignore_index": 255}
     (root / "meta.json").write_text(json.dumps(meta, indent=2))
+    return root
+
+
+FOLDER_CLASSES = ["ground", "object"]
+FOLDER_PALETTE = [[20, 160, 40], [220, 30, 30]]
+# labels stored with other ids: 10 = ground, 20 = object, 0 = unlabelled (ignored), as label_map says
+FOLDER_LABEL_MAP = {10: 0, 20: 1, 0: 255}
+FOLDER_SIZES = ((40, 56), (48, 72))   # [H, W]: two image sizes in each split
+
+
+def make_folder(root, n_per_split: int = 2, seed: int = 0) -> Path:
+    """The folder layout: classes.yaml (two classes plus ignore, a label_map), JPEG images of two
+    sizes (``n_per_split`` of each size per split; val's second size in a sub-folder) and 8-bit PNG
+    labels with the raw ids 10, 20 and 0 (ignore)."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    lines = ["names: [ground, object]", f"palette: {FOLDER_PALETTE}", "ignore_index: 255",
+             "label_map: {10: 0, 20: 1, 0: 255}"]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "classes.yaml").write_text("\n".join(lines) + "\n")
+    for split in ("train", "val"):
+        for s, size in enumerate(FOLDER_SIZES):
+            sub = "sub/" if split == "val" and s == 1 else ""
+            for k in range(n_per_split):
+                ids = blocky_label(rng, size, [0, 1, 255], n_rects=3)
+                raw = np.select([ids == 0, ids == 1], [10, 20], 0).astype(np.uint8)
+                stem = f"{sub}img{s}_{k}"
+                (root / "images" / split / stem).parent.mkdir(parents=True, exist_ok=True)
+                (root / "labels" / split / stem).parent.mkdir(parents=True, exist_ok=True)
+                image = colour_image(rng, ids, FOLDER_PALETTE)
+                Image.fromarray(image).save(root / "images" / split / f"{stem}.jpg", quality=95)
+                Image.fromarray(raw).save(root / "labels" / split / f"{stem}.png")
     return root
 
 

@@ -39,7 +39,7 @@ def _grid_label(values, size):
 # --- registry -------------------------------------------------------------------------------------
 
 def test_registry_and_metadata():
-    assert set(DATASETS) == {"cityscapes", "bdd100k", "ade20k", "synthetic"}
+    assert set(DATASETS) == {"cityscapes", "bdd100k", "ade20k", "synthetic", "folder"}
     cs, bdd, ade = DATASETS["cityscapes"], DATASETS["bdd100k"], DATASETS["ade20k"]
     assert cs.classes[0] == "road" and cs.classes[-1] == "bicycle" and len(cs.classes) == 19
     assert cs.palette[0] == [128, 64, 128] and cs.palette[18] == [119, 11, 32]

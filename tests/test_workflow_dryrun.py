@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from srcr.suite.grid import load_grid
+from dataset_fixtures import make_folder
 from workflow_helpers import REPO, job_counts, run_snakemake, workflow_copy
 
 pytest.importorskip("snakemake")
@@ -22,7 +23,10 @@ SUITES = {
     "config/suite_cityscapes.yaml": (1, 13, False),
     "config/suite_bdd100k.yaml": (1, 13, False),
     "config/suite_ade20k.yaml": (1, 13, False),
+    "config/suite_folder.yaml": (1, 13, False),
 }
+# suites whose plan reads the dataset (a folder dataset's classes.yaml): a fixture at its data_root
+NEEDS_DATA = {"config/suite_folder.yaml": make_folder}
 PROFILES = [p.name for p in sorted((REPO / "profiles").iterdir()) if p.is_dir()]
 
 
@@ -64,6 +68,8 @@ def test_default_grid_has_17_distinct_variants_over_5_tables_and_a_control():
 def test_dry_run_job_counts(wf, suite, profile):
     for d in ("data", "results", ".snakemake"):
         shutil.rmtree(wf / d, ignore_errors=True)
+    if suite in NEEDS_DATA:
+        NEEDS_DATA[suite](wf / yaml.safe_load((REPO / suite).read_text())["data_root"], n_per_split=1)
     res = run_snakemake(wf, "-n", "--profile", f"profiles/{profile}", "--configfile", suite, "--cores", "2")
     assert job_counts(res.stdout) == expected_counts(suite), res.stdout[-3000:]
 
@@ -123,3 +129,15 @@ def test_seeds_given_on_the_command_line_are_integers(wf):
     res = run_snakemake(wf, "-n", "--cores", "2", "--config", "seeds=[0,1]")
     counts = job_counts(res.stdout)
     assert counts["train_seed"] == 2 and counts["evaluate_seed"] == 2, counts
+
+
+def test_folder_suite_takes_its_data_root_and_class_count_from_the_command_line(wf, tmp_path):
+    shutil.rmtree(wf / ".snakemake", ignore_errors=True)
+    args = ["-n", "-p", "--cores", "16", "--configfile", "config/suite_folder.yaml"]
+    res = run_snakemake(wf, *args, "--config", f"data_root={tmp_path}", check=False)
+    assert res.returncode != 0 and f"{tmp_path / 'classes.yaml'} not found" in res.stdout + res.stderr
+    root = make_folder(tmp_path / "mine", n_per_split=1)
+    res = run_snakemake(wf, *args, "--config", f"data_root={root}")
+    trains = [ln for ln in res.stdout.splitlines() if " train --config " in ln]
+    assert len(trains) == 13 and all(f"--set data.root={root}" in ln for ln in trains)
+    assert all("--device cuda" in ln for ln in trains)

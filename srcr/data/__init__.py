@@ -1,4 +1,5 @@
-"""Datasets (Cityscapes, BDD100K, ADE20K, the synthetic set), seeded transforms and `srcr check-data`."""
+"""Datasets (Cityscapes, BDD100K, ADE20K, the synthetic set, a folder of your own), seeded
+transforms and `srcr check-data`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from .ade20k import ADE20K
 from .base import IGNORE_INDEX, SPLITS, DataProblem, SegDataset
 from .bdd100k import BDD100K
 from .cityscapes import Cityscapes
+from .folder import Folder
 from .synthetic import Synthetic
 
 DATASETS: dict[str, type[SegDataset]] = {
@@ -17,6 +19,7 @@ DATASETS: dict[str, type[SegDataset]] = {
     "bdd100k": BDD100K,
     "ade20k": ADE20K,
     "synthetic": Synthetic,
+    "folder": Folder,
 }
 
 
@@ -33,5 +36,18 @@ def build_dataset(name: str, root: str | Path, split: str, transforms: Callable 
     return ds
 
 
-__all__ = ["DATASETS", "build_dataset", "SegDataset", "DataProblem", "IGNORE_INDEX", "SPLITS",
-           "Cityscapes", "BDD100K", "ADE20K", "Synthetic"]
+def dataset_classes(name: str, root: str | Path) -> tuple[list[str], list[list[int]]]:
+    """Class names and palette of dataset ``name`` at ``root`` without listing its files (the
+    synthetic and folder sets read them from their metadata file there)."""
+    try:
+        cls = DATASETS[name]
+    except KeyError:
+        raise UserError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}") from None
+    meta = cls.__new__(cls)  # only the metadata: no split folders needed
+    meta.root = Path(root)
+    meta._load_meta()
+    return list(meta.classes), [list(c) for c in meta.palette]
+
+
+__all__ = ["DATASETS", "build_dataset", "dataset_classes", "SegDataset", "DataProblem", "IGNORE_INDEX", "SPLITS",
+           "Cityscapes", "BDD100K", "ADE20K", "Synthetic", "Folder"]

@@ -54,7 +54,7 @@ class Layout:
     """Where one split's files live and how image and label names correspond."""
 
     image_dir: Path
-    image_suffix: str                 # file name ending that marks an image; stripped to get the key
+    image_suffix: str | tuple[str, ...]  # image file ending(s), stripped to get the key
     label_dir: Path
     label_suffixes: tuple[str, ...]   # label endings in order of preference
     recursive: bool = False           # search sub-folders (Cityscapes' city folders)
@@ -207,10 +207,11 @@ class SegDataset(Dataset):
             self.problems.append(DataProblem("missing", missing[0], msg))
             return
 
-        images = self._index(lay.image_dir, (lay.image_suffix,), lay.recursive)
+        image_suffixes = (lay.image_suffix,) if isinstance(lay.image_suffix, str) else lay.image_suffix
+        images = self._index(lay.image_dir, image_suffixes, lay.recursive)
         labels = self._index(lay.label_dir, lay.label_suffixes, lay.recursive)
         if not images:
-            pattern = ("**/" if lay.recursive else "") + "*" + lay.image_suffix
+            pattern = ("**/" if lay.recursive else "") + "*" + "|".join(image_suffixes)
             self.problems.append(DataProblem(
                 "missing", lay.image_dir,
                 f"{self.name} {self.split}: no images matching {pattern} under {lay.image_dir}; "
@@ -229,7 +230,8 @@ class SegDataset(Dataset):
             self.problems.append(DataProblem(
                 "unpaired", lay.label_dir,
                 f"{self.name} {self.split}: {len(no_image)} label(s) under {lay.label_dir} have no image "
-                f"(expected <name>{lay.image_suffix} under {lay.image_dir}): {_list_names(names)}"))
+                f"(expected <name>{' or '.join(image_suffixes)} under {lay.image_dir}): "
+                f"{_list_names(names)}"))
         self.pairs = [(images[k], labels[k]) for k in sorted(images) if k in labels]
 
     @staticmethod

@@ -100,3 +100,23 @@ def predict_probs(model, images: torch.Tensor, out_size: tuple[int, int], num_cl
             acc = probs if acc is None else acc + probs
             passes += 1
     return acc / passes
+
+
+def predict_label(model, image: torch.Tensor, out_size: tuple[int, int], cfg: dict) -> torch.Tensor:
+    """The class map (out_size, int64, on the CPU) of one normalised image (1, 3, h, w) with the
+    ``eval`` section of ``cfg``: the one prediction of `srcr evaluate` and `srcr predict`."""
+    ev = cfg["eval"]
+    probs = predict_probs(model, image, tuple(out_size), int(cfg["model"]["num_classes"]),
+                          mode=ev["mode"], crop_size=ev["crop_size"], stride=ev["stride"], scale=None,
+                          flip=ev["flip"], scales=ev["scales"])
+    # max(1).indices: the same first-maximum index as argmax(1), which is 5x slower on CPU
+    return probs.max(1).indices[0].cpu()
+
+
+@torch.no_grad()
+def model_offsets(model, image: torch.Tensor) -> dict:
+    """Each alignment step's offsets of a whole-image forward, ``{"STEP_KIND": (C, h, w) float32}``
+    (srm / fam / alignfa models; empty for the others)."""
+    model(image)
+    return {f"{step}_{kind}": t[0].float().cpu().numpy()
+            for step, steps in model.offsets().items() for kind, t in steps.items()}

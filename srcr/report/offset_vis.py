@@ -85,7 +85,13 @@ def _flow(ax, offset: np.ndarray, title: str) -> None:
 
 def offset_figure(path: Path, align: str, k: int, title: str, num_classes: int, width: float, stem: Path) -> list[Path]:
     """Figure of the k-th offset image of one run."""
-    off = load_offsets(path)
+    return draw_offset_figure(load_offsets(path), align, k, title, num_classes, width, stem)
+
+
+def draw_offset_figure(off: dict, align: str, k: int, title: str, num_classes: int, width: float,
+                       stem: Path) -> list[Path]:
+    """Figure of the k-th image of ``off`` (as load_offsets returns it); without a label (images
+    of `srcr predict`) the top row shows the image and the prediction only."""
     primary = PRIMARY.get(align, next(iter(next(iter(off["steps"].values())))))
     extra = SECONDARY.get(align)
     steps = [s for s in STEPS if s in off["steps"]]
@@ -94,21 +100,24 @@ def offset_figure(path: Path, align: str, k: int, title: str, num_classes: int, 
     gs = fig.add_gridspec(len(steps) + 1, ncols)
     top = [fig.add_subplot(gs[0, j]) for j in range(ncols)]
     image = off["image"][k] if off["image"] is not None else None
-    if off["label"] is not None:
-        lab = off["label"][k]
-        panels = [("image", image), ("label", _labels_rgb(lab, num_classes))]
-        if off["pred"] is not None:
-            panels += [("prediction", _labels_rgb(off["pred"][k], num_classes)),
-                       (f"errors: red ≤ {width:g} px of a boundary, blue interior", error_map(lab, off["pred"][k], width))]
-        for ax, (name, img) in zip(top, panels):
-            if img is not None:
-                ax.imshow(img, interpolation="nearest")
-            ax.set_title(name, fontsize=9)
-            ax.axis("off")
-    for ax in top[len(panels) if off["label"] is not None else 0:ncols - 1]:
+    lab = off["label"][k] if off["label"] is not None else None
+    pred = off["pred"][k] if off["pred"] is not None else None
+    panels = [("image", image)] if image is not None or lab is not None else []
+    if lab is not None:
+        panels.append(("label", _labels_rgb(lab, num_classes)))
+    if pred is not None and (lab is not None or image is not None):
+        panels.append(("prediction", _labels_rgb(pred, num_classes)))
+    if lab is not None and pred is not None:
+        panels.append((f"errors: red ≤ {width:g} px of a boundary, blue interior", error_map(lab, pred, width)))
+    for ax, (name, img) in zip(top, panels):
+        if img is not None:
+            ax.imshow(img, interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    for ax in top[len(panels):ncols - 1]:
         ax.axis("off")
     color_wheel(top[-1])
-    backdrop = image if image is not None else np.zeros(off["label"][k].shape + (3,), np.uint8)
+    backdrop = image if image is not None else np.zeros(lab.shape + (3,), np.uint8)
     for r, step in enumerate(steps, start=1):
         stride = int(step[1:])
         kinds = off["steps"][step]
@@ -125,11 +134,11 @@ def offset_figure(path: Path, align: str, k: int, title: str, num_classes: int, 
         else:
             axes[2].axis("off")
             axes[3].axis("off")
-        if "weights" in kinds and kinds["weights"].shape[1] > 1:
+        n_weights = kinds["weights"][k].shape[0] if "weights" in kinds else 0
+        if n_weights > 1:
             ent = _entropy(kinds["weights"][k].astype(np.float64))
-            im = axes[4].imshow(ent, cmap="magma", vmin=0, vmax=np.log(kinds["weights"].shape[1]),
-                                interpolation="nearest")
-            axes[4].set_title(f"{step} neighbour-weight entropy\n(max log {kinds['weights'].shape[1]})", fontsize=9)
+            im = axes[4].imshow(ent, cmap="magma", vmin=0, vmax=np.log(n_weights), interpolation="nearest")
+            axes[4].set_title(f"{step} neighbour-weight entropy\n(max log {n_weights})", fontsize=9)
             fig.colorbar(im, ax=axes[4], fraction=0.046, pad=0.02)
         for ax in axes[2 if not extra else 4:]:
             if not ax.images:

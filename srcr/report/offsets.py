@@ -89,21 +89,40 @@ def correctness(offset: np.ndarray, label: np.ndarray, fine_stride: int, coarse:
 
 
 def load_offsets(path: Path) -> dict:
-    """offsets.npz as {"steps": {step: {kind: (N, C, h, w)}}, "label", "pred", "image", "ids"}.
-    Only files where all images share a size are supported (the synthetic and fixed-size sets)."""
+    """offsets.npz as {"steps": {step: {kind: (N, C, h, w)}}, "label", "pred", "image", "ids"}
+    (per-image lists instead of (N, ...) arrays where the images differ in size)."""
     if not path.is_file():
         raise UserError(f"missing result file: {path} (srm / fam / alignfa runs write offsets)")
     with np.load(path, allow_pickle=False) as z:
-        files = set(z.files)
-        if any(k.rsplit("_", 1)[-1].isdigit() for k in files if k != "image_ids"):
-            raise UserError(f"{path}: offsets of images of different sizes are not supported by srcr report")
-        steps: dict = {}
-        for k in files - {"image_ids", "label", "pred", "image"}:
-            step, kind = k.split("_", 1)
-            steps.setdefault(step, {})[kind] = z[k]
-        out = {"steps": steps, "ids": [str(s) for s in z["image_ids"]]}
-        for k in ("label", "pred", "image"):
-            out[k] = z[k] if k in files else None
+        return offsets_from_arrays({k: z[k] for k in z.files})
+
+
+def _per_image_lists(arrays: dict) -> dict:
+    """Images of different sizes are stored as KEY_i (srcr.evaluate._offset_arrays): KEY becomes
+    the list of its images, indexed like a stacked array."""
+    out, parts = {}, {}
+    for k, v in arrays.items():
+        base, _, idx = k.rpartition("_")
+        if k != "image_ids" and base and idx.isdigit():
+            parts.setdefault(base, {})[int(idx)] = v
+        else:
+            out[k] = v
+    out.update({base: [d[i] for i in sorted(d)] for base, d in parts.items()})
+    return out
+
+
+def offsets_from_arrays(arrays: dict) -> dict:
+    """The arrays of an offsets.npz (STEP_KIND, image_ids, label, pred, image; N first, or one
+    KEY_i per image when their sizes differ) as load_offsets returns them: every per-image entry
+    indexable by image (`srcr predict` builds them in memory)."""
+    arrays = _per_image_lists(arrays)
+    steps: dict = {}
+    for k in set(arrays) - {"image_ids", "label", "pred", "image"}:
+        step, kind = k.split("_", 1)
+        steps.setdefault(step, {})[kind] = arrays[k]
+    out = {"steps": steps, "ids": [str(s) for s in arrays["image_ids"]]}
+    for k in ("label", "pred", "image"):
+        out[k] = arrays.get(k)
     return out
 
 
@@ -120,7 +139,7 @@ def run_correctness(path: Path, align: str, num_classes: int, width: float = 1.0
             if kind == "weights":
                 continue
             hits_l = hits_z = total = 0.0
-            for i in range(arr.shape[0]):
+            for i in range(len(arr)):
                 lrn, zero, n = correctness(arr[i], off["label"][i], int(step[1:]), not (align == "alignfa" and kind == "low"),
                                            num_classes, width)
                 if n:
