@@ -49,3 +49,8 @@ def test_the_checks_catch_a_missing_file():
     assert _paths(text) == ["docs/nowhere.md", "srcr/models/nowhere.py"]
     assert _paths("workflow/report/NAME.rst, config/suite_DATASET.yaml, srcr/{a,b}.py") == []
     assert _paths("config/README.md") == ["config/README.md"]  # upper case, but a real file
+
+
+def test_config_readme_lists_every_config():
+    listed = set(re.findall(r"\(([\w.]+\.yaml)\)", (REPO / "config" / "README.md").read_text()))
+    assert listed == {p.name for p in (REPO / "config").glob("*.yaml")}
