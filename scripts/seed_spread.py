@@ -2,7 +2,7 @@
 docs/calibration.md. Trains and evaluates every (variant, seed) with the released `srcr train` and
 `srcr evaluate` (two at a time, one thread each; finished runs are kept and reused), then prints
 each variant's mIoU per seed and seed sd, every paired difference, and the seed sd of paired
-differences pooled over all pairs, as `srcr report` pools it (design/statistics.md).
+differences pooled over all pairs, as `srcr report` pools it (docs/statistics.md).
 
     python scripts/seed_spread.py --out results/spread --variants bilinear_none,srm_crm,srm_dam \\
         --seeds 0,1,2,3 [--set KEY=VALUE ...]

@@ -170,22 +170,6 @@ def _deep_merge(base: Any, update: Any) -> Any:
     return copy.deepcopy(update)
 
 
-def _schema_at(path: list[str], root: dict) -> dict | None:
-    """The schema node for a key path, or None where the path leaves the schema (an unknown key)."""
-    node = _resolve_ref(root, root)
-    for key in path:
-        props = node.get("properties")
-        if props is None:
-            # a free-form options dict: anything below it is allowed
-            if node.get("type") == "object":
-                return {}
-            return None
-        if key not in props:
-            return None
-        node = _resolve_ref(props[key], root)
-    return node
-
-
 def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
     """Apply ``key.path=value`` overrides (value parsed as YAML); unknown keys are an error."""
     cfg = copy.deepcopy(cfg)

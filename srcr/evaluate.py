@@ -31,9 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .module_names import OFFSET_ALIGNS
 from .utils.io import file_sha256  # noqa: F401 (srcr.evaluate.file_sha256, as before)
-
-OFFSET_ALIGNS = ("srm", "fam", "alignfa")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

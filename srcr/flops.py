@@ -1,6 +1,6 @@
 """`srcr flops`: audited GFLOPs and parameter counts (fvcore), total and per module.
 
-Convention (design/metrics.md, "GFLOPs and parameters"): fvcore's FlopCountAnalysis, batch 1, eval
+Convention (docs/metrics.md, "GFLOPs and parameters"): fvcore's FlopCountAnalysis, batch 1, eval
 mode, whole-image input, no training-only heads (auxiliary FCN head, contrastive embedding head);
 one multiply-add counts as one FLOP (fvcore's, SegNeXt's and mmsegmentation's unit);
 GFLOPs = total / 1e9. Params = fvcore.nn.parameter_count.
@@ -313,53 +313,16 @@ def count_flops(model: nn.Module, size: Sequence[int] | None = None, *, inputs: 
     model.eval()
     try:
         if inputs is None:
-            ref = next(iter(model.parameters()), None)
-            device = ref.device if ref is not None else torch.device("cpu")
-            dtype = ref.dtype if ref is not None and ref.dtype.is_floating_point else torch.float32
-            inputs = (torch.zeros(1, 3, int(size[0]), int(size[1]), device=device, dtype=dtype),)
+            inputs = (_zero_image(model, size),)
         analysis = _analysis(model, tuple(inputs))
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit tracing deprecation / tracer warnings
             total = int(analysis.total())
         unsupported = analysis.unsupported_ops("")
-        unknown = {op for op in unsupported if op not in IGNORED_OPS}
-        if unknown:
-            where = _module_ops(analysis, analysis._named_modules.keys(), unknown)
-            lines = [f"  {op} (x{unsupported[op]}) in {', '.join(where[op][:4]) or 'the top-level forward'}"
-                     for op in sorted(unknown)]
-            raise UncountedOpsError(
-                "operators neither counted nor on the ignore list (add a handle to srcr.flops.HANDLES "
-                "or, if it does no multiply-adds, a documented entry to srcr.flops.IGNORED_OPS):\n"
-                + "\n".join(lines))
-        names = dict(model.named_modules())
-        if breakdown is None:
-            breakdown = [(label, path) for label, path in SEGMENTOR_BREAKDOWN if path in names]
-            if not breakdown:
-                breakdown = [(n, n) for n, _ in model.named_children()]
-        paths = [p for _, p in breakdown]
-        for a in paths:
-            if a not in names:
-                raise ValueError(f"count_flops: no module {a!r} in {type(model).__name__}")
-            for b in paths:
-                if a != b and b.startswith(a + "."):
-                    raise ValueError(f"count_flops: breakdown modules {a!r} and {b!r} overlap")
-        by_module = analysis.by_module()
+        _raise_on_uncounted(analysis, unsupported)
+        breakdown = _checked_breakdown(model, breakdown)
         params = parameter_count(model)
-        modules = [{"name": label, "path": path, "flops": int(by_module.get(path, 0)),
-                    "params": int(params.get(path, 0))} for label, path in breakdown]
-        # what a parent does itself (the decoder's fusion resizes, the final resize at the top
-        # level) goes to "<parent> (other)" rows, deepest parent first, so the rows add up
-        parents = sorted({".".join(p.split(".")[:i]) for p in paths for i in range(1, p.count(".") + 1)},
-                         key=lambda a: -a.count("."))
-        for parent in parents + [""]:
-            under = [m for m in modules if parent == "" or m["path"].startswith(parent + ".")]
-            own_f = int(by_module.get(parent, 0)) - sum(m["flops"] for m in under)
-            own_p = int(params.get(parent, 0)) - sum(m["params"] for m in under)
-            if own_f or own_p:
-                modules.append({"name": f"{parent} (other)" if parent else "(rest)", "path": parent,
-                                "flops": own_f, "params": own_p})
-        for m in modules:
-            m["gflops"] = m["flops"] / 1e9
+        modules = _module_rows(breakdown, analysis.by_module(), params)
         by_op = analysis.by_operator()
         return {
             "flops": total,
@@ -372,6 +335,69 @@ def count_flops(model: nn.Module, size: Sequence[int] | None = None, *, inputs: 
         }
     finally:
         model.train(was_training)
+
+
+def _zero_image(model: nn.Module, size: Sequence[int]) -> torch.Tensor:
+    """A 1x3xHxW zero image on the model's device, in its floating dtype (float32 without one)."""
+    ref = next(iter(model.parameters()), None)
+    device = ref.device if ref is not None else torch.device("cpu")
+    dtype = ref.dtype if ref is not None and ref.dtype.is_floating_point else torch.float32
+    return torch.zeros(1, 3, int(size[0]), int(size[1]), device=device, dtype=dtype)
+
+
+def _raise_on_uncounted(analysis: Any, unsupported: dict[str, int]) -> None:
+    """UncountedOpsError naming every operator neither counted nor on IGNORED_OPS, and where."""
+    unknown = {op for op in unsupported if op not in IGNORED_OPS}
+    if not unknown:
+        return
+    where = _module_ops(analysis, analysis._named_modules.keys(), unknown)
+    lines = [f"  {op} (x{unsupported[op]}) in {', '.join(where[op][:4]) or 'the top-level forward'}"
+             for op in sorted(unknown)]
+    raise UncountedOpsError(
+        "operators neither counted nor on the ignore list (add a handle to srcr.flops.HANDLES "
+        "or, if it does no multiply-adds, a documented entry to srcr.flops.IGNORED_OPS):\n"
+        + "\n".join(lines))
+
+
+def _checked_breakdown(model: nn.Module, breakdown: Sequence[tuple[str, str]] | None
+                       ) -> list[tuple[str, str]]:
+    """The (label, path) rows: as given (each path must exist, none inside another), else the
+    Segmentor names present in ``model``, else its top-level children."""
+    names = dict(model.named_modules())
+    if breakdown is None:
+        breakdown = [(label, path) for label, path in SEGMENTOR_BREAKDOWN if path in names]
+        if not breakdown:
+            breakdown = [(n, n) for n, _ in model.named_children()]
+    paths = [p for _, p in breakdown]
+    for a in paths:
+        if a not in names:
+            raise ValueError(f"count_flops: no module {a!r} in {type(model).__name__}")
+        for b in paths:
+            if a != b and b.startswith(a + "."):
+                raise ValueError(f"count_flops: breakdown modules {a!r} and {b!r} overlap")
+    return list(breakdown)
+
+
+def _module_rows(breakdown: list[tuple[str, str]], by_module: dict[str, int],
+                 params: dict[str, int]) -> list[dict[str, Any]]:
+    """One row per breakdown module, then what each parent does itself (the decoder's fusion
+    resizes, the final resize at the top level) as "<parent> (other)" rows, deepest parent first,
+    and "(rest)" for the top level, so the rows add up to the total."""
+    paths = [p for _, p in breakdown]
+    modules = [{"name": label, "path": path, "flops": int(by_module.get(path, 0)),
+                "params": int(params.get(path, 0))} for label, path in breakdown]
+    parents = sorted({".".join(p.split(".")[:i]) for p in paths for i in range(1, p.count(".") + 1)},
+                     key=lambda a: -a.count("."))
+    for parent in parents + [""]:
+        under = [m for m in modules if parent == "" or m["path"].startswith(parent + ".")]
+        own_f = int(by_module.get(parent, 0)) - sum(m["flops"] for m in under)
+        own_p = int(params.get(parent, 0)) - sum(m["params"] for m in under)
+        if own_f or own_p:
+            modules.append({"name": f"{parent} (other)" if parent else "(rest)", "path": parent,
+                            "flops": own_f, "params": own_p})
+    for m in modules:
+        m["gflops"] = m["flops"] / 1e9
+    return modules
 
 
 # ---------------------------------------------------------------------------------------------

@@ -311,7 +311,8 @@ class Predictor:
     def load(cls, cfg: dict, ckpt_path: Path, device, offsets: bool = False) -> "Predictor":
         """Everything that can fail on a bad checkpoint or config fails here, before any image."""
         from .engine.checkpoint import load_checkpoint
-        from .evaluate import OFFSET_ALIGNS, check_config_mismatch, load_model_for_eval
+        from .evaluate import check_config_mismatch, load_model_for_eval
+        from .module_names import OFFSET_ALIGNS
 
         palette, note = palette_of(cfg)
         # verified against its checksum; model settings other than the checkpoint's are refused

@@ -582,7 +582,7 @@ def _train_loop(members: list[_Member], ctx, dataset, progress: bool, stop) -> N
 
 
 def _open_logs(members: list[_Member], ctx, plain: bool) -> None:
-    from .engine.logging import JsonlLog
+    from .engine.train_log import JsonlLog
     from .engine.progress import PlainProgress
 
     for m in members:

@@ -19,7 +19,7 @@ import yaml
 
 from srcr.config import load_config
 from srcr.engine.distributed import CPUSyncBatchNorm, convert_sync_batchnorm
-from srcr.engine.logging import read_log
+from srcr.engine.train_log import read_log
 from srcr.train import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,15 +40,6 @@ def test_convert_sync_batchnorm_keeps_parameters_and_is_plain_bn_without_a_group
     conv2 = convert_sync_batchnorm(net2, torch.device("cpu"))
     assert torch.equal(conv2(x), y_ref)
     assert torch.equal(conv2[1].running_var, net[1].running_var)
-
-
-@pytest.fixture(scope="module")
-def syn_root(tmp_path_factory):
-    from srcr.data.synthetic_gen import ensure_synthetic
-
-    root = tmp_path_factory.mktemp("syn") / "synthetic"
-    ensure_synthetic(root, 8, 4, (32, 64), 0, workers=1, progress=False)
-    return root
 
 
 def test_two_gloo_processes_match_one_process(syn_root, tmp_path):

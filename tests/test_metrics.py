@@ -1,5 +1,5 @@
 """srcr.metrics against slow, obviously-correct references (pure python loops, brute-force
-distances) on small random maps, plus hand-worked cases (design/metrics.md)."""
+distances) on small random maps, plus hand-worked cases (docs/metrics.md)."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def ref_image(pred, label, C, taus, d, widths):
 
 
 def ref_summary(refs, C, taus, widths):
-    """The reported figures from reference counts, written out from design/metrics.md."""
+    """The reported figures from reference counts, written out from docs/metrics.md."""
     s = {k: sum(r[k] for r in refs) for k in refs[0]}
     nan = float("nan")
 

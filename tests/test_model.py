@@ -14,7 +14,7 @@ import torch.nn as nn
 import srcr.models.backbones.mscan_timm  # noqa: F401  (timm.create_model("mscan_t") below)
 from srcr.errors import UserError
 from srcr.models import ALIGN_MODULES, CONTEXT_MODULES, Segmentor, build_backbone, build_model
-from srcr.models.backbone import load_backbone_checkpoint, select_out_indices
+from srcr.models.backbones.build import load_backbone_checkpoint, select_out_indices
 from srcr.models.layers import resize
 
 TINY = "test_efficientnet"  # timm's test model: channels 24/32/48/64 at strides 4..32

@@ -8,9 +8,7 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,72 +16,13 @@ import yaml
 
 from srcr.config import load_config
 from srcr.engine.checkpoint import list_checkpoints
-from srcr.engine.logging import read_log
+from srcr.engine.train_log import read_log
 from srcr.engine.sampler import InfiniteSeededSampler
 from srcr.errors import UserError
 from srcr.train import TrainingDiverged, train
 
-REPO = Path(__file__).resolve().parents[1]
-PY = sys.executable
-
-TINY_MODEL = ["model.backbone=mscan_t",
-              "model.backbone_options={embed_dims: [8, 16, 16, 16], depths: [1, 1, 1, 1], drop_path_rate: 0.0}",
-              "model.fpn_dim=8", "model.embed_dim=8"]
-
-
-def tiny_overrides(root: Path, **extra) -> list[str]:
-    over = TINY_MODEL + [
-        "model.num_classes=10",
-        f"data.root={root}", "data.num_workers=0",
-        "data.synthetic={n_train: 8, n_val: 4, size: [32, 64], seed: 0}",
-        "data.train_pipeline={scale: [32, 64], ratio_range: [0.75, 1.25], crop_size: [32, 32]}",
-        "train.iterations=6", "train.batch_size=4", "train.optimizer.lr=1e-3",
-        "train.schedule.warmup_iters=2", "train.checkpoint_interval=2", "train.log_interval=1",
-        "train.loss.contrastive={warmup: 2, max_samples: 64, max_views: 8}",
-        "eval.mode=whole",
-    ]
-    return over + [f"{k}={v}" for k, v in extra.items()]
-
-
-def tiny_cfg(root: Path, *more: str) -> dict:
-    return load_config(None, tiny_overrides(root) + list(more))
-
-
-def write_cfg(path: Path, cfg: dict) -> Path:
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
-
-
-@pytest.fixture(scope="module")
-def syn_root(tmp_path_factory):
-    from srcr.data.synthetic_gen import ensure_synthetic
-
-    root = tmp_path_factory.mktemp("syn") / "synthetic"
-    ensure_synthetic(root, 8, 4, (32, 64), 0, workers=1, progress=False)
-    return root
-
-
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def final_state(run: Path) -> dict:
-    return torch.load(run / "checkpoints" / "final.pth", map_location="cpu", weights_only=True)["model"]
-
-
-def assert_same_state(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-
-
-def log_values(run: Path) -> list[tuple]:
-    # everything except the wall-clock throughput
-    return [tuple((k, v) for k, v in r.items() if k != "images_per_s") for r in read_log(run / "log.jsonl")]
+from train_helpers import (PY, REPO, TINY_MODEL, assert_same_state, final_state, log_values,
+                           tiny_cfg, tiny_overrides, write_cfg)
 
 
 # ----------------------------------------------------------------------------------------------------

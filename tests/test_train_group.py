@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +16,7 @@ from srcr.engine.checkpoint import list_checkpoints
 from srcr.errors import UserError
 from srcr.models.feature_cache import FeatureCache, share_backbone
 from srcr.train import train, train_runs
-from test_train import assert_same_state, final_state, log_values, syn_root, tiny_cfg, tiny_overrides, write_cfg  # noqa: F401
+from train_helpers import assert_same_state, final_state, log_values, tiny_cfg, write_cfg
 
 PY = sys.executable
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from srcr.engine.checkpoint import list_checkpoints
-from srcr.engine.logging import read_log
+from srcr.engine.train_log import read_log
 from srcr.errors import EXIT_INTERRUPTED
 
-from test_train import PY, REPO, assert_same_state, final_state, syn_root, tiny_cfg, write_cfg  # noqa: F401
+from train_helpers import PY, REPO, assert_same_state, final_state, tiny_cfg, write_cfg
 
 
 def _cmd(cfg_path: Path, run: Path) -> list[str]:

@@ -21,6 +21,8 @@ from srcr.engine.checkpoint import list_checkpoints
 from srcr.suite.plan import make_plan
 from workflow_helpers import env, job_counts, run_snakemake, snakemake_cmd, tiny_suite, workflow_copy
 
+pytestmark = pytest.mark.slow  # whole Snakemake suites end to end (`pytest -m "not slow"` skips)
+
 pytest.importorskip("snakemake")
 
 

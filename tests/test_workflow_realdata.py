@@ -11,6 +11,8 @@ import yaml
 from dataset_fixtures import make_cityscapes, make_folder
 from workflow_helpers import REPO, run_snakemake, workflow_copy
 
+pytestmark = pytest.mark.slow  # whole Snakemake suites end to end (`pytest -m "not slow"` skips)
+
 pytest.importorskip("snakemake")
 
 CPU = {"threads": 1, "mem_mb": 2000, "runtime": 10, "gpu": 0}

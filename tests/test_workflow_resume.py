@@ -18,6 +18,8 @@ import torch
 from srcr.engine.checkpoint import list_checkpoints
 from workflow_helpers import env, run_snakemake, snakemake_cmd, tiny_suite, workflow_copy
 
+pytestmark = pytest.mark.slow  # whole Snakemake suites end to end (`pytest -m "not slow"` skips)
+
 pytest.importorskip("snakemake")
 
 def mtimes(paths) -> dict:

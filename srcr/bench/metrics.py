@@ -9,6 +9,7 @@ import argparse
 import os
 import sys
 import time
+from typing import Any
 
 import cv2
 import numpy as np
@@ -85,7 +86,7 @@ def _dilate_opencv(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 def gscnn_style_counts(pred: np.ndarray, label: np.ndarray, num_classes: int, tolerances,
                        impl: str = "opencv", ignore_index: int = 255) -> dict[str, np.ndarray]:
     """Boundary counts (bf_np, bf_ng, bf_tpp, bf_tpg) by per-class binary masks and per-class,
-    per-tolerance disk dilations, with the boundary definition of design/metrics.md."""
+    per-tolerance disk dilations, with the boundary definition of docs/metrics.md."""
     dilate = _dilate_opencv if impl == "opencv" else _dilate_scipy
     void = label == ignore_index
     near_void = cv2.dilate(void.view(np.uint8), CROSS).view(bool)  # void or 4-adjacent to it
@@ -136,12 +137,8 @@ def _stats(ms: list[float]) -> dict[str, float]:
     return {"mean_ms": float(a.mean()), "median_ms": float(np.median(a)), "min_ms": float(a.min())}
 
 
-def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from ..utils.io import write_json
-    from ..utils.threads import set_threads
-
+def _check_args(args: argparse.Namespace) -> list[str]:
+    """Bad arguments -> UserError before anything runs; returns the baseline dilations."""
     if args.images < 1:
         raise UserError(f"--images must be >= 1, got {args.images}")
     H, W = args.size
@@ -151,20 +148,34 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--classes must be in 2..254, got {args.classes}")
     if args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
-    if args.pin:
-        if not hasattr(os, "sched_setaffinity"):
-            raise UserError("--pin needs Linux (os.sched_setaffinity)")
-        cpus = sorted(os.sched_getaffinity(0))[: args.threads]
-        os.sched_setaffinity(0, cpus)
-    cv2.setNumThreads(args.threads)
-    set_threads(args.threads)
+    if args.pin and not hasattr(os, "sched_setaffinity"):
+        raise UserError("--pin needs Linux (os.sched_setaffinity)")
     baselines = [b.strip() for b in args.baseline.split(",") if b.strip()]
     for b in baselines:
         if b not in ("scipy", "opencv"):
             raise UserError(f"--baseline: unknown dilation {b!r}, expected scipy and/or opencv")
+    return baselines
+
+
+def _set_threads(threads: int, pin: bool) -> None:
+    from ..utils.threads import set_threads
+
+    if pin:
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
+    cv2.setNumThreads(threads)
+    set_threads(threads)
+
+
+def _time_scorers(args: argparse.Namespace, baselines: list[str], names: list[str]
+                  ) -> tuple[dict[str, list[float]], dict[str, list[float]], list[str], int]:
+    """Score ``args.images`` random pairs with every scorer: per-image wall and CPU milliseconds,
+    the images whose boundary counts disagree with a GSCNN-style scorer, and the boundary pixels
+    compared."""
+    from tqdm import tqdm
+
+    H, W = args.size
     C = args.classes
     rng = np.random.default_rng(args.seed)
-
     full = SegEvaluator(C, bf_tolerances=TOLERANCES)
     bf_only = SegEvaluator(C, bf_tolerances=TOLERANCES, biou_width=None, trimap_widths=())
     # warm-up (first-call costs of OpenCV and numpy) on a small pair
@@ -173,7 +184,6 @@ def run(args: argparse.Namespace) -> int:
     for b in baselines:
         gscnn_style_counts(wp, wl, C, TOLERANCES, b)
 
-    names = ["full", "bf_only"] + [f"gscnn_style_{b}" for b in baselines]
     wall = {k: [] for k in names}
     cpu = {k: [] for k in names}
     mismatches, n_boundary = [], 0
@@ -196,22 +206,17 @@ def run(args: argparse.Namespace) -> int:
             for k, v in ref.items():
                 if not np.array_equal(v, mine[k]):
                     mismatches.append(f"image {i}: {k} differs from the {b} GSCNN-style scorer")
+    return wall, cpu, mismatches, n_boundary
 
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    med = {k: float(np.median(wall[k])) for k in names}
-    med_cpu = {k: float(np.median(cpu[k])) for k in names}
-    result = {
-        "images": args.images, "size": [H, W], "classes": C, "threads": args.threads,
-        "opencv_threads": cv2.getNumThreads(), "cpus": ncpu, "load_average_1min": load,
-        "tolerances": list(TOLERANCES), "wall_ms": {k: _stats(v) for k, v in wall.items()},
-        "cpu_ms": {k: _stats(v) for k, v in cpu.items()},
-        "speedup_wall": {b: med[f"gscnn_style_{b}"] / med["full"] for b in baselines},
-        "speedup_cpu": {b: med_cpu[f"gscnn_style_{b}"] / med_cpu["full"] for b in baselines},
-        "counts_agree": not mismatches, "boundary_pixels_checked": n_boundary,
-    }
-    print(f"srcr bench metrics: {args.images} images {H}x{W}, {C} classes, threads={args.threads} "
-          f"(OpenCV {cv2.getNumThreads()}), {ncpu} CPUs visible, load average {load:.2f}")
+
+def _print_summary(args: argparse.Namespace, result: dict[str, Any], baselines: list[str],
+                   names: list[str], mismatches: list[str]) -> None:
+    H, W = args.size
+    med = {k: result["wall_ms"][k]["median_ms"] for k in names}
+    med_cpu = {k: result["cpu_ms"][k]["median_ms"] for k in names}
+    print(f"srcr bench metrics: {args.images} images {H}x{W}, {args.classes} classes, "
+          f"threads={args.threads} (OpenCV {result['opencv_threads']}), {result['cpus']} CPUs "
+          f"visible, load average {result['load_average_1min']:.2f}")
     print(f"{'per image (medians)':48s} {'wall ms':>9s} {'CPU ms':>9s}")
     labels = {"full": "full set (conf, mBF@1/3/5, BIoU, trimap x6)",
               "bf_only": "  mBF@1/3/5 + confusion alone"}
@@ -227,7 +232,32 @@ def run(args: argparse.Namespace) -> int:
         print("boundary counts DISAGREE: " + "; ".join(mismatches[:10]))
     else:
         print(f"boundary counts agree exactly (matched and total boundary pixels per class, tau "
-              f"{', '.join(map(str, TOLERANCES))}; {n_boundary} boundary pixels)")
+              f"{', '.join(map(str, TOLERANCES))}; {result['boundary_pixels_checked']} boundary "
+              f"pixels)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..utils.io import write_json
+
+    baselines = _check_args(args)
+    _set_threads(args.threads, args.pin)
+    names = ["full", "bf_only"] + [f"gscnn_style_{b}" for b in baselines]
+    wall, cpu, mismatches, n_boundary = _time_scorers(args, baselines, names)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    med = {k: float(np.median(wall[k])) for k in names}
+    med_cpu = {k: float(np.median(cpu[k])) for k in names}
+    result = {
+        "images": args.images, "size": list(args.size), "classes": args.classes,
+        "threads": args.threads, "opencv_threads": cv2.getNumThreads(), "cpus": ncpu,
+        "load_average_1min": load, "tolerances": list(TOLERANCES),
+        "wall_ms": {k: _stats(v) for k, v in wall.items()},
+        "cpu_ms": {k: _stats(v) for k, v in cpu.items()},
+        "speedup_wall": {b: med[f"gscnn_style_{b}"] / med["full"] for b in baselines},
+        "speedup_cpu": {b: med_cpu[f"gscnn_style_{b}"] / med_cpu["full"] for b in baselines},
+        "counts_agree": not mismatches, "boundary_pixels_checked": n_boundary,
+    }
+    _print_summary(args, result, baselines, names, mismatches)
     if args.json:
         write_json(args.json, result)
     return 0 if not mismatches else 1

@@ -1,6 +1,6 @@
 """Seeded training and evaluation transforms, reproducing mmsegmentation's (0.x) pipeline in numpy.
 
-SegNeXt's recipe (the paper-scale default, design/model.md): Resize(img_scale, ratio_range=(0.5, 2.0))
+SegNeXt's recipe (the paper-scale default, docs/model.md): Resize(img_scale, ratio_range=(0.5, 2.0))
 -> RandomCrop(crop_size, cat_max_ratio=0.75) -> RandomFlip(0.5) -> PhotoMetricDistortion ->
 Normalize -> Pad(crop_size, 0, 255). Each transform is ``t(image, label, rng) -> (image, label)``
 with ``image`` uint8 HxWx3 RGB (float32 after Normalize), ``label`` HxW, and draws every random
@@ -155,7 +155,7 @@ class Resize:
     """Evaluation resize to ``scale`` (H, W) (keep-ratio: fit inside it, as mmseg's test Resize).
 
     The label keeps its original resolution by default: mmseg scores predictions resized back to
-    the original annotation (design/metrics.md: predictions at label resolution)."""
+    the original annotation (docs/metrics.md: predictions at label resolution)."""
 
     def __init__(self, scale: Sequence[int], keep_ratio: bool = True, resize_label: bool = False):
         self.scale = (int(scale[0]), int(scale[1]))

@@ -1,4 +1,4 @@
-"""Segmentation metrics of the suite (definitions: design/metrics.md): mIoU/mAcc/aAcc from a
+"""Segmentation metrics of the suite (definitions: docs/metrics.md): mIoU/mAcc/aAcc from a
 set-level confusion matrix, exact-Euclidean boundary F-score (mBF@tau), Boundary IoU, trimap
 band/interior scores and a GSCNN-protocol compatibility mode, with per-image counts for bootstrap."""
 

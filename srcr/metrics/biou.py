@@ -1,4 +1,4 @@
-"""Boundary IoU (Cheng et al., CVPR 2021) per class on the multi-class maps, design/metrics.md:
+"""Boundary IoU (Cheng et al., CVPR 2021) per class on the multi-class maps, docs/metrics.md:
 the inner band of a mask is its pixels within Euclidean distance d of its own boundary (the
 class-wise boundary with void edges dropped), not detectron2's erosion of the whole label map."""
 

@@ -1,4 +1,4 @@
-"""Boundary F-score counts (mBF@tau, design/metrics.md): exact Euclidean matching of class-wise
+"""Boundary F-score counts (mBF@tau, docs/metrics.md): exact Euclidean matching of class-wise
 boundary pixels, many-to-one, as DAVIS (Perazzi et al., CVPR 2016) and MATLAB's ``bfscore``
 (Csurka et al., BMVC 2013) match, but counted over the whole set."""
 

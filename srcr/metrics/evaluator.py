@@ -1,5 +1,5 @@
 """SegEvaluator: region, boundary (mBF, Boundary IoU), trimap and optional GSCNN-protocol metrics
-with per-image counts for bootstrapping (definitions: design/metrics.md)."""
+with per-image counts for bootstrapping (definitions: docs/metrics.md)."""
 
 from __future__ import annotations
 

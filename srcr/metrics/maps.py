@@ -1,7 +1,7 @@
 """Shared building blocks of the metrics: input codes, boundary maps, Euclidean disks and the
 exact class-aware "is a same-class pixel within distance r" test.
 
-Definitions follow design/metrics.md. Everything works on uint8 *codes*: classes 0..C-1, ``VOID``
+Definitions follow docs/metrics.md. Everything works on uint8 *codes*: classes 0..C-1, ``VOID``
 (255) for ignored label pixels; that lets OpenCV's SIMD morphology do the heavy lifting.
 """
 
@@ -70,7 +70,7 @@ def bad_values(x: np.ndarray, mask: np.ndarray, limit: int = 6) -> list[int]:
 
 
 # ----------------------------------------------------------------------------------------------
-# boundaries (design/metrics.md)
+# boundaries (docs/metrics.md)
 # ----------------------------------------------------------------------------------------------
 
 def morph_min_max(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

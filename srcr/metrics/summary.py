@@ -15,7 +15,7 @@ from ..errors import UserError
 from .gscnn import gscnn_image_f
 
 CONVENTION = (
-    "srcr metrics (design/metrics.md): region metrics from one confusion matrix over the set "
+    "srcr metrics (docs/metrics.md): region metrics from one confusion matrix over the set "
     "(void excluded, mean over classes with non-zero union); mBF@tau: exact Euclidean tolerance, "
     "4-neighbour class boundaries with edges against void dropped, counts accumulated over the "
     "set, classes absent from the labels left out; BIoU: inner bands of width d around the same "

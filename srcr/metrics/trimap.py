@@ -1,5 +1,5 @@
 """Boundary-versus-interior (trimap) evaluation, as in Kohli et al. (IJCV 2009) and the DeepLab
-papers, with the exact Euclidean distance to the class-agnostic label boundary (design/metrics.md).
+papers, with the exact Euclidean distance to the class-agnostic label boundary (docs/metrics.md).
 """
 
 from __future__ import annotations

@@ -2,5 +2,5 @@
 
 from .registry import ALIGN_MODULES, CONTEXT_MODULES, register_align, register_context  # noqa: F401
 from . import backbones, align, context  # noqa: F401  (imports register every module)
-from .backbone import build_backbone  # noqa: E402,F401
+from .backbones.build import build_backbone  # noqa: E402,F401
 from .segmentor import Segmentor, build_model  # noqa: E402,F401

@@ -1,6 +1,6 @@
 """FPN decoder in the UPerNet (Xiao et al., ECCV 2018) / SFNet (Li et al., ECCV 2020) layout, with a
 pluggable context module at stride 32 and a pluggable alignment module at every top-down step
-(design/model.md, "Decoder")."""
+(docs/model.md, "Decoder")."""
 
 from __future__ import annotations
 
@@ -23,21 +23,31 @@ def _accepts(cls: type, name: str) -> bool:
                                                      inspect.Parameter.KEYWORD_ONLY)
 
 
+def _module_class(slot: str, name: str, table: dict[str, type]) -> type:
+    if name not in table:
+        raise UserError(f"model.{slot}: unknown {slot} module {name!r}; expected one of: "
+                        f"{', '.join(sorted(table))}")
+    return table[name]
+
+
+def _check_options(slot: str, name: str, cls: type, options: dict[str, Any],
+                   positional: tuple[str, ...]) -> None:
+    """Both slots alike: an option that is not a keyword of ``cls.__init__`` (besides the sizes the
+    decoder passes itself) is a UserError listing the allowed ones, before anything is built."""
+    allowed = [p for p in inspect.signature(cls.__init__).parameters
+               if p not in ("self", *positional) and _accepts(cls, p)]
+    unknown = [k for k in options if k not in allowed]
+    if unknown:
+        raise UserError(f"model.{slot}_options: {name} does not accept {unknown}; allowed: "
+                        f"{', '.join(allowed) if allowed else '(none)'}")
+
+
 def build_align(name: str, channels: int, options: dict[str, Any] | None = None, norm: str = "bn") -> nn.Module:
     """``ALIGN_MODULES[name](channels, **options)``; the decoder's ``norm`` is passed to modules
     that take a ``norm`` argument unless ``options`` sets it. Unknown names/options -> UserError."""
-    if name not in ALIGN_MODULES:
-        raise UserError(f"model.align: unknown alignment module {name!r}; expected one of: "
-                        f"{', '.join(sorted(ALIGN_MODULES))}")
-    cls = ALIGN_MODULES[name]
+    cls = _module_class("align", name, ALIGN_MODULES)
     options = dict(options or {})
-    params = inspect.signature(cls.__init__).parameters
-    if not any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        allowed = [p for p in params if p not in ("self", "channels")]
-        unknown = [k for k in options if k not in allowed]
-        if unknown:
-            raise UserError(f"model.align_options: {name} does not accept {unknown}; allowed: "
-                            f"{', '.join(allowed) if allowed else '(none)'}")
+    _check_options("align", name, cls, options, ("channels",))
     if _accepts(cls, "norm"):
         options.setdefault("norm", norm)
     return cls(channels, **options)
@@ -45,19 +55,14 @@ def build_align(name: str, channels: int, options: dict[str, Any] | None = None,
 
 def build_context(name: str, in_channels: list[int], out_channels: int, options: dict[str, Any] | None = None,
                   norm: str = "bn") -> nn.Module:
-    """``CONTEXT_MODULES[name](in_channels, out_channels, **options)``; ``norm`` is passed on as for
-    :func:`build_align`."""
-    if name not in CONTEXT_MODULES:
-        raise UserError(f"model.context: unknown context module {name!r}; expected one of: "
-                        f"{', '.join(sorted(CONTEXT_MODULES))}")
-    cls = CONTEXT_MODULES[name]
+    """``CONTEXT_MODULES[name](in_channels, out_channels, **options)``; ``norm`` and the checks as
+    for :func:`build_align`."""
+    cls = _module_class("context", name, CONTEXT_MODULES)
     options = dict(options or {})
+    _check_options("context", name, cls, options, ("in_channels", "out_channels"))
     if _accepts(cls, "norm"):
         options.setdefault("norm", norm)
-    try:
-        return cls(list(in_channels), out_channels, **options)
-    except TypeError as e:  # a context class without **kwargs given an unknown option
-        raise UserError(f"model.context_options: {name} rejects {sorted(options)}: {e}") from None
+    return cls(list(in_channels), out_channels, **options)
 
 
 def shift_directions(images: torch.Tensor) -> torch.Tensor:

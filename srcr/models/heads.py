@@ -36,7 +36,7 @@ class FCNHead(nn.Sequential):
 
 
 class EmbedHead(nn.Module):
-    """Conv1x1(in -> embed_dim), then L2 normalisation over channels (design/model.md)."""
+    """Conv1x1(in -> embed_dim), then L2 normalisation over channels (docs/model.md)."""
 
     def __init__(self, in_channels: int, embed_dim: int = 256):
         super().__init__()

@@ -6,7 +6,7 @@ variant that builds a different context module (built first) or an alignment mod
 parameters shifts the draws of every part after it: the laterals, the FPN convs, the fusion and
 the heads of ``srm_crm`` and ``bilinear_none`` started from unrelated weights at the same seed.
 Inside ``seeded_init(base)``, each ``init_stream(name)`` block draws from a generator seeded by
-(base, name) alone, so what two variants share starts equal and the paired design (design/
+(base, name) alone, so what two variants share starts equal and the paired design (docs/
 statistics.md) also pairs the decoder's initialisation (tests/test_pairing.py).
 """
 

@@ -13,7 +13,7 @@ def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size, mode: str = "bil
            align_corners: bool | None = True) -> torch.Tensor:
     """Resize to an explicit ``size`` (never ``scale_factor``: odd input sizes must work).
 
-    align_corners defaults to True (the decoder's convention, model.md); nearest ignores it.
+    align_corners defaults to True (the decoder's convention, docs/model.md); nearest ignores it.
     """
     size = tuple(int(s) for s in size)
     if tuple(x.shape[-2:]) == size:

@@ -1,10 +1,15 @@
-"""Plain name -> class dicts, one per pluggable decoder slot, filled by the decorators below."""
+"""Plain name -> class dicts, one per pluggable decoder slot, filled by the decorators below.
+
+A name must first be declared in srcr.module_names (read by the report and the workflow without
+torch); ``register_align`` gives the class its ``offset_kinds`` from there."""
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from typing import Callable, Iterable, TypeVar
 
 import torch.nn as nn
+
+from ..module_names import ALIGNS, CONTEXTS
 
 T = TypeVar("T", bound=type[nn.Module])
 
@@ -14,7 +19,12 @@ ALIGN_MODULES: dict[str, type[nn.Module]] = {}
 CONTEXT_MODULES: dict[str, type[nn.Module]] = {}
 
 
-def _register(table: dict[str, type[nn.Module]], slot: str, name: str) -> Callable[[T], T]:
+def _register(table: dict[str, type[nn.Module]], slot: str, name: str,
+              declared: Iterable[str]) -> Callable[[T], T]:
+    if name not in declared:
+        raise KeyError(f"{slot} module {name!r} is not declared in srcr/module_names.py "
+                        f"(declared: {', '.join(declared)})")
+
     def deco(cls: T) -> T:
         if name in table:
             raise KeyError(f"{slot} module {name!r} registered twice ({table[name].__name__} and {cls.__name__})")
@@ -25,8 +35,15 @@ def _register(table: dict[str, type[nn.Module]], slot: str, name: str) -> Callab
 
 
 def register_align(name: str) -> Callable[[T], T]:
-    return _register(ALIGN_MODULES, "align", name)
+    """Register an alignment module; its class gets ``offset_kinds = ALIGNS[name]``."""
+    register = _register(ALIGN_MODULES, "align", name, ALIGNS)
+
+    def deco(cls: T) -> T:
+        cls.offset_kinds = ALIGNS[name]
+        return register(cls)
+
+    return deco
 
 
 def register_context(name: str) -> Callable[[T], T]:
-    return _register(CONTEXT_MODULES, "context", name)
+    return _register(CONTEXT_MODULES, "context", name, CONTEXTS)

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import UserError
-from .backbone import build_backbone
+from .backbones.build import build_backbone
 from .decoder import FPNDecoder, shift_directions
 from .heads import EmbedHead, FCNHead, SegHead
 from .init_streams import init_stream, seeded_init

@@ -38,12 +38,10 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from ..module_names import OFFSET_ALIGNS
 from ..utils.io import write_text
 from .html_pages import html_sources, write_html_twin
-
-FIGURES = ("mIoU_vs_gflops", "trimap_curves", "band_vs_interior", "per_class_iou", "per_class_bf",
-           "error_share_curves", "class_error_shares")
-OFFSET_ALIGNS = ("srm", "fam", "alignfa")
+from .outputs import REPORT_FIGURES
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -194,7 +192,7 @@ def _suite_report(stats, grid, out: Path, offset_images: int, written: list[Path
     written += fg.band_vs_interior(stats, variants, figs / "band_vs_interior")
     written += fg.class_heatmap(stats, variants, "IoU", figs / "per_class_iou", "IoU")
     written += fg.class_heatmap(stats, variants, "BF@3", figs / "per_class_bf", "BF@3")
-    md += ["## Figures", ""] + [f"![{n}](figures/{n}.png)" for n in FIGURES[:5]] + [""]
+    md += ["## Figures", ""] + [f"![{n}](figures/{n}.png)" for n in REPORT_FIGURES] + [""]
     if correctness:
         rows = [{"variant": v, "align": suite.runs[v][suite.seeds(v)[0]].align, "step": s, "kind": k,
                  "learned": val[0], "zero": val[1], "pixels": val[2]}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..module_names import SECONDARY
 from .figures import plt, save
 from .offsets import PRIMARY, STEPS, VOID, load_offsets, near_boundary
 
@@ -92,7 +93,7 @@ def draw_offset_figure(off: dict, align: str, k: int, title: str, num_classes: i
     """Figure of the k-th image of ``off`` (as load_offsets returns it); without a label (images
     of `srcr predict`) the top row shows the image and the prediction only."""
     primary = PRIMARY.get(align, next(iter(next(iter(off["steps"].values())))))
-    extra = {"srm": "initial", "alignfa": "low"}.get(align)
+    extra = SECONDARY.get(align)
     steps = [s for s in STEPS if s in off["steps"]]
     ncols = 5
     fig = plt.figure(figsize=(3.4 * ncols, 2.3 * (len(steps) + 1) + 0.6), layout="constrained")

@@ -23,10 +23,9 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import UserError
+from ..module_names import PRIMARY  # noqa: F401  (the kind the tables report; re-exported)
 
 VOID = 255
-# the offsets each module samples its coarse input with (reported in tables); other kinds as figures
-PRIMARY = {"srm": "refined", "fam": "flow", "alignfa": "high"}
 STEPS = ("s16", "s8", "s4")
 
 

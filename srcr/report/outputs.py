@@ -4,22 +4,25 @@ rule can declare them as outputs:
     from srcr.report.outputs import expected_outputs
     expected_outputs("ablations/grid.yaml", ["synthetic"], tables=None, offset_images=2)
 
-A variant gets offset figures when its grid `set` makes model.align srm, fam or alignfa (the grid
-sets the alignment of every variant, so this matches what the runs record).
+A variant gets offset figures when its grid `set` makes model.align a module that predicts offsets
+(srcr.module_names.OFFSET_ALIGNS; the grid sets the alignment of every variant, so this matches
+what the runs record).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from ..module_names import OFFSET_ALIGNS
 from .html_pages import html_sources, html_twin
 from .load import load_grid
 
 FIGURE_EXTS = ("png", "pdf")
 TABLE_EXTS = ("md", "tex", "csv")
-SUITE_FIGURES = ("mIoU_vs_gflops", "trimap_curves", "band_vs_interior", "per_class_iou", "per_class_bf",
-                 "error_share_curves", "class_error_shares")
-OFFSET_ALIGNS = ("srm", "fam", "alignfa")
+# the figures of SUITE/report.md and of SUITE/errors.md, in the order the pages show them
+REPORT_FIGURES = ("mIoU_vs_gflops", "trimap_curves", "band_vs_interior", "per_class_iou", "per_class_bf")
+ERROR_FIGURES = ("error_share_curves", "class_error_shares")
+SUITE_FIGURES = REPORT_FIGURES + ERROR_FIGURES
 
 
 def offset_variants_of_grid(grid, variants: list[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Differences to a baseline and their 95% intervals (design/statistics.md).
+"""Differences to a baseline and their 95% intervals (docs/statistics.md).
 
 Every figure of every resample is recomputed from summed per-image counts with
 ``srcr.metrics.summarize``; the figures of a run are flattened into one vector (the ``Layout``),

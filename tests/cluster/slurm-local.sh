@@ -17,7 +17,7 @@
 #   SLURM_LOCAL_STATE  directory for the pid list and the logs (default /var/tmp/srcr-slurm-local)
 #   SLURM_LOCAL_NO_APT=1  do not apt-get (packages already installed)
 #   SLURM_LOCAL_CPUS / SLURM_LOCAL_MEM_MB  override the node's CPUs / RealMemory
-# Design notes, traps and timings: docs/cluster.md and ../shared/design/slurm-local.md.
+# Design notes, traps and timings: docs/cluster.md.
 set -euo pipefail
 
 STATE=${SLURM_LOCAL_STATE:-/var/tmp/srcr-slurm-local}

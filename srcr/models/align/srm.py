@@ -1,5 +1,5 @@
 """Semantic Refinement Module (SRM) of "A Deep Semantic Segmentation Network with Semantic and
-Contextual Refinements" (arXiv 2412.08671), reconstructed from its abstract (design/model.md).
+Contextual Refinements" (arXiv 2412.08671), reconstructed from its abstract (docs/model.md).
 
 The paper only says that SRM learns a per-pixel transformation offset for the upsampled map,
 guided by the high-resolution map and by neighbouring offsets in a 3x3 window, and resamples the

@@ -17,13 +17,6 @@ def _where(module: str, key: str) -> str:
     return f"model.context_options.{key} (context {module!r})"
 
 
-def reject_unknown(module: str, unknown: dict[str, Any], known: Iterable[str]) -> None:
-    if unknown:
-        names = ", ".join(sorted(unknown))
-        raise UserError(f"model.context_options: unknown option(s) {names} for context {module!r}; "
-                        f"expected some of: {', '.join(known)}")
-
-
 def check_in_channels(module: str, in_channels: Any, out_channels: Any) -> list[int]:
     """Four positive stage widths (strides 4, 8, 16, 32) and a positive output width."""
     ok = (isinstance(in_channels, (list, tuple)) and len(in_channels) == 4

@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from ..layers import ConvNormAct
 from ..registry import register_context
-from ._common import NORMS, check_choice, check_in_channels, check_int, reduced, reject_unknown
+from ._common import NORMS, check_choice, check_in_channels, check_int, reduced
 from .attention import CrissCrossAttention
 
 
@@ -26,9 +26,8 @@ class CCAM(nn.Module):
     act ('relu' | 'leaky_relu', the activation after each of the three convs)."""
 
     def __init__(self, in_channels: list[int], out_channels: int, *, reduction: int = 4, recurrence: int = 2,
-                 attention_reduction: int = 8, norm: str = "bn", act: str = "relu", **unknown) -> None:
+                 attention_reduction: int = 8, norm: str = "bn", act: str = "relu") -> None:
         super().__init__()
-        reject_unknown("ccam", unknown, ["reduction", "recurrence", "attention_reduction", "norm", "act"])
         in_channels = check_in_channels("ccam", in_channels, out_channels)
         check_choice("ccam", "norm", norm, NORMS)
         check_choice("ccam", "act", act, ("relu", "leaky_relu"))

@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from ..layers import ConvNormAct
 from ..registry import register_context
-from ._common import NORMS, check_choice, check_in_channels, check_int, reduced, reject_unknown
+from ._common import NORMS, check_choice, check_in_channels, check_int, reduced
 from .attention import fp32_energy, max_minus_softmax
 
 
@@ -47,9 +47,8 @@ class CCAMDran(nn.Module):
     Options: reduction (4), compact (16), norm ('bn')."""
 
     def __init__(self, in_channels: list[int], out_channels: int, *, reduction: int = 4, compact: int = 16,
-                 norm: str = "bn", **unknown) -> None:
+                 norm: str = "bn") -> None:
         super().__init__()
-        reject_unknown("ccam_dran", unknown, ["reduction", "compact", "norm"])
         in_channels = check_in_channels("ccam_dran", in_channels, out_channels)
         check_choice("ccam_dran", "norm", norm, NORMS)
         c5 = in_channels[-1]

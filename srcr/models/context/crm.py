@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ..layers import ConvNormAct
 from ..registry import register_context
-from ._common import NORMS, check_choice, check_float, check_in_channels, check_int, reduced, reject_unknown
+from ._common import NORMS, check_choice, check_float, check_in_channels, check_int, reduced
 from .attention import ChannelAttention, DisentangledNonLocal
 
 ORDERS = ("channel_spatial", "spatial_channel", "parallel")
@@ -40,10 +40,8 @@ class CRM(nn.Module):
     """
 
     def __init__(self, in_channels: list[int], out_channels: int, *, order: str = "channel_spatial",
-                 stages: str = "all", reduction: int = 2, temperature: float = 0.05, norm: str = "bn",
-                 **unknown) -> None:
+                 stages: str = "all", reduction: int = 2, temperature: float = 0.05, norm: str = "bn") -> None:
         super().__init__()
-        reject_unknown("crm", unknown, ["order", "stages", "reduction", "temperature", "norm"])
         in_channels = check_in_channels("crm", in_channels, out_channels)
         self.order = check_choice("crm", "order", order, ORDERS)
         self.stages = check_choice("crm", "stages", stages, STAGES)

@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from ..layers import ConvNormAct
 from ..registry import register_context
-from ._common import NORMS, check_choice, check_in_channels, check_int, reduced, reject_unknown
+from ._common import NORMS, check_choice, check_in_channels, check_int, reduced
 from .attention import ChannelAttention, PositionAttention
 
 
@@ -27,9 +27,8 @@ class DAM(nn.Module):
     width of the position attention), norm ('bn')."""
 
     def __init__(self, in_channels: list[int], out_channels: int, *, reduction: int = 4,
-                 attention_reduction: int = 8, norm: str = "bn", **unknown) -> None:
+                 attention_reduction: int = 8, norm: str = "bn") -> None:
         super().__init__()
-        reject_unknown("dam", unknown, ["reduction", "attention_reduction", "norm"])
         in_channels = check_in_channels("dam", in_channels, out_channels)
         check_choice("dam", "norm", norm, NORMS)
         c5 = in_channels[-1]

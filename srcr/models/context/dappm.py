@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from ..layers import build_norm, resize
 from ..registry import register_context
-from ._common import NORMS, check_choice, check_in_channels, check_int, pooled_norm, reject_unknown
+from ._common import NORMS, check_choice, check_in_channels, check_int, pooled_norm
 
 
 def _preact(norm: str, cin: int, cout: int, kernel_size: int, pooled: bool = False) -> nn.Sequential:
@@ -41,9 +41,8 @@ class DAPPM(nn.Module):
     POOLS = ((5, 2, 2), (9, 4, 4), (17, 8, 8))
 
     def __init__(self, in_channels: list[int], out_channels: int, *, branch_channels: int = 128,
-                 pool_norm: str = "gn", norm: str = "bn", **unknown) -> None:
+                 pool_norm: str = "gn", norm: str = "bn") -> None:
         super().__init__()
-        reject_unknown("dappm", unknown, ["branch_channels", "pool_norm", "norm"])
         in_channels = check_in_channels("dappm", in_channels, out_channels)
         branch = check_int("dappm", "branch_channels", branch_channels)
         check_choice("dappm", "pool_norm", pool_norm, NORMS)

@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from ..layers import ConvNormAct
 from ..registry import register_context
-from ._common import NORMS, check_choice, check_in_channels, reject_unknown
+from ._common import NORMS, check_choice, check_in_channels
 
 
 @register_context("none")
@@ -16,9 +16,8 @@ class NoContext(nn.Module):
 
     Options: norm ('bn')."""
 
-    def __init__(self, in_channels: list[int], out_channels: int, *, norm: str = "bn", **unknown) -> None:
+    def __init__(self, in_channels: list[int], out_channels: int, *, norm: str = "bn") -> None:
         super().__init__()
-        reject_unknown("none", unknown, ["norm"])
         in_channels = check_in_channels("none", in_channels, out_channels)
         check_choice("none", "norm", norm, NORMS)
         self.proj = ConvNormAct(in_channels[-1], out_channels, 1, norm=norm)

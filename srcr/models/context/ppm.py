@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ..layers import ConvNormAct, resize
 from ..registry import register_context
-from ._common import NORMS, check_choice, check_in_channels, check_int, check_int_list, pooled_norm, reject_unknown
+from ._common import NORMS, check_choice, check_in_channels, check_int, check_int_list, pooled_norm
 
 
 @register_context("ppm")
@@ -34,9 +34,8 @@ class PPM(nn.Module):
     """
 
     def __init__(self, in_channels: list[int], out_channels: int, *, bins=(1, 2, 3, 6),
-                 branch_channels: int | None = None, pool_norm: str = "gn", norm: str = "bn", **unknown) -> None:
+                 branch_channels: int | None = None, pool_norm: str = "gn", norm: str = "bn") -> None:
         super().__init__()
-        reject_unknown("ppm", unknown, ["bins", "branch_channels", "pool_norm", "norm"])
         in_channels = check_in_channels("ppm", in_channels, out_channels)
         self.bins = check_int_list("ppm", "bins", bins)
         branch = out_channels if branch_channels is None else check_int("ppm", "branch_channels", branch_channels)

@@ -17,9 +17,9 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from ..errors import UserError
-from .backbones.mscan import MSCAN_ARCHS, mscan_features
-from .state_dict_report import raise_on_mismatch
+from ...errors import UserError
+from ..state_dict_report import raise_on_mismatch
+from .mscan import MSCAN_ARCHS, mscan_features
 
 STRIDES = (4, 8, 16, 32)
 # options that build_backbone sets itself
@@ -30,7 +30,7 @@ def _timm() -> ModuleType:
     """timm, with srcr's MSCAN registered so that ``mscan_*`` resolves through timm as well."""
     import timm
 
-    from .backbones import mscan_timm  # noqa: F401  (registers mscan_t/s/b/l)
+    from . import mscan_timm  # noqa: F401  (registers mscan_t/s/b/l)
     return timm
 
 
@@ -120,11 +120,6 @@ def build_backbone(name: str, options: dict[str, Any] | None = None, pretrained:
     return model
 
 
-def backbone_channels(model: nn.Module) -> list[int]:
-    """Channels of the 4 feature maps of a :func:`build_backbone` model."""
-    return list(model.out_channels)
-
-
 # --------------------------------------------------------------------------------------------
 # Local checkpoints
 
@@ -135,7 +130,7 @@ def _custom_loader(model: nn.Module, name: str) -> Callable[[str], Any] | None:
     if callable(getattr(model, "load_pretrained", None)):
         return model.load_pretrained
     if name.startswith("mscan_"):
-        from .backbones.mscan import load_mscan_checkpoint
+        from .mscan import load_mscan_checkpoint
         return lambda path: load_mscan_checkpoint(model, path)
     try:
         module = __import__(_timm().models.model_entrypoint(name).__module__, fromlist=["_"])
