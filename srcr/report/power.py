@@ -1,4 +1,4 @@
-"""Seeds, interval widths and power of the paired comparisons of a suite (design/statistics.md,
+"""Seeds, interval widths and power of the paired comparisons of a suite (docs/statistics.md,
 "Planning seeds"), from the pooled paired seed variance and the image part of a pilot.
 
 A difference over n seeds has variance sigma2 / n + v_img: sigma2 the pooled seed variance of

@@ -163,7 +163,7 @@ EXCLUDED_NOTE = ("n.s.; |Δ| ≥ B excluded: the 90% interval (same method) lies
 
 def seed_notes(stats: Statistics, diffs: list, width: float = 0.5) -> list[str]:
     """The pooled seed sd with its degrees of freedom, and how many seeds the observed spread would
-    need for a 95% half-width of ``width`` mIoU (design/statistics.md, "Planning seeds")."""
+    need for a 95% half-width of ``width`` mIoU (docs/statistics.md, "Planning seeds")."""
     from .power import seeds_for_half_width, seeds_text
 
     if not diffs:
