@@ -56,8 +56,9 @@ def test_curve_figure_data_equal_the_logged_values(tmp_path):
     variants = ["base", "better", "same"]
     frame = curve_frame(suite, variants)
     summary = curve_summary(frame)
-    terms = terms_of(frame)
-    assert terms == ["loss", "ce", "aux", "contrast", "lr"]
+    terms, left_out = terms_of(frame)
+    assert terms == ["loss", "ce", "aux", "contrast", "lr"] and left_out == []
+    assert terms_of(frame.assign(value=frame["value"].where(frame["term"] != "aux", 0.0)))[1] == ["aux"]
     fig = draw_curves(summary, variants, terms, "t")
     lines = {line.get_gid(): line for ax in fig.axes for line in ax.get_lines()}
     for v in variants:

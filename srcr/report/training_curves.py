@@ -35,15 +35,18 @@ def curve_summary(frame: pd.DataFrame) -> pd.DataFrame:
     return g.agg(mean="mean", low="min", high="max", n="count").reset_index()
 
 
-def terms_of(frame: pd.DataFrame) -> list[str]:
-    """Loss terms in log order ("loss" first as srcr train writes it), then "lr"."""
-    terms = [t for t in dict.fromkeys(frame["term"]) if t != "lr"]
-    return terms + (["lr"] if (frame["term"] == "lr").any() else [])
+def terms_of(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(terms to plot, terms left out): loss terms in log order ("loss" first as srcr train writes
+    it), then "lr"; a term that is 0 in every record of every run (the aux term without an
+    auxiliary head) is left out."""
+    zero = frame.groupby("term", sort=False)["value"].apply(lambda x: bool((x == 0).all()))
+    terms = [t for t in dict.fromkeys(frame["term"]) if t != "lr" and not zero[t]]
+    return terms + (["lr"] if (frame["term"] == "lr").any() else []), [t for t in zero.index if zero[t]]
 
 
 def draw_curves(summary: pd.DataFrame, variants: list[str], terms: list[str], title: str):
     """One panel per term (lr on a log axis); one line per variant, its seed range as a band."""
-    ncols = min(len(terms), 3)
+    ncols = 2 if len(terms) == 4 else min(len(terms), 3)
     nrows = -(-len(terms) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.9 * nrows + 0.5), squeeze=False,
                              layout="constrained")
@@ -55,7 +58,8 @@ def draw_curves(summary: pd.DataFrame, variants: list[str], terms: list[str], ti
                 continue
             ax.plot(d["iteration"], d["mean"], color=colors[v], lw=1.2, label=v, gid=f"{v}/{term}")
             ax.fill_between(d["iteration"], d["low"], d["high"], color=colors[v], alpha=0.2, lw=0)
-        ax.set_title("learning rate (first group)" if term == "lr" else f"{term} (training)", fontsize=10)
+        ax.set_title("learning rate (first group)" if term == "lr"
+                     else "training loss (total)" if term == "loss" else f"loss term: {term}", fontsize=10)
         ax.set_xlabel("iteration")
         if term == "lr":
             ax.set_yscale("log")
@@ -72,7 +76,10 @@ def curves_figure(suite, spec: dict, stem: Path) -> list[Path]:
     variants = list(spec["variants"])
     frame = curve_frame(suite, variants)
     seeds = sorted({s for v in variants for s in suite.runs[v]})
+    terms, left_out = terms_of(frame)
     title = (f"{suite.name} / {spec.get('title', '')}: training curves, mean over seeds "
              f"{', '.join(map(str, seeds))} (band: their range)")
-    return save(draw_curves(curve_summary(frame), variants, terms_of(frame), title), stem)
+    if left_out:
+        title += f"\n{', '.join(left_out)}: 0 throughout, not drawn"
+    return save(draw_curves(curve_summary(frame), variants, terms, title), stem)
 
