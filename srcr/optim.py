@@ -134,7 +134,8 @@ def split_offset_groups(model: nn.Module, groups: list[dict], mult: float) -> li
         keep = [(n, p) for n, p in zip(group["param_names"], group["params"]) if id(p) not in ids]
         moved = [(n, p) for n, p in zip(group["param_names"], group["params"]) if id(p) in ids]
         if keep:
-            out.append({**group, "params": [p for _, p in keep], "param_names": [n for n, _ in keep]})
+            out.append({**group, "params": [p for _, p in keep],
+                        "param_names": [n for n, _ in keep]})
         if moved:
             lr = group["lr"] * float(mult)
             out.append({**group, "name": f"{group['name']}.offset", "params": [p for _, p in moved],

@@ -48,8 +48,8 @@ def confusion_figure(suite, spec: dict, stem: Path) -> list[Path]:
     a, b = row_normalised(pooled(suite, base)), row_normalised(pooled(suite, full))
     diff = b - a
     lim = max(float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 0.0, 0.5)
-    fig, axes = plt.subplots(1, 3, figsize=(3 * max(4.0, 0.45 * len(names) + 1.5), 0.45 * len(names) + 2.0),
-                             layout="constrained")
+    side = 0.45 * len(names)
+    fig, axes = plt.subplots(1, 3, figsize=(3 * max(4.0, side + 1.5), side + 2.0), layout="constrained")
     seeds = ", ".join(map(str, sorted(suite.runs[full])))
     _heatmap(axes[0], a, names, f"{base} (baseline): % of label row", "Blues", 0, 100, ".1f")
     _heatmap(axes[1], b, names, f"{full}: % of label row", "Blues", 0, 100, ".1f")

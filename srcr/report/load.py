@@ -160,8 +160,8 @@ def _load_run(variant: str, seed: int, run_dir: Path) -> Run:
     summary_path = run_dir / "summary.json"
     summary = _read_json(summary_path) if summary_path.is_file() else None
     log = read_log(run_dir / "log.jsonl")
-    return Run(variant, seed, run_dir, metrics, state["counts"], state["config"], state["names"], summary,
-               np.asarray(state["confusion"], np.int64), log)
+    return Run(variant, seed, run_dir, metrics, state["counts"], state["config"], state["names"],
+               summary, np.asarray(state["confusion"], np.int64), log)
 
 
 def _seed_dirs(variant_dir: Path) -> dict[int, Path]:

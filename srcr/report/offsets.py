@@ -164,5 +164,6 @@ def run_geometry(path: Path) -> dict:
             med = float(np.median(lengths))
             out[(step, kind)] = {"median_px": med, "p90_px": float(np.percentile(lengths, 90)),
                                  "median_rel": 100.0 * med / min(arr.shape[-2:]),
-                                 "outside": float("nan") if kind == "initial" else 100.0 * float(outside.mean())}
+                                 "outside": (float("nan") if kind == "initial"
+                                             else 100.0 * float(outside.mean()))}
     return out

@@ -25,7 +25,8 @@ def curve_frame(suite, variants: list[str]) -> pd.DataFrame:
         for seed, run in suite.runs[v].items():
             for rec in run.log:
                 rows += [(v, seed, rec["iteration"], k, float(x)) for k, x in rec.items()
-                         if k not in NOT_TERMS[:2] and isinstance(x, (int, float)) and not isinstance(x, bool)]
+                         if k not in NOT_TERMS[:2] and isinstance(x, (int, float))
+                         and not isinstance(x, bool)]
     return pd.DataFrame(rows, columns=["variant", "seed", "iteration", "term", "value"])
 
 
@@ -41,7 +42,8 @@ def terms_of(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
     auxiliary head) is left out."""
     zero = frame.groupby("term", sort=False)["value"].apply(lambda x: bool((x == 0).all()))
     terms = [t for t in dict.fromkeys(frame["term"]) if t != "lr" and not zero[t]]
-    return terms + (["lr"] if (frame["term"] == "lr").any() else []), [t for t in zero.index if zero[t]]
+    lr = ["lr"] if (frame["term"] == "lr").any() else []
+    return terms + lr, [t for t in zero.index if zero[t]]
 
 
 def draw_curves(summary: pd.DataFrame, variants: list[str], terms: list[str], title: str):
