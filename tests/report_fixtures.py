@@ -63,6 +63,8 @@ def write_run(run_dir: Path, variant: str, seed: int, labs, preds, align: str) -
     record = {"metrics": ev.compute(), "config": cfg, "device": "cpu", "code_version": {"srcr": "0.1.0", "git": "abc"},
               "dataset": {"name": "synthetic", "split": "val", "num_images": len(labs), "classes": CLASSES}}
     (eval_dir / "metrics.json").write_text(json.dumps(_json_safe(record)))
+    with open(run_dir / "log.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in log_records(variant, seed))
     if seed == 1:
         (run_dir / "summary.json").write_text(json.dumps({
             "iterations": 10, "train_time_s": 1.0, "params": 100, "srcr_version": "0.1.0",
@@ -70,6 +72,18 @@ def write_run(run_dir: Path, variant: str, seed: int, labs, preds, align: str) -
                         "torch": "2.x", "threads": 1}}))
     if align == "srm":
         write_offsets(eval_dir / "offsets.npz", labs[:2], preds[:2])
+
+
+def log_records(variant: str, seed: int, iterations: int = 10, interval: int = 2) -> list[dict]:
+    """A training log as srcr train writes it: decaying loss terms, a warm-up-then-poly lr."""
+    k, out = list(VARIANTS).index(variant), []
+    for it in range(interval, iterations + 1, interval):
+        ce, aux = 2.0 * np.exp(-it / 4) + 0.1 * k + 0.01 * seed, 0.3 * np.exp(-it / 5)
+        contrast = 0.0 if it < 6 else 0.05 * (1 + seed)
+        out.append({"iteration": it, "lr": 1e-3 * min(1.0, it / 4) * (1 - it / (iterations + 1)),
+                    "loss": ce + 0.4 * aux + 0.1 * contrast, "ce": ce, "aux": aux, "contrast": contrast,
+                    "images_per_s": 10.0})
+    return out
 
 
 def write_offsets(path: Path, labs, preds) -> None:

@@ -33,7 +33,8 @@ def test_defaults_come_from_schema_and_fill_missing_keys(tmp_path):
     assert cfg["model"]["align"] == "srm" and cfg["model"]["context"] == "crm"
     assert cfg["train"]["optimizer"] == {"name": "adamw", "lr": 6.0e-5, "weight_decay": 0.01,
                                          "betas": [0.9, 0.999], "momentum": 0.9, "head_lr_mult": 10.0,
-                                         "grouping": "srcr", "custom_keys": None}
+                                         "grouping": "srcr", "custom_keys": None,
+                                         "offset_lr_mult": 0.1}
     assert cfg["eval"]["stride"] == [768, 768]
     assert cfg["train"]["keep_checkpoints"] == 2
     # every schema leaf with a default is present in defaults(); num_classes has none (required)

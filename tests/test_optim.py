@@ -245,12 +245,14 @@ def test_mmcv_grouping_of_mscan_s_matches_an_independent_statement(mscan_s_model
 
 
 def test_mmcv_grouping_custom_keys_and_errors(mscan_s_model):
-    opt = build_optimizer(mscan_s_model, {"lr": 1e-3, "grouping": "mmcv", "head_lr_mult": 5.0})
+    opt = build_optimizer(mscan_s_model, {"lr": 1e-3, "grouping": "mmcv", "head_lr_mult": 5.0,
+                                          "offset_lr_mult": 1.0})
     by = _by_name(opt)
     assert set(by) == {"base", "key:head", "key:norm"}
     assert by["key:head"]["lr"] == pytest.approx(5e-3)   # null custom_keys: head lr_mult = head_lr_mult
     custom = {"stages": {"lr_mult": 0.5}, "layer_scale": {"decay_mult": 0.0}}
-    by = _by_name(build_optimizer(mscan_s_model, {"lr": 1e-3, "grouping": "mmcv", "custom_keys": custom}))
+    by = _by_name(build_optimizer(mscan_s_model, {"lr": 1e-3, "grouping": "mmcv", "custom_keys": custom,
+                                                  "offset_lr_mult": 1.0}))
     assert "backbone.stages_0.blocks.0.layer_scale_1" in by["key:layer_scale"]["param_names"]
     assert by["key:layer_scale"]["weight_decay"] == 0.0 and by["key:layer_scale"]["lr"] == pytest.approx(1e-3)
     with pytest.raises(UserError, match=r"train\.optimizer\.grouping.*'timm'.*srcr, mmcv"):
@@ -259,3 +261,56 @@ def test_mmcv_grouping_custom_keys_and_errors(mscan_s_model):
         build_optimizer(Tiny(), {"grouping": "mmcv", "custom_keys": {"norm": {"lr_mul": 2}}})
     with pytest.raises(UserError, match=r"train\.optimizer\.custom_keys\.norm\.decay_mult"):
         build_optimizer(Tiny(), {"grouping": "mmcv", "custom_keys": {"norm": {"decay_mult": -1}}})
+
+
+# Every offset- or flow-predicting layer per alignment module, named as in the full model
+# (decoder.align.0-2 are the three top-down steps).
+OFFSET_LAYERS = {
+    "srm": ("offset",),
+    "fam": ("flow",),
+    "alignfa": ("offset_high.3", "offset_low.3"),
+    "bilinear": (),
+}
+
+
+@pytest.mark.parametrize("align", sorted(OFFSET_LAYERS))
+def test_offset_lr_mult_reaches_exactly_the_offset_layers(align):
+    from srcr.models import ALIGN_MODULES, build_model
+    assert set(OFFSET_LAYERS) == set(ALIGN_MODULES)  # a new module must be added here
+    model = build_model({"backbone": "test_efficientnet", "num_classes": 3, "fpn_dim": 8,
+                         "embed_dim": 8, "align": align, "context": "ppm"})
+    cfg = {"lr": 1e-3, "weight_decay": 0.01, "head_lr_mult": 10.0}
+    plain = {n: g["lr"] for g in build_optimizer(model, {**cfg, "offset_lr_mult": 1.0}).param_groups
+             for n in g["param_names"]}
+    scaled = {n: g["lr"] for g in build_optimizer(model, {**cfg, "offset_lr_mult": 0.1}).param_groups
+              for n in g["param_names"]}
+    want = {f"decoder.align.{i}.{layer}.{p}" for i in range(3) for layer in OFFSET_LAYERS[align]
+            for p in ("weight", "bias") if f"decoder.align.{i}.{layer}.{p}" in plain}
+    assert set(scaled) == set(plain)
+    assert {n for n in plain if scaled[n] != plain[n]} == want
+    for n in want:
+        assert scaled[n] == pytest.approx(0.1 * plain[n]) and plain[n] == pytest.approx(1e-2)
+    # each declared layer outputs the (x, y) offset itself
+    for layer in OFFSET_LAYERS[align]:
+        conv = model.decoder.align[0].get_submodule(layer)
+        assert isinstance(conv, nn.Conv2d) and conv.out_channels == 2
+    assert len(want) == {"srm": 6, "fam": 3, "alignfa": 6, "bilinear": 0}[align]
+
+
+def test_offset_groups_keep_decay_and_follow_the_schedule():
+    from srcr.models import build_model
+    model = build_model({"backbone": "test_efficientnet", "num_classes": 3, "fpn_dim": 8,
+                         "embed_dim": 8, "align": "srm", "context": "none"})
+    opt = build_optimizer(model, {"lr": 1e-3, "weight_decay": 0.05, "head_lr_mult": 10.0,
+                                  "offset_lr_mult": 0.25})
+    groups = _by_name(opt)
+    assert set(groups["head.decay.offset"]["param_names"]) == {
+        f"decoder.align.{i}.offset.weight" for i in range(3)}
+    assert set(groups["head.no_decay.offset"]["param_names"]) == {
+        f"decoder.align.{i}.offset.bias" for i in range(3)}
+    assert groups["head.decay.offset"]["weight_decay"] == 0.05
+    assert groups["head.no_decay.offset"]["weight_decay"] == 0.0
+    apply_lr(opt, 0.5)
+    assert groups["head.decay.offset"]["lr"] == pytest.approx(1e-3 * 10 * 0.25 * 0.5)
+    with pytest.raises(UserError, match="train.optimizer.offset_lr_mult"):
+        build_optimizer(model, {"offset_lr_mult": 0})

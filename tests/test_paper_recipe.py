@@ -105,7 +105,9 @@ def test_paper_config_decay_groups_are_segnext_s(dataset):
     cfg = load_config(REPO / "config" / f"{dataset}_mscan_s.yaml")
     opt = build_optimizer(build_model(cfg["model"]), cfg["train"]["optimizer"])
     groups = {g["name"]: g for g in opt.param_groups}
-    want = {"base": (6e-5, 0.01), "key:head": (6e-4, 0.01), "key:norm": (6e-5, 0.0)}
+    # key:head.offset: SRM's offset convs at offset_lr_mult 0.1 of the head's lr
+    want = {"base": (6e-5, 0.01), "key:head": (6e-4, 0.01), "key:norm": (6e-5, 0.0),
+            "key:head.offset": (6e-5, 0.01)}
     assert set(groups) == set(want)
     for name, (lr, wd) in want.items():
         assert (groups[name]["lr"], groups[name]["weight_decay"]) == pytest.approx((lr, wd)), name
@@ -116,6 +118,7 @@ def test_paper_config_decay_groups_are_segnext_s(dataset):
     assert all(n.startswith(bb) for n in norm)
     assert all(n.startswith(bb) for n in groups["base"]["param_names"])
     assert not any(n.startswith("backbone.") for n in groups["key:head"]["param_names"])
+    assert {n.rsplit(".", 2)[-2] for n in groups["key:head.offset"]["param_names"]} == {"offset"}
     assert f"{bb}1.downsample.1.weight" in norm and f"{bb}0.downsample.1.weight" not in norm
     assert f"{bb}3.norm.bias" in norm and f"{bb}2.blocks.3.norm2.weight" in norm
     assert len(norm) == 2 * (3 + 2 * (2 + 2 + 4 + 2) + 4)  # weight + bias: 3 patch-embed BNs,

@@ -18,7 +18,9 @@ Outputs (SUITE = basename of each --results, TABLE = each selected table, stable
     OUT/SUITE/figures/NAME.png  .pdf               NAME in mIoU_vs_gflops, trimap_curves, band_vs_interior,
                                                    per_class_iou, per_class_bf, error_share_curves,
                                                    class_error_shares, class_changes_TABLE,
-                                                   offset_correctness (if any offset variant)
+                                                   offset_correctness (if any offset variant),
+                                                   curves_TABLE (training loss terms and lr from
+                                                   log.jsonl), confusion_TABLE (tables with a baseline)
     OUT/SUITE/figures/offsets/VARIANT_K.png  .pdf  K = 0..--offset-images-1, for each variant of the
                                                    tables whose model.align is srm, fam or alignfa
     OUT/cross/TABLE.md  .tex  .csv                 with two or more --results
@@ -155,7 +157,7 @@ def _suite_report(stats, grid, out: Path, offset_images: int, written: list[Path
                   adjust: str | None = None) -> dict:
     from . import figures as fg
     from ..utils.parallel import fork_map
-    from .offsets import run_correctness
+    from .offsets import run_correctness, run_geometry
     from .controls import build_control_table
     from .tables import build_table, to_csv, to_latex, to_markdown
 
@@ -166,10 +168,11 @@ def _suite_report(stats, grid, out: Path, offset_images: int, written: list[Path
     num_classes = stats.layout.num_classes
     fg.style()
     # offset correctness (first seed of each offset variant)
-    correctness = {}
+    correctness, geometry = {}, {}
     for v in offset_variants(suite, variants):
         run = suite.runs[v][suite.seeds(v)[0]]
         correctness[v] = run_correctness(run.offsets_path, run.align, num_classes)
+        geometry[v] = run_geometry(run.offsets_path)
     tables = {}
     md = [f"# {suite.name}: ablation report", "",
           f"Results: `{suite.root}`; grid: `{grid.path}`. How to read these tables: docs/report.md.", ""]
@@ -193,13 +196,16 @@ def _suite_report(stats, grid, out: Path, offset_images: int, written: list[Path
     written += fg.class_heatmap(stats, variants, "IoU", figs / "per_class_iou", "IoU")
     written += fg.class_heatmap(stats, variants, "BF@3", figs / "per_class_bf", "BF@3")
     md += ["## Figures", ""] + [f"![{n}](figures/{n}.png)" for n in REPORT_FIGURES] + [""]
+    md += _training_figures(suite, grid, figs, written)
     if correctness:
         rows = [{"variant": v, "align": suite.runs[v][suite.seeds(v)[0]].align, "step": s, "kind": k,
-                 "learned": val[0], "zero": val[1], "pixels": val[2]}
+                 "learned": val[0], "zero": val[1], "pixels": val[2], **geometry[v][(s, k)]}
                 for v, oc in correctness.items() for (s, k), val in sorted(oc.items())]
         _write(out / "tables" / "offset_correctness.csv", to_csv(pd.DataFrame(rows)), written)
-        written += fg.offset_correctness_figure(suite.name, correctness, {}, figs / "offset_correctness")
+        written += fg.offset_correctness_figure(suite.name, correctness, {}, figs / "offset_correctness",
+                                                geometry)
         md += ["## Offset correctness", "", "![offset correctness](figures/offset_correctness.png)", ""]
+        md += _offset_md(rows) + [""]
         md += ["## Offset visualisations", ""]
         jobs = []
         for v in correctness:
@@ -216,6 +222,43 @@ def _suite_report(stats, grid, out: Path, offset_images: int, written: list[Path
     _write(out / "report.md", "\n".join(md), written)
     _errors_md(stats, grid, out, variants, written)
     return tables
+
+
+def _offset_md(rows: list[dict]) -> list[str]:
+    """The offset table of report.md: correctness, length and the share outside the map per step."""
+    md = [("Per step and offset kind (first seed, every pixel of the offset images): correctness "
+           "within 1 px of a boundary, learned (zero offsets); median offset length in fine-grid px "
+           "(90th percentile) and as % of the map's short side; % of sampling points outside the map."),
+          "", "| variant | kind | step | correct % (zero) | median px (p90) | median, % of side | outside % |",
+          "|---|---|---|---:|---:|---:|---:|"]
+    order = {s: i for i, s in enumerate(("s16", "s8", "s4"))}
+    for r in sorted(rows, key=lambda r: (r["variant"], r["kind"], order.get(r["step"], 9))):
+        md.append(f"| {r['variant']} | {r['kind']} | {r['step']} | {r['learned']:.1f} ({r['zero']:.1f}) | "
+                  f"{r['median_px']:.2f} ({r['p90_px']:.2f}) | {r['median_rel']:.1f} | "
+                  + (f"{r['outside']:.1f} |" if r["outside"] == r["outside"] else "– (not sampled) |"))
+    return md
+
+
+def _training_figures(suite, grid, figs: Path, written: list[Path]) -> list[str]:
+    """Training curves of every table and confusion matrices of its baseline and full variant;
+    returns the report.md lines that embed them."""
+    from .confusion import confusion_figure
+    from .outputs import confusion_tables
+    from .training_curves import curves_figure
+
+    md = ["## Training curves", "",
+          ("Training loss terms and learning rate against iteration (log.jsonl): mean over seeds, "
+           "band = the seeds' range."), ""]
+    for name, spec in grid.tables.items():
+        written += curves_figure(suite, spec, figs / f"curves_{name}")
+        md.append(f"![training curves {name}](figures/curves_{name}.png)")
+    md += ["", "## Confusion matrices", "",
+           ("Each table's baseline and full variant (its last), rows normalised to 100% of a label "
+            "class's pixels (seeds pooled), and their difference in points."), ""]
+    for name in confusion_tables(grid):
+        written += confusion_figure(suite, grid.tables[name], figs / f"confusion_{name}")
+        md.append(f"![confusion {name}](figures/confusion_{name}.png)")
+    return md + [""]
 
 
 def _errors_md(stats, grid, out: Path, variants: list[str], written: list[Path]) -> None:

@@ -132,16 +132,23 @@ def class_heatmap(stats: Statistics, variants: list[str], block: str, stem: Path
     return save(fig, stem)
 
 
-def offset_correctness_figure(suite_name: str, correctness: dict, aligns: dict, stem: Path) -> list[Path]:
-    """Grouped bars per (variant, offset kind): learned vs zero offsets at each step."""
+def offset_correctness_figure(suite_name: str, correctness: dict, aligns: dict, stem: Path,
+                              geometry: dict | None = None) -> list[Path]:
+    """Grouped bars per (variant, offset kind): learned vs zero offsets at each step; with
+    ``geometry`` (variant -> srcr.report.offsets.run_geometry) a second column: the share of
+    sampling points outside the map, each bar labelled with the median length (% of the map)."""
     from .offsets import STEPS
 
     groups = [(v, kind) for v, oc in correctness.items() for kind in sorted({k for _, k in oc})]
     # one row per step, as wide as the bars need: the default grid has ~25 (variant, kind) groups
-    fig, axes = plt.subplots(len(STEPS), 1, figsize=(max(7.0, 0.42 * len(groups) + 1.5), 3.3 * len(STEPS)),
-                             sharex=True)
+    width = max(7.0, 0.42 * len(groups) + 1.5)
+    ncols = 2 if geometry else 1
+    fig, axes = plt.subplots(len(STEPS), ncols, figsize=(width * ncols, 3.3 * len(STEPS)), sharex="col",
+                             squeeze=False)
     colors = variant_colors(list(correctness))  # one colour per variant; the kind is in the label
-    for ax, step in zip(np.atleast_1d(axes), STEPS):
+    if geometry:
+        _outside_bars(axes[:, 1], groups, geometry, colors)
+    for ax, step in zip(axes[:, 0], STEPS):
         labels, learned, zero = [], [], []
         for v, kind in groups:
             val = correctness[v].get((step, kind))
@@ -159,6 +166,31 @@ def offset_correctness_figure(suite_name: str, correctness: dict, aligns: dict, 
         ax.set_ylim(0, 118)  # headroom for the legend above the bars
         ax.set_yticks(range(0, 101, 20))
         ax.set_ylabel("own-class samples (%)")
-    np.atleast_1d(axes)[0].legend(loc="upper left", fontsize=8, ncol=2)
-    fig.suptitle(f"{suite_name}: offset correctness (pixels within 1 px of a boundary, per alignment step)")
+    axes[0, 0].legend(loc="upper left", fontsize=8, ncol=2)
+    what = "offset correctness (pixels within 1 px of a boundary, per alignment step)"
+    if geometry:
+        what += "; sampling points outside the map"
+    fig.suptitle(f"{suite_name}: {what}; first seed")
     return save(fig, stem)
+
+
+def _outside_bars(axes, groups: list[tuple[str, str]], geometry: dict, colors: dict) -> None:
+    """Per step: % of sampling points outside the map, labelled with the median offset length as
+    % of the map's short side."""
+    from .offsets import STEPS
+
+    for ax, step in zip(axes, STEPS):
+        # the same slots as the correctness column; fields never sampled with (SRM initial) stay empty
+        keep = [(i, v, k) for i, (v, k) in enumerate(groups)
+                if np.isfinite(geometry.get(v, {}).get((step, k), {}).get("outside", np.nan))]
+        vals = [geometry[v][(step, k)] for _, v, k in keep]
+        bars = ax.bar([i for i, _, _ in keep], [g["outside"] for g in vals], 0.6,
+                      color=[colors[v] for _, v, _ in keep], edgecolor="black", linewidth=0.4)
+        ax.bar_label(bars, [f"{g['median_rel']:.0f}%" for g in vals], fontsize=6, padding=1)
+        ax.set_xticks(np.arange(len(groups)), [f"{v} · {k}" for v, k in groups], rotation=45, ha="right",
+                      rotation_mode="anchor", fontsize=8)
+        ax.set_ylim(0, 110)
+        ax.set_yticks(range(0, 101, 20))
+        ax.set_ylabel("outside the map (%)")
+        ax.set_title(f"step {step}: sampling points outside the map "
+                     "(labels: median length, % of the map's short side)", fontsize=9)

@@ -1,7 +1,9 @@
 """Reading the grid YAML and a results tree (results/{suite}/...) for `srcr report`.
 
-Everything is checked before any statistics run: a missing file or an unknown table / variant is
-a UserError naming the path or key. Checkpoints are never read.
+Everything is checked before any statistics run: a missing or unreadable file (a run's
+eval/metrics.json, eval/per_image.npz, log.jsonl) or an unknown table / variant is a UserError
+naming the path or key, so a bad run stops the report before it writes anything. Checkpoints are
+never read.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class Run:
     eval_config: dict           # SegEvaluator config of per_image.npz
     names: list[str]
     summary: dict | None        # summary.json of srcr train (absent for older runs)
+    confusion: np.ndarray       # (K, K) pixel counts, rows = label, columns = prediction
+    log: list[dict]             # log.jsonl of srcr train: one record per log interval
 
     @property
     def config(self) -> dict:
@@ -103,20 +107,61 @@ def load_grid(path: str | Path, tables: list[str] | None = None) -> Grid:
 def _read_json(path: Path) -> dict:
     from ..utils.io import read_json
 
-    return read_json(path)
+    try:
+        data = read_json(path)
+    except OSError as e:  # a directory, no permission
+        raise UserError(f"{path}: cannot read ({e})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _read_per_image(path: Path) -> dict:
+    from ..metrics.evaluator import load_per_image
+
+    if not path.is_file():
+        raise UserError(f"missing result file: {path}")
+    try:
+        return load_per_image(path)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001  a truncated zip, a missing array: name the file
+        raise UserError(f"{path}: cannot read per-image counts ({type(e).__name__}: {e})") from None
+
+
+def read_log(path: Path) -> list[dict]:
+    """log.jsonl of srcr train: records with an integer ``iteration`` and numbers (the lr, the
+    loss terms), in iteration order; UserError naming the file (and line) otherwise."""
+    if not path.is_file():
+        raise UserError(f"missing training log: {path} (srcr train writes it)")
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: cannot read ({e})") from None
+    records = []
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as e:
+            raise UserError(f"{path}, line {i}: not valid JSON ({e})") from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("iteration"), int):
+            raise UserError(f"{path}, line {i}: expected an object with an integer 'iteration'")
+        records.append(rec)
+    if not records:
+        raise UserError(f"{path}: no log records (expected one JSON object per line)")
+    return sorted(records, key=lambda r: r["iteration"])
 
 
 def _load_run(variant: str, seed: int, run_dir: Path) -> Run:
-    from ..metrics.evaluator import load_per_image
-
     metrics = _read_json(run_dir / "eval" / "metrics.json")
-    npz = run_dir / "eval" / "per_image.npz"
-    if not npz.is_file():
-        raise UserError(f"missing result file: {npz}")
-    state = load_per_image(npz)
+    state = _read_per_image(run_dir / "eval" / "per_image.npz")
     summary_path = run_dir / "summary.json"
     summary = _read_json(summary_path) if summary_path.is_file() else None
-    return Run(variant, seed, run_dir, metrics, state["counts"], state["config"], state["names"], summary)
+    log = read_log(run_dir / "log.jsonl")
+    return Run(variant, seed, run_dir, metrics, state["counts"], state["config"], state["names"],
+               summary, np.asarray(state["confusion"], np.int64), log)
 
 
 def _seed_dirs(variant_dir: Path) -> dict[int, Path]:

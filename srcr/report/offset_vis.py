@@ -12,7 +12,7 @@ import numpy as np
 
 from ..module_names import SECONDARY
 from .figures import plt, save
-from .offsets import PRIMARY, STEPS, VOID, load_offsets, near_boundary
+from .offsets import PRIMARY, STEPS, VOID, load_offsets, near_boundary, outside_map
 
 BOUNDARY_ERR = np.array([230, 25, 75], np.uint8)    # red
 INTERIOR_ERR = np.array([0, 130, 200], np.uint8)    # blue
@@ -76,10 +76,14 @@ def _arrows(ax, image: np.ndarray, offset: np.ndarray, stride: int, title: str) 
     ax.axis("off")
 
 
-def _flow(ax, offset: np.ndarray, title: str) -> None:
+def _flow(ax, offset: np.ndarray, title: str, sampled: bool = True) -> None:
+    """Flow colours; the title gives the median and max length and, for a field that samples a
+    map (``sampled``), the share of its sampling points outside the map."""
     rgb, scale = flow_rgb(offset)
     ax.imshow(rgb, interpolation="nearest")
-    ax.set_title(f"{title}\nmax {scale:.2f} px", fontsize=9)
+    med = float(np.median(np.hypot(offset[0], offset[1])))
+    where = f", {100 * outside_map(offset).mean():.0f}% outside" if sampled else ""
+    ax.set_title(f"{title}\nmedian {med:.2f}, max {scale:.2f} px{where}", fontsize=9)
     ax.axis("off")
 
 
@@ -125,10 +129,10 @@ def draw_offset_figure(off: dict, align: str, k: int, title: str, num_classes: i
         _flow(axes[0], kinds[primary][k], f"{step} {primary} offsets (stride-{stride} px)")
         _arrows(axes[1], backdrop, kinds[primary][k], stride, f"{step} {primary} (arrows, image px)")
         if extra and extra in kinds:
-            _flow(axes[2], kinds[extra][k], f"{step} {extra} offsets")
+            _flow(axes[2], kinds[extra][k], f"{step} {extra} offsets", sampled=align != "srm")
             if align == "srm":
                 diff = kinds[primary][k] - kinds[extra][k]
-                _flow(axes[3], diff, f"{step} refined − initial")
+                _flow(axes[3], diff, f"{step} refined − initial", sampled=False)
             else:
                 _arrows(axes[3], backdrop, kinds[extra][k], stride, f"{step} {extra} (arrows)")
         else:

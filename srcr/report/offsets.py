@@ -11,6 +11,9 @@ nearest one. The pixel is *correct* when that cell's majority label equals p's o
 - only pixels within ``width`` fine-grid pixels of a label boundary of the fine label map count
   (class-agnostic 4-neighbour boundary, Euclidean distance).
 The zero-offset share is what bilinear upsampling reads; learned minus zero is what the module adds.
+
+Beside correctness, :func:`run_geometry` gives each field's length (fine-grid px and % of the map's
+short side) and the share of sampling points outside the map (:func:`outside_map`).
 """
 
 from __future__ import annotations
@@ -158,4 +161,37 @@ def run_correctness(path: Path, align: str, num_classes: int, width: float = 1.0
                     total += n
             out[(step, kind)] = ((100 * hits_l / total, 100 * hits_z / total, int(total)) if total
                                  else (float("nan"), float("nan"), 0))
+    return out
+
+
+def outside_map(offset: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the sampling point p + offset(p) lies outside the map. With align_corners=True
+    grids the sampled map's coordinate is (p + offset) * (w - 1) / (W - 1) for the coarse map and
+    p + offset for the fine one, so either way it is outside exactly when p + offset leaves
+    [0, W - 1] x [0, H - 1]: beyond the centres of the edge pixels, where border padding clamps
+    (SRM) or zero padding fades (FAM, AlignFA) what is read."""
+    _, H, W = offset.shape
+    ys, xs = np.mgrid[0:H, 0:W]
+    x, y = xs + offset[0].astype(np.float64), ys + offset[1].astype(np.float64)
+    return (x < 0) | (x > W - 1) | (y < 0) | (y > H - 1)
+
+
+def run_geometry(path: Path) -> dict:
+    """{(step, kind): {"median_px", "p90_px", "median_rel", "outside"}} over every pixel of every
+    offset image of one run: offset length in fine-grid pixels, the median as % of the map's short
+    side, and the % of sampling points outside the map (:func:`outside_map`; NaN for SRM's initial
+    offsets, which are only mixed into the refined ones, never sampled with)."""
+    off = load_offsets(path)
+    out = {}
+    for step, kinds in off["steps"].items():
+        for kind, arr in kinds.items():
+            if kind == "weights":
+                continue
+            lengths = np.hypot(arr[:, 0].astype(np.float64), arr[:, 1].astype(np.float64))
+            outside = np.stack([outside_map(a) for a in arr])
+            med = float(np.median(lengths))
+            out[(step, kind)] = {"median_px": med, "p90_px": float(np.percentile(lengths, 90)),
+                                 "median_rel": 100.0 * med / min(arr.shape[-2:]),
+                                 "outside": (float("nan") if kind == "initial"
+                                             else 100.0 * float(outside.mean()))}
     return out

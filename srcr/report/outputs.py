@@ -25,6 +25,17 @@ ERROR_FIGURES = ("error_share_curves", "class_error_shares")
 SUITE_FIGURES = REPORT_FIGURES + ERROR_FIGURES
 
 
+def confusion_tables(grid) -> list[str]:
+    """Tables with a confusion-matrix figure: a baseline and another (full) variant, no twins."""
+    return [t for t, spec in grid.tables.items()
+            if spec.get("baseline") and len(spec["variants"]) > 1 and not spec.get("twins")]
+
+
+def training_figures(grid) -> list[str]:
+    """Per-table figure names: training curves of every table, confusion matrices of some."""
+    return [f"curves_{t}" for t in grid.tables] + [f"confusion_{t}" for t in confusion_tables(grid)]
+
+
 def offset_variants_of_grid(grid, variants: list[str]) -> list[str]:
     return [v for v in variants if (grid.variants[v].get("set") or {}).get("model.align") in OFFSET_ALIGNS]
 
@@ -44,7 +55,7 @@ def expected_outputs(grid_path: str | Path, suites: list[str], tables: list[str]
         changes = [t for t, spec in grid.tables.items() if len(spec["variants"]) > 1 and not spec.get("twins")]
         if changes:
             out.append(f"{s}/tables/class_changes.csv")
-        figs = list(SUITE_FIGURES) + [f"class_changes_{t}" for t in changes]
+        figs = list(SUITE_FIGURES) + [f"class_changes_{t}" for t in changes] + training_figures(grid)
         if offs:
             out.append(f"{s}/tables/offset_correctness.csv")
             figs.append("offset_correctness")

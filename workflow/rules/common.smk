@@ -105,6 +105,10 @@ def _caption(rel):
         return "offsets", "Offsets"
     if stem.startswith("class_changes_"):
         return "class_changes", "Errors"
+    if stem.startswith("curves_"):
+        return "curves", "Training"
+    if stem.startswith("confusion_"):
+        return "confusion", "Figures"
     if stem in ("report", "errors"):
         return stem, "Reports"
     return stem, "Figures"

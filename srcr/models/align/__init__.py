@@ -2,7 +2,9 @@
 
 Every module is built as ``cls(channels, **options)`` and fuses a lateral map with the coarser
 top-down map: ``forward(low: BxCxHxW, high: BxCxhxw) -> BxCxHxW``. Offset-predicting modules keep
-the detached offsets of their last forward in ``last_offsets`` (see docs/architecture.md).
+the detached offsets of their last forward in ``last_offsets`` (see docs/architecture.md), and
+name the submodules whose output is an offset or flow in the class attribute ``offset_layers``
+(``train.optimizer.offset_lr_mult`` scales their lr; srcr.optim.split_offset_groups).
 """
 
 from . import alignfa, bilinear, fam, srm  # noqa: F401  (imports register the modules)

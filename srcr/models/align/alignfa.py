@@ -47,6 +47,9 @@ class AlignFA(nn.Module):
     ``last_offsets = {"high": (B,2,H,W), "low": (B,2,H,W)}`` in fine-grid pixels (x, y).
     """
 
+    # The last conv of each head, whose output is the offset (train.optimizer.offset_lr_mult).
+    offset_layers: tuple[str, ...] = ("offset_high.3", "offset_low.3")
+
     def __init__(self, channels: int, norm: str = "bn", act: str = "leaky_relu"):
         super().__init__()
         if norm not in _NORMS:

@@ -13,6 +13,8 @@ from ..registry import register_align
 class BilinearAlign(nn.Module):
     """``low + resize(high)`` (bilinear, align_corners=True): no parameters, no offsets."""
 
+    offset_layers: tuple[str, ...] = ()
+
     def __init__(self, channels: int):
         super().__init__()
         self.channels = channels

@@ -22,6 +22,8 @@ class FAM(nn.Module):
     flow converted to fine-grid pixels (x, y).
     """
 
+    offset_layers: tuple[str, ...] = ("flow",)  # the flow conv (train.optimizer.offset_lr_mult)
+
     def __init__(self, channels: int):
         super().__init__()
         mid = max(channels // 2, 1)

@@ -61,6 +61,11 @@ class SRM(nn.Module):
     detached, fine-grid pixels (x, y); for k = 1 the weights are ones.
     """
 
+    # The layer whose output is the offset (train.optimizer.offset_lr_mult scales its lr). The
+    # neighbour weights only mix offsets d0 already holds, as Deformable DETR's attention
+    # weights, which its lr_linear_proj_mult leaves at the full lr.
+    offset_layers: tuple[str, ...] = ("offset",)
+
     def __init__(self, channels: int, kernel_size: int = 3, weight_norm: str = "softmax"):
         super().__init__()
         if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 \
