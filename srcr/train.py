@@ -20,7 +20,6 @@ becomes SyncBN, and rank 0 writes the log and checkpoints.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import sys
 import time
@@ -442,6 +441,7 @@ def _train_step(run: _Run, cfg: dict, ctx, batch, it: int, log, ckpt_dir: Path) 
     """One optimisation step at iteration ``it`` (0-based); the loss terms as floats."""
     import torch
 
+    from .engine.amp import autocast
     from .engine.distributed import any_flag
     from .losses import NonFiniteLoss
     from .optim import apply_lr, lr_factor
@@ -456,11 +456,8 @@ def _train_step(run: _Run, cfg: dict, ctx, batch, it: int, log, ckpt_dir: Path) 
     gen = torch.Generator(device=device)
     gen.manual_seed(derive_seed(seed, STREAM_CONTRAST, it, ctx.rank))
     apply_lr(run.optimizer, lr_factor(it, tcfg["schedule"], int(tcfg["iterations"])))
-    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if (device.type == "cuda" and tcfg["amp"])
-           else contextlib.nullcontext())
-
     bad = None
-    with amp:
+    with autocast(tcfg["amp"], device):
         outputs = run.train_model(images)
     outputs = {k: v.float() for k, v in outputs.items()}
     try:

@@ -155,10 +155,9 @@ def train_forward_flops(model, crop_size) -> tuple[int, str]:
 
 
 def bench_variant(cfg: dict, device, iters: int, warmup: int) -> dict:
-    import contextlib
-
     import torch
 
+    from ..engine.amp import amp_enabled, autocast
     from ..losses import build_criterion
     from ..models.segmentor import build_model
     from ..optim import apply_lr, build_optimizer
@@ -171,7 +170,6 @@ def bench_variant(cfg: dict, device, iters: int, warmup: int) -> dict:
     model = build_model({**cfg["model"], "pretrained": None})  # speed does not depend on the weights
     flops_per_image, counted = train_forward_flops(model, crop)
     model = model.to(device).train()
-    cuda = device.type == "cuda"
     channels_last = bool(tcfg["channels_last"])  # as srcr.train: on any device
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -183,13 +181,12 @@ def bench_variant(cfg: dict, device, iters: int, warmup: int) -> dict:
     labels = torch.randint(0, num_classes, (batch, *crop), generator=g).to(device)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and tcfg["amp"]) else contextlib.nullcontext()
     # past the contrastive warm-up, so every loss term is computed as in the bulk of training
     iteration = int(tcfg["loss"]["contrastive"]["warmup"])
     gen = torch.Generator(device=device).manual_seed(0)
 
     def step():
-        with amp:
+        with autocast(tcfg["amp"], device):
             out = model(images)
         out = {k: v.float() for k, v in out.items()}
         loss, _ = criterion(out, labels, iteration, gen)
@@ -213,7 +210,7 @@ def bench_variant(cfg: dict, device, iters: int, warmup: int) -> dict:
         "images_per_s": ips, "step_ms": 1000 * elapsed / iters,
         "forward_flops_per_image": flops_per_image, "flops_counted": counted,
         "train_flops_per_s": 3 * flops_per_image * ips,
-        "amp_bf16": bool(cuda and tcfg["amp"]), "channels_last": bool(channels_last),
+        "amp_bf16": amp_enabled(tcfg["amp"], device), "channels_last": bool(channels_last),
     }
 
 
