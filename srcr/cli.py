@@ -28,6 +28,8 @@ BENCHES: dict[str, tuple[str, str]] = {
     "modules": ("srcr.bench.modules", "latency and GFLOPs of each alignment and context module"),
     "metrics": ("srcr.bench.metrics", "time per image of the metric set vs a GSCNN-style scorer"),
     "train": ("srcr.bench.train", "training images/s and model FLOP utilisation"),
+    "model": ("srcr.bench.model", "latency, memory and achieved GFLOP/s of a config's whole model"),
+    "gpu": ("srcr.bench.gpu", "GPU acceptance check: paper-scale training, DDP, evaluation, throughput"),
 }
 
 
