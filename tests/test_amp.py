@@ -59,7 +59,11 @@ class DtypeRecorder(TorchFunctionMode):
 
 def variants():
     out = [pytest.param(a, "none", id=f"align-{a}") for a in sorted(ALIGN_MODULES)]
-    out += [pytest.param("bilinear", c, id=f"context-{c}") for c in sorted(CONTEXT_MODULES) if c != "none"]
+    out += [
+        pytest.param("bilinear", c, id=f"context-{c}")
+        for c in sorted(CONTEXT_MODULES)
+        if c != "none"
+    ]
     return out
 
 
@@ -68,10 +72,18 @@ TINY_CONTEXT_OPTIONS = {"ccam_dran": "{compact: 4}"}
 
 
 def amp_cfg(root, align: str, context: str) -> dict:
-    return load_config(None, tiny_overrides(root) + [
-        f"model.align={align}", f"model.context={context}", "train.amp=always",
-        f"model.context_options={TINY_CONTEXT_OPTIONS.get(context, '{}')}",
-        "train.batch_size=2", "train.loss.contrastive.warmup=0"])
+    return load_config(
+        None,
+        tiny_overrides(root)
+        + [
+            f"model.align={align}",
+            f"model.context={context}",
+            "train.amp=always",
+            f"model.context_options={TINY_CONTEXT_OPTIONS.get(context, '{}')}",
+            "train.batch_size=2",
+            "train.loss.contrastive.warmup=0",
+        ],
+    )
 
 
 def test_amp_setting_picks_the_devices():
@@ -80,7 +92,9 @@ def test_amp_setting_picks_the_devices():
     assert amp_enabled("always", cpu) and amp_enabled("always", cuda)
     assert not amp_enabled(False, cuda)
     with autocast("always", cpu):
-        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        assert (
+            torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        )
     with autocast(True, cpu):
         assert not torch.is_autocast_enabled("cpu")
     with pytest.raises(ValueError, match="train.amp"):
@@ -95,8 +109,10 @@ def test_train_step_and_inference_under_bf16(align, context, tmp_path):
     torch.manual_seed(0)
     run = _build_run(cfg, ctx, build_criterion(cfg["train"]["loss"], cfg["model"]["num_classes"]))
     g = torch.Generator().manual_seed(0)
-    batch = {"image": torch.randn(2, 3, 32, 32, generator=g),
-             "label": torch.randint(0, 10, (2, 32, 32), generator=g)}
+    batch = {
+        "image": torch.randn(2, 3, 32, 32, generator=g),
+        "label": torch.randint(0, 10, (2, 32, 32), generator=g),
+    }
     before = {k: v.clone() for k, v in run.model.state_dict().items()}
     rec = DtypeRecorder()
     with rec:
@@ -114,8 +130,15 @@ def test_train_step_and_inference_under_bf16(align, context, tmp_path):
     run.model.eval()
     rec = DtypeRecorder()
     with rec, torch.autocast("cpu", dtype=torch.bfloat16):
-        probs = predict_probs(run.model, batch["image"], (32, 32), 10, mode="slide",
-                              crop_size=(32, 24), stride=(16, 16))
+        probs = predict_probs(
+            run.model,
+            batch["image"],
+            (32, 32),
+            10,
+            mode="slide",
+            crop_size=(32, 24),
+            stride=(16, 16),
+        )
     assert probs.dtype == torch.float32 and torch.isfinite(probs).all()
     assert torch.allclose(probs.sum(1), torch.ones(2, 32, 32), atol=1e-5)
     rec.assert_fp32("softmax", *offset_funcs)
@@ -125,15 +148,28 @@ def test_checkpoint_trained_under_bf16_reloads_and_evaluates(syn_root, tmp_path)
     from srcr.evaluate import evaluate
     from srcr.train import train
 
-    cfg = load_config(None, tiny_overrides(syn_root) + [
-        "model.align=srm", "model.context=crm", "train.amp=always", "train.iterations=2",
-        "train.schedule.warmup_iters=1", "train.loss.contrastive.warmup=0"])
+    cfg = load_config(
+        None,
+        tiny_overrides(syn_root)
+        + [
+            "model.align=srm",
+            "model.context=crm",
+            "train.amp=always",
+            "train.iterations=2",
+            "train.schedule.warmup_iters=1",
+            "train.loss.contrastive.warmup=0",
+        ],
+    )
     train(cfg, tmp_path / "run", progress=False)
-    final = torch.load(tmp_path / "run" / "checkpoints" / "final.pth", map_location="cpu", weights_only=True)
+    final = torch.load(
+        tmp_path / "run" / "checkpoints" / "final.pth", map_location="cpu", weights_only=True
+    )
     assert all(v.dtype in (torch.float32, torch.int64) for v in final["model"].values())
     plain = evaluate(cfg, tmp_path / "run", tmp_path / "eval", device="cpu", progress=False)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        mixed = evaluate(cfg, tmp_path / "run", tmp_path / "eval_bf16", device="cpu", progress=False)
+        mixed = evaluate(
+            cfg, tmp_path / "run", tmp_path / "eval_bf16", device="cpu", progress=False
+        )
     for rec in (plain, mixed):
         assert rec["dataset"]["num_images"] == 4 and 0 <= rec["metrics"]["mIoU"] <= 100
         assert rec["metrics"]["aAcc"] > 0

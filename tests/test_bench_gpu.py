@@ -20,15 +20,35 @@ from test_train import TINY_MODEL
 
 def test_dry_run_checks_training_ddp_evaluation_and_forward(tmp_path, capsys):
     out = tmp_path / "gpu"
-    rc = cli_main(["bench", "gpu", "--dry", "--out", str(out), "--iters", "4", "--warmup", "1",
-                   "--threads", "1"])
+    rc = cli_main(
+        [
+            "bench",
+            "gpu",
+            "--dry",
+            "--out",
+            str(out),
+            "--iters",
+            "4",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+        ]
+    )
     printed = capsys.readouterr().out
     assert rc == 0, printed
     report = json.loads((out / "gpu_check.json").read_text())
     assert (out / "gpu_check.md").read_text() == printed
     names = [c["name"] for c in report["checks"]]
-    assert names == ["training loss", "training settings", "evaluation", "ddp loss", "ddp settings",
-                     "ddp wrapping", "forward"]
+    assert names == [
+        "training loss",
+        "training settings",
+        "evaluation",
+        "ddp loss",
+        "ddp settings",
+        "ddp wrapping",
+        "forward",
+    ]
     assert all(c["ok"] for c in report["checks"])
     # the fixture is in Cityscapes' layout at the stated size
     images = sorted((out / "data" / "cityscapes_tiny" / "leftImg8bit").rglob("*_leftImg8bit.png"))
@@ -40,7 +60,9 @@ def test_dry_run_checks_training_ddp_evaluation_and_forward(tmp_path, capsys):
         assert set(t["phase_ms"]) == set(PHASES) and all(v >= 0 for v in t["phase_ms"].values())
         assert sum(t["phase_ms"].values()) == pytest.approx(t["step_ms"])
         assert t["images_per_s"] == pytest.approx(2000 / t["step_ms"])
-        assert {"ce", "aux", "contrast"} <= set(t["last_terms"])  # every loss term, contrastive included
+        assert {"ce", "aux", "contrast"} <= set(
+            t["last_terms"]
+        )  # every loss term, contrastive included
         assert t["bf16_autocast"] and t["channels_last"] and t["fused_optimizer"]
         assert t["ddp"] is ddp and t["sync_bn"] is ddp
     assert report["ddp"]["backend"] == "gloo" and report["ddp"]["world_size"] == 1
@@ -58,8 +80,12 @@ def test_check_refuses_bad_arguments_before_any_work(tmp_path, capsys):
     out = tmp_path / "gpu"
     assert cli_main(["bench", "gpu", "--dry", "--out", str(out), "--iters", "1"]) == 2
     assert "--iters must be >= 2" in capsys.readouterr().err
-    assert cli_main(["bench", "gpu", "--dry", "--out", str(out),
-                     "--config", "config/ade20k_mscan_s.yaml"]) == 2
+    assert (
+        cli_main(
+            ["bench", "gpu", "--dry", "--out", str(out), "--config", "config/ade20k_mscan_s.yaml"]
+        )
+        == 2
+    )
     assert "give a Cityscapes config" in capsys.readouterr().err
     if not torch.cuda.is_available():
         assert cli_main(["bench", "gpu", "--out", str(out)]) == 2
@@ -69,7 +95,11 @@ def test_check_refuses_bad_arguments_before_any_work(tmp_path, capsys):
 
 def test_loss_trend_known_answers():
     t = loss_trend([3.0, 2.9, 2.5, 2.6, 2.4, 2.2, 2.1, 2.0, 2.0, 1.9])
-    assert t["window"] == 2 and t["first_mean"] == pytest.approx(2.95) and t["last_mean"] == pytest.approx(1.95)
+    assert (
+        t["window"] == 2
+        and t["first_mean"] == pytest.approx(2.95)
+        and t["last_mean"] == pytest.approx(1.95)
+    )
     assert t["finite"] and t["decreasing"]
     assert not loss_trend([2.0, 2.0, 2.1, 2.2, 2.3])["decreasing"]
     nan = loss_trend([3.0, float("nan"), 1.0])
@@ -83,7 +113,9 @@ def test_slide_windows_matches_the_sliding_inference():
 
 
 def tiny_cfg(*more):
-    return load_config(None, TINY_MODEL + ["model.num_classes=5", "model.aux_head=true"] + list(more))
+    return load_config(
+        None, TINY_MODEL + ["model.num_classes=5", "model.aux_head=true"] + list(more)
+    )
 
 
 @pytest.mark.parametrize("mode,windows", [("whole", 1), ("slide", 3)])
@@ -96,7 +128,9 @@ def test_bench_model_card(mode, windows):
     assert c["gflops_per_image"] == pytest.approx(counted["gflops"] * windows)
     assert c["params"] == counted["params"]
     assert len(c["latency_runs_ms"]) == 2 and c["latency_ms"] > 0
-    assert c["achieved_gflops_per_s"] == pytest.approx(c["gflops_per_image"] * 2 / (c["latency_ms"] / 1e3))
+    assert c["achieved_gflops_per_s"] == pytest.approx(
+        c["gflops_per_image"] * 2 / (c["latency_ms"] / 1e3)
+    )
     assert c["images_per_s"] == pytest.approx(2 / (c["latency_ms"] / 1e3))
     assert "batch 2, fp32" in c["protocol"] and "heads dropped" in c["protocol"]
 
@@ -107,8 +141,26 @@ def test_bench_model_cli(tmp_path, capsys):
 
     cfg_path.write_text(yaml.safe_dump(tiny_cfg()))
     out = tmp_path / "card.json"
-    rc = cli_main(["bench", "model", "--config", str(cfg_path), "--size", "32x32", "--dtype", "bf16",
-                   "--repeats", "1", "--warmup", "0", "--threads", "1", "--json", str(out)])
+    rc = cli_main(
+        [
+            "bench",
+            "model",
+            "--config",
+            str(cfg_path),
+            "--size",
+            "32x32",
+            "--dtype",
+            "bf16",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     card = json.loads(out.read_text())

@@ -48,8 +48,13 @@ def loss_trend(losses: list[float]) -> dict:
     k = max(1, len(losses) // 5)
     first, last = statistics.fmean(losses[:k]), statistics.fmean(losses[-k:])
     finite = all(math.isfinite(v) for v in losses)
-    return {"finite": finite, "first_mean": first, "last_mean": last, "window": k,
-            "decreasing": finite and last < first}
+    return {
+        "finite": finite,
+        "first_mean": first,
+        "last_mean": last,
+        "window": k,
+        "decreasing": finite and last < first,
+    }
 
 
 def train_phase(cfg: dict, ctx, warmup: int, out: Path) -> tuple[dict, object]:
@@ -75,7 +80,9 @@ def train_phase(cfg: dict, ctx, warmup: int, out: Path) -> tuple[dict, object]:
         for it in range(iters):
             clock = PhaseClock(ctx.device)
             batch = next(loader)
-            terms.append(_train_step(run, cfg, ctx, batch, it, None, out / "checkpoints", clock=clock))
+            terms.append(
+                _train_step(run, cfg, ctx, batch, it, None, out / "checkpoints", clock=clock)
+            )
             steps.append(clock.split)
     finally:
         del loader
@@ -85,11 +92,16 @@ def train_phase(cfg: dict, ctx, warmup: int, out: Path) -> tuple[dict, object]:
     per_process = int(tcfg["batch_size"]) // ctx.world_size
     norms = (torch.nn.SyncBatchNorm, CPUSyncBatchNorm)
     result = {
-        "iterations": iters, "timed_iterations": len(timed), "world_size": ctx.world_size,
-        "batch_per_process": per_process, "crop_size": list(cfg["data"]["train_pipeline"]["crop_size"]),
-        "images_per_s": per_process * ctx.world_size / step_s, "step_ms": 1e3 * step_s,
+        "iterations": iters,
+        "timed_iterations": len(timed),
+        "world_size": ctx.world_size,
+        "batch_per_process": per_process,
+        "crop_size": list(cfg["data"]["train_pipeline"]["crop_size"]),
+        "images_per_s": per_process * ctx.world_size / step_s,
+        "step_ms": 1e3 * step_s,
         "phase_ms": {p: 1e3 * statistics.fmean(s[p] for s in timed) for p in PHASES},
-        "peak_memory_mb": memory, "peak_memory_measures": what,
+        "peak_memory_mb": memory,
+        "peak_memory_measures": what,
         "losses": [t["loss"] for t in terms],
         "last_terms": terms[-1],
         "loss": loss_trend([t["loss"] for t in terms]),
@@ -110,9 +122,15 @@ def eval_phase(cfg: dict, model, out: Path, device) -> dict:
     from ..evaluate import evaluate
     from .model import peak_memory_mb
 
-    ckpt = save_final(out / "checkpoints", {"model": model.state_dict(), "config": cfg,
-                                            "iteration": int(cfg["train"]["iterations"]),
-                                            "srcr_version": __version__})
+    ckpt = save_final(
+        out / "checkpoints",
+        {
+            "model": model.state_dict(),
+            "config": cfg,
+            "iteration": int(cfg["train"]["iterations"]),
+            "srcr_version": __version__,
+        },
+    )
     _reset_peak(device)
     t0 = time.perf_counter()
     record = evaluate(cfg, ckpt, out / "eval", device=device.type, progress=False)
@@ -120,10 +138,18 @@ def eval_phase(cfg: dict, model, out: Path, device) -> dict:
     wall = time.perf_counter() - t0
     memory, what = peak_memory_mb(device)
     n = record["dataset"]["num_images"]
-    return {"images": n, "mode": record["inference"]["mode"],
-            "crop_size": record["inference"]["crop_size"], "stride": record["inference"]["stride"],
-            "seconds": wall, "seconds_per_image": wall / n, "inference_and_scoring_s": record["seconds"],
-            "mIoU": record["metrics"]["mIoU"], "peak_memory_mb": memory, "peak_memory_measures": what}
+    return {
+        "images": n,
+        "mode": record["inference"]["mode"],
+        "crop_size": record["inference"]["crop_size"],
+        "stride": record["inference"]["stride"],
+        "seconds": wall,
+        "seconds_per_image": wall / n,
+        "inference_and_scoring_s": record["seconds"],
+        "mIoU": record["metrics"]["mIoU"],
+        "peak_memory_mb": memory,
+        "peak_memory_measures": what,
+    }
 
 
 def forward_phase(cfg: dict, size, device, repeats: int, warmup: int) -> list[dict]:

@@ -32,20 +32,37 @@ MODES = ("whole", "slide")
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="run config (YAML)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key (YAML value); repeatable")
-    parser.add_argument("--size", default=None,
-                        help="input HxW (default: the dataset's whole image, as srcr flops)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (YAML value); repeatable",
+    )
+    parser.add_argument(
+        "--size", default=None, help="input HxW (default: the dataset's whole image, as srcr flops)"
+    )
     parser.add_argument("--batch", type=int, default=1, help="images per forward (default 1)")
-    parser.add_argument("--dtype", default="fp32", choices=DTYPES,
-                        help="fp32, or bf16 autocast as train.amp (default fp32)")
-    parser.add_argument("--mode", default="whole", choices=MODES,
-                        help="whole image, or slide windows of eval.crop_size / eval.stride")
+    parser.add_argument(
+        "--dtype",
+        default="fp32",
+        choices=DTYPES,
+        help="fp32, or bf16 autocast as train.amp (default fp32)",
+    )
+    parser.add_argument(
+        "--mode",
+        default="whole",
+        choices=MODES,
+        help="whole image, or slide windows of eval.crop_size / eval.stride",
+    )
     parser.add_argument("--repeats", type=int, default=20, help="timed forwards (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed forwards first (default 3)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--json", default=None, metavar="OUT", help="also write the card as JSON (atomically)")
+    parser.add_argument(
+        "--json", default=None, metavar="OUT", help="also write the card as JSON (atomically)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,8 +76,16 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     size = parse_size(args.size) if args.size else default_size(cfg)
     set_threads(args.threads)
-    card = bench_model(cfg, size, args.batch, args.dtype, args.mode, args.repeats, args.warmup,
-                       pick_device(args.device))
+    card = bench_model(
+        cfg,
+        size,
+        args.batch,
+        args.dtype,
+        args.mode,
+        args.repeats,
+        args.warmup,
+        pick_device(args.device),
+    )
     card.update(config=str(args.config), overrides=list(args.overrides))
     print(format_card(card))
     if args.json:
@@ -71,8 +96,10 @@ def run(args: argparse.Namespace) -> int:
 
 def check_counts(batch: int, repeats: int, warmup: int) -> None:
     if batch < 1 or repeats < 1 or warmup < 0:
-        raise UserError(f"--batch and --repeats must be >= 1 and --warmup >= 0; got batch {batch}, "
-                        f"repeats {repeats}, warmup {warmup}")
+        raise UserError(
+            f"--batch and --repeats must be >= 1 and --warmup >= 0; got batch {batch}, "
+            f"repeats {repeats}, warmup {warmup}"
+        )
 
 
 def slide_windows(size, crop_size, stride) -> int:
@@ -95,12 +122,15 @@ def peak_memory_mb(device) -> tuple[float, str]:
     import torch
 
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "peak CUDA memory allocated by torch"
+        return torch.cuda.max_memory_allocated(
+            device
+        ) / 2**20, "peak CUDA memory allocated by torch"
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak RSS of the process, CPU"
 
 
-def bench_model(cfg: dict, size, batch: int, dtype: str, mode: str, repeats: int, warmup: int,
-                device) -> dict[str, Any]:
+def bench_model(
+    cfg: dict, size, batch: int, dtype: str, mode: str, repeats: int, warmup: int, device
+) -> dict[str, Any]:
     """Time and count the inference model of ``cfg`` at ``size`` (H, W); the card as a dict."""
     import torch
 
@@ -111,9 +141,13 @@ def bench_model(cfg: dict, size, batch: int, dtype: str, mode: str, repeats: int
     from ..utils.machine import machine_info
 
     if dtype not in DTYPES or mode not in MODES:
-        raise UserError(f"dtype must be one of {DTYPES} and mode one of {MODES}; got {dtype!r}, {mode!r}")
+        raise UserError(
+            f"dtype must be one of {DTYPES} and mode one of {MODES}; got {dtype!r}, {mode!r}"
+        )
     ev, num_classes = cfg["eval"], int(cfg["model"]["num_classes"])
-    crop, stride = (tuple(ev["crop_size"]), tuple(ev["stride"])) if mode == "slide" else (None, None)
+    crop, stride = (
+        (tuple(ev["crop_size"]), tuple(ev["stride"])) if mode == "slide" else (None, None)
+    )
     windows = slide_windows(size, crop, stride) if mode == "slide" else 1
     # a window is the crop, cut to the image where the image is smaller (as slide_logits)
     window = tuple(min(s, c) for s, c in zip(size, crop)) if mode == "slide" else tuple(size)
@@ -142,13 +176,24 @@ def bench_model(cfg: dict, size, batch: int, dtype: str, mode: str, repeats: int
     memory, memory_what = peak_memory_mb(device)
     gflops_image = counted["gflops"] * windows
     return {
-        "model": counted["model"], "size": list(size), "batch": batch, "dtype": dtype, "mode": mode,
-        "windows_per_image": windows, "crop_size": list(crop) if crop else None,
-        "stride": list(stride) if stride else None, "repeats": repeats, "warmup": warmup,
-        "latency_ms": 1e3 * latency, "latency_runs_ms": [1e3 * t for t in times],
-        "images_per_s": batch / latency, "gflops_per_image": gflops_image, "params": counted["params"],
+        "model": counted["model"],
+        "size": list(size),
+        "batch": batch,
+        "dtype": dtype,
+        "mode": mode,
+        "windows_per_image": windows,
+        "crop_size": list(crop) if crop else None,
+        "stride": list(stride) if stride else None,
+        "repeats": repeats,
+        "warmup": warmup,
+        "latency_ms": 1e3 * latency,
+        "latency_runs_ms": [1e3 * t for t in times],
+        "images_per_s": batch / latency,
+        "gflops_per_image": gflops_image,
+        "params": counted["params"],
         "achieved_gflops_per_s": gflops_image * batch / latency,
-        "peak_memory_mb": memory, "peak_memory_measures": memory_what,
+        "peak_memory_mb": memory,
+        "peak_memory_measures": memory_what,
         "protocol": protocol(batch, dtype, mode, windows, repeats, warmup),
         "machine": machine_info(device),
     }
@@ -157,9 +202,11 @@ def bench_model(cfg: dict, size, batch: int, dtype: str, mode: str, repeats: int
 def protocol(batch: int, dtype: str, mode: str, windows: int, repeats: int, warmup: int) -> str:
     how = "whole image" if mode == "whole" else f"slide inference, {windows} windows per image"
     prec = "fp32" if dtype == "fp32" else "bf16 autocast (offsets, grids, softmaxes in fp32)"
-    return (f"batch {batch}, {prec}, {how}, eval mode, auxiliary and embedding heads dropped, random "
-            f"weights and images, torch.no_grad; median of {repeats} forwards after {warmup} warm-up; "
-            f"GFLOPs: fvcore count of the same model, 1 multiply-add = 1 FLOP")
+    return (
+        f"batch {batch}, {prec}, {how}, eval mode, auxiliary and embedding heads dropped, random "
+        f"weights and images, torch.no_grad; median of {repeats} forwards after {warmup} warm-up; "
+        f"GFLOPs: fvcore count of the same model, 1 multiply-add = 1 FLOP"
+    )
 
 
 def format_card(c: dict) -> str:

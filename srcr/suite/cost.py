@@ -27,7 +27,11 @@ import sys
 
 from ..errors import UserError
 
-PAPER_SUITES = ("config/suite_cityscapes.yaml", "config/suite_bdd100k.yaml", "config/suite_ade20k.yaml")
+PAPER_SUITES = (
+    "config/suite_cityscapes.yaml",
+    "config/suite_bdd100k.yaml",
+    "config/suite_ade20k.yaml",
+)
 REFERENCE_CONFIG = "config/cityscapes_mscan_s.yaml"
 ASSUMED_TFLOPS = 50.0
 
@@ -40,9 +44,15 @@ def variant_cost(plan, variant: str) -> dict:
     fwd, how = _train_forward(cfg["model"], crop)
     tcfg = cfg["train"]
     images = int(tcfg["iterations"]) * int(tcfg["batch_size"])
-    return {"variant": variant, "crop": "x".join(map(str, crop)), "iterations": int(tcfg["iterations"]),
-            "batch": int(tcfg["batch_size"]), "forward_gflops_per_image": fwd / 1e9, "counted": how,
-            "train_pflops_per_run": 3 * fwd * images / 1e15}
+    return {
+        "variant": variant,
+        "crop": "x".join(map(str, crop)),
+        "iterations": int(tcfg["iterations"]),
+        "batch": int(tcfg["batch_size"]),
+        "forward_gflops_per_image": fwd / 1e9,
+        "counted": how,
+        "train_pflops_per_run": 3 * fwd * images / 1e15,
+    }
 
 
 def _train_forward(model_cfg: dict, crop) -> tuple[int, str]:
@@ -66,18 +76,39 @@ def _train_forward_cached(model_json: str, crop: tuple) -> tuple[int, str]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--suite", action="append", default=None,
-                        help="suite config (repeatable; default: the three paper-scale suites "
-                             + ", ".join(PAPER_SUITES) + ")")
+    parser.add_argument(
+        "--suite",
+        action="append",
+        default=None,
+        help="suite config (repeatable; default: the three paper-scale suites "
+        + ", ".join(PAPER_SUITES)
+        + ")",
+    )
     src = parser.add_mutually_exclusive_group()
-    src.add_argument("--throughput", default=None, metavar="JSON",
-                     help="srcr bench gpu's gpu_check.json: its measured training images/s per GPU")
-    src.add_argument("--images-per-second", type=float, default=None, metavar="N",
-                     help="measured training images/s per GPU of --reference at its crop")
-    parser.add_argument("--reference", default=REFERENCE_CONFIG,
-                        help=f"the config --images-per-second was measured with (default {REFERENCE_CONFIG})")
-    parser.add_argument("--assumed-tflops", type=float, default=ASSUMED_TFLOPS,
-                        help=f"training TFLOP/s per GPU assumed without a measurement (default {ASSUMED_TFLOPS:g})")
+    src.add_argument(
+        "--throughput",
+        default=None,
+        metavar="JSON",
+        help="srcr bench gpu's gpu_check.json: its measured training images/s per GPU",
+    )
+    src.add_argument(
+        "--images-per-second",
+        type=float,
+        default=None,
+        metavar="N",
+        help="measured training images/s per GPU of --reference at its crop",
+    )
+    parser.add_argument(
+        "--reference",
+        default=REFERENCE_CONFIG,
+        help=f"the config --images-per-second was measured with (default {REFERENCE_CONFIG})",
+    )
+    parser.add_argument(
+        "--assumed-tflops",
+        type=float,
+        default=ASSUMED_TFLOPS,
+        help=f"training TFLOP/s per GPU assumed without a measurement (default {ASSUMED_TFLOPS:g})",
+    )
     parser.add_argument("--gpus", type=int, default=8, help="GPUs for the wall time (default 8)")
     parser.add_argument("--json", default=None, help="also write the tables as JSON (atomically)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -87,8 +118,11 @@ def run(args: argparse.Namespace) -> int:
     from ..utils.io import write_json
     from ..utils.threads import set_threads
 
-    if args.gpus < 1 or args.assumed_tflops <= 0 or (args.images_per_second is not None
-                                                      and args.images_per_second <= 0):
+    if (
+        args.gpus < 1
+        or args.assumed_tflops <= 0
+        or (args.images_per_second is not None and args.images_per_second <= 0)
+    ):
         raise UserError("--gpus must be >= 1, --assumed-tflops and --images-per-second > 0")
     set_threads(args.threads)
     plans = [_plan(path) for path in (args.suite or PAPER_SUITES)]  # every suite checked first
@@ -97,11 +131,15 @@ def run(args: argparse.Namespace) -> int:
     suites = [suite_cost(path, plan, rate["train_flops_per_s"], args.gpus) for path, plan in plans]
     total = sum(s["gpu_hours_total"] for s in suites)
     if len(suites) > 1:
-        print(f"\nall {len(suites)} suites: {total:,.0f} GPU-hours, {_wall(total / args.gpus)} on "
-              f"{args.gpus} GPUs")
+        print(
+            f"\nall {len(suites)} suites: {total:,.0f} GPU-hours, {_wall(total / args.gpus)} on "
+            f"{args.gpus} GPUs"
+        )
     if args.json:
-        write_json(args.json, {"throughput": rate, "gpus": args.gpus, "suites": suites,
-                               "gpu_hours_total": total})
+        write_json(
+            args.json,
+            {"throughput": rate, "gpus": args.gpus, "suites": suites, "gpu_hours_total": total},
+        )
     return 0
 
 
@@ -113,8 +151,13 @@ def _plan(path: str):
     if not isinstance(raw, dict):
         raise UserError(f"{path}: not a suite config mapping")
     raw.setdefault("grid", "ablations/grid.yaml")
-    raw.setdefault("resources", {s: {"threads": 1, "mem_mb": 1000, "runtime": 1, "gpu": 0}
-                                 for s in ("train", "evaluate", "flops")})
+    raw.setdefault(
+        "resources",
+        {
+            s: {"threads": 1, "mem_mb": 1000, "runtime": 1, "gpu": 0}
+            for s in ("train", "evaluate", "flops")
+        },
+    )
     return path, make_plan(raw)
 
 
@@ -122,13 +165,23 @@ def throughput(args) -> dict:
     """The training FLOP rate per GPU, where it comes from, and one sentence that says so."""
     if args.throughput is None and args.images_per_second is None:
         rate = args.assumed_tflops * 1e12
-        return {"source": "assumed", "train_flops_per_s": rate,
-                "statement": f"ASSUMED, not measured: {args.assumed_tflops:g} TFLOP/s of training per GPU "
-                             f"(1 multiply-add = 1 FLOP; --assumed-tflops); measure it with srcr bench gpu "
-                             f"and pass --throughput results/bench_gpu/gpu_check.json"}
+        return {
+            "source": "assumed",
+            "train_flops_per_s": rate,
+            "statement": f"ASSUMED, not measured: {args.assumed_tflops:g} TFLOP/s of training "
+            f"per GPU "
+            f"(1 multiply-add = 1 FLOP; --assumed-tflops); measure it with srcr bench gpu "
+            f"and pass --throughput results/bench_gpu/gpu_check.json",
+        }
     from ..config import load_config
 
-    ips, where, ref, crop, batch = args.images_per_second, "--images-per-second", args.reference, None, None
+    ips, where, ref, crop, batch = (
+        args.images_per_second,
+        "--images-per-second",
+        args.reference,
+        None,
+        None,
+    )
     if args.throughput is not None:
         ips, where, ref, crop, batch = _measured(args.throughput)
     cfg = load_config(ref)
@@ -137,11 +190,16 @@ def throughput(args) -> dict:
     fwd, _ = _train_forward(cfg["model"], crop)
     rate = 3 * fwd * ips
     at = f", batch {batch} per GPU" if batch else ""
-    return {"source": where, "images_per_s": ips, "reference_config": ref,
-            "crop": list(crop), "train_flops_per_s": rate,
-            "statement": f"measured ({where}): {ips:.3g} images/s per GPU of {ref} at "
-                         f"{crop[0]}x{crop[1]}{at} = {rate / 1e12:.3g} TFLOP/s of training (3 x "
-                         f"{fwd / 1e9:.1f} GFLOPs per image); every variant assumed to run at that rate"}
+    return {
+        "source": where,
+        "images_per_s": ips,
+        "reference_config": ref,
+        "crop": list(crop),
+        "train_flops_per_s": rate,
+        "statement": f"measured ({where}): {ips:.3g} images/s per GPU of {ref} at "
+        f"{crop[0]}x{crop[1]}{at} = {rate / 1e12:.3g} TFLOP/s of training (3 x "
+        f"{fwd / 1e9:.1f} GFLOPs per image); every variant assumed to run at that rate",
+    }
 
 
 def _measured(path: str) -> tuple[float, str, str, list, int]:
@@ -152,11 +210,18 @@ def _measured(path: str) -> tuple[float, str, str, list, int]:
     if not isinstance(train, dict) or "images_per_s" not in train:
         raise UserError(f"{path}: no train.images_per_s; expected srcr bench gpu's gpu_check.json")
     if report.get("mode") != "paper scale":
-        raise UserError(f"{path}: written by a {report.get('mode')!r} run, not a measurement of the "
-                        f"paper-scale model: run srcr bench gpu without --dry/--tiny on a GPU")
+        raise UserError(
+            f"{path}: written by a {report.get('mode')!r} run, not a measurement of the "
+            f"paper-scale model: run srcr bench gpu without --dry/--tiny on a GPU"
+        )
     gpu = (report.get("machine") or {}).get("gpu") or "cpu"
-    return (float(train["images_per_s"]) / int(train["world_size"]), f"{path}, {gpu}", str(report["config"]),
-            list(train["crop_size"]), int(train["batch_per_process"]))
+    return (
+        float(train["images_per_s"]) / int(train["world_size"]),
+        f"{path}, {gpu}",
+        str(report["config"]),
+        list(train["crop_size"]),
+        int(train["batch_per_process"]),
+    )
 
 
 def suite_cost(path: str, plan, flops_per_s: float, gpus: int) -> dict:
@@ -176,15 +241,29 @@ def suite_cost(path: str, plan, flops_per_s: float, gpus: int) -> dict:
     print(df.drop(columns=["counted"]).to_markdown(index=False, floatfmt=".4g"))
     counted = sorted(set(df["counted"]))
     print(f"\nforward counted: {'; '.join(counted)}")
-    print(f"{plan.name}: {len(plan.variants)} variants x {seeds} seed(s) = {len(plan.variants) * seeds} runs, "
-          f"{int(df['iterations'].sum()) * seeds} iterations, {pflops:.4g} PFLOPs of training "
-          f"(3 x forward, 1 multiply-add = 1 FLOP)")
-    print(f"{plan.name}: {per_seed:,.0f} GPU-hours per seed ({_wall(per_seed / gpus)} on {gpus} GPUs); "
-          f"{seeds} seed(s): {per_seed * seeds:,.0f} GPU-hours ({_wall(per_seed * seeds / gpus)} on {gpus} GPUs)")
-    return {"suite": path, "name": plan.name, "runs": len(plan.variants) * seeds, "seeds": seeds,
-            "total_train_pflops": pflops, "gpu_hours_per_seed": per_seed,
-            "gpu_hours_total": per_seed * seeds, "wall_hours_per_seed": per_seed / gpus,
-            "wall_hours_total": per_seed * seeds / gpus, "variants": rows}
+    print(
+        f"{plan.name}: {len(plan.variants)} variants x {seeds} seed(s) = "
+        f"{len(plan.variants) * seeds} runs, "
+        f"{int(df['iterations'].sum()) * seeds} iterations, {pflops:.4g} PFLOPs of training "
+        f"(3 x forward, 1 multiply-add = 1 FLOP)"
+    )
+    print(
+        f"{plan.name}: {per_seed:,.0f} GPU-hours per seed ({_wall(per_seed / gpus)} on {gpus} "
+        f"GPUs); {seeds} seed(s): {per_seed * seeds:,.0f} GPU-hours "
+        f"({_wall(per_seed * seeds / gpus)} on {gpus} GPUs)"
+    )
+    return {
+        "suite": path,
+        "name": plan.name,
+        "runs": len(plan.variants) * seeds,
+        "seeds": seeds,
+        "total_train_pflops": pflops,
+        "gpu_hours_per_seed": per_seed,
+        "gpu_hours_total": per_seed * seeds,
+        "wall_hours_per_seed": per_seed / gpus,
+        "wall_hours_total": per_seed * seeds / gpus,
+        "variants": rows,
+    }
 
 
 def _wall(hours: float) -> str:

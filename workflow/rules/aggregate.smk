@@ -9,6 +9,10 @@ rule aggregate:
     input:
         metrics=run_outputs(f"{RESULTS}/{{variant}}/seed{{seed}}/eval/metrics.json"),
         flops=expand(f"{RESULTS}/flops/{{variant}}.json", variant=PLAN.variants),
+        latency=expand(
+            f"{RESULTS}/latency/{{variant}}.json",
+            variant=PLAN.variants if PLAN.latency else [],
+        ),
     output:
         report(f"{RESULTS}/runs.csv", caption="../report/runs.rst", category="Runs"),
     log:
@@ -19,6 +23,7 @@ rule aggregate:
         results=lambda w, output: os.path.dirname(output[0]),
         variants=",".join(PLAN.variants),
         seeds=",".join(str(s) for s in PLAN.seeds),
+        latency="--latency" if PLAN.latency else "",
     shell:
         "srcr aggregate --results {params.results} --variants {params.variants} --seeds {params.seeds} "
-        "--out {output} > {log} 2>&1"
+        "{params.latency} --out {output} > {log} 2>&1"
