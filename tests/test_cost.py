@@ -159,3 +159,23 @@ def test_throughput_from_the_gpu_check_json(smoke, tmp_path, capsys):
     assert main(["cost", "--suite", str(smoke), "--throughput", str(check)]) == 2
     assert "not a measurement of the paper-scale model" in capsys.readouterr().err
     assert main(["cost", "--suite", str(smoke), "--gpus", "0"]) == 2
+
+
+@pytest.mark.parametrize("context", ["crm", "ppm"])
+def test_training_forward_is_counted_per_image_whatever_the_batch(context):
+    # batch 1 where training-mode BatchNorm allows it, else 2 (PPM's 1x1 bins): the same count
+    import torch
+
+    from srcr.bench.train import TrainForward, train_forward_flops
+    from srcr.config import load_config
+    from srcr.flops import count_flops
+    from srcr.models.segmentor import build_model
+
+    cfg = load_config(REPO / "config" / "default.yaml", [f"model.context={context}"])
+    torch.manual_seed(0)
+    model = build_model({**cfg["model"], "pretrained": None})
+    fwd, how = train_forward_flops(model, (64, 64))
+    assert how == "training-mode forward (all heads)"
+    x2 = torch.zeros(2, 3, 64, 64)
+    two = count_flops(TrainForward(model), inputs=(x2,), breakdown=[("model", "m")])["flops"]
+    assert fwd == two // 2
