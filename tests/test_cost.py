@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 import yaml
 
 from srcr.cli import main
@@ -161,21 +162,37 @@ def test_throughput_from_the_gpu_check_json(smoke, tmp_path, capsys):
     assert main(["cost", "--suite", str(smoke), "--gpus", "0"]) == 2
 
 
-@pytest.mark.parametrize("context", ["crm", "ppm"])
-def test_training_forward_is_counted_per_image_whatever_the_batch(context):
-    # batch 1 where training-mode BatchNorm allows it, else 2 (PPM's 1x1 bins): the same count
-    import torch
+class PooledNorm(torch.nn.Module):
+    """BatchNorm on a 1x1 map: training mode refuses batch 1."""
 
-    from srcr.bench.train import TrainForward, train_forward_flops
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 1)
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.norm = torch.nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return self.norm(self.pool(self.conv(x)))
+
+
+def default_model():
     from srcr.config import load_config
-    from srcr.flops import count_flops
     from srcr.models.segmentor import build_model
 
-    cfg = load_config(REPO / "config" / "default.yaml", [f"model.context={context}"])
+    cfg = load_config(REPO / "config" / "default.yaml")
     torch.manual_seed(0)
-    model = build_model({**cfg["model"], "pretrained": None})
+    return build_model({**cfg["model"], "pretrained": None})
+
+
+@pytest.mark.parametrize("make", [default_model, PooledNorm], ids=["segmentor", "bn-on-1x1"])
+def test_training_forward_is_counted_per_image_whatever_the_batch(make):
+    # batch 1 where training-mode BatchNorm allows it, else batch 2: the same per-image count
+    from srcr.bench.train import TrainForward, train_forward_flops
+    from srcr.flops import count_flops
+
+    model = make()
     fwd, how = train_forward_flops(model, (64, 64))
     assert how == "training-mode forward (all heads)"
     x2 = torch.zeros(2, 3, 64, 64)
     two = count_flops(TrainForward(model), inputs=(x2,), breakdown=[("model", "m")])["flops"]
-    assert fwd == two // 2
+    assert fwd == two // 2 > 0
