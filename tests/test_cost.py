@@ -196,3 +196,19 @@ def test_training_forward_is_counted_per_image_whatever_the_batch(make):
     x2 = torch.zeros(2, 3, 64, 64)
     two = count_flops(TrainForward(model), inputs=(x2,), breakdown=[("model", "m")])["flops"]
     assert fwd == two // 2 > 0
+
+
+def test_paper_model_is_counted_in_training_mode_with_its_heads():
+    # drop path draws its keep mask with bernoulli_ in training mode: a documented ignored op, so
+    # the count is the training forward (with the auxiliary and embedding heads), not the fallback
+    from srcr.bench.train import train_forward_flops
+    from srcr.config import load_config
+    from srcr.flops import model_flops
+    from srcr.models.segmentor import build_model
+
+    cfg = load_config(REPO / "config" / "cityscapes_mscan_s.yaml")
+    assert cfg["model"]["backbone_options"]["drop_path_rate"] > 0 and cfg["model"]["aux_head"]
+    torch.manual_seed(0)
+    fwd, how = train_forward_flops(build_model({**cfg["model"], "pretrained": None}), (64, 64))
+    assert how == "training-mode forward (all heads)"
+    assert fwd > model_flops(cfg["model"], (64, 64))["flops"]  # the heads the eval count drops
