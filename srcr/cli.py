@@ -31,6 +31,8 @@ BENCHES: dict[str, tuple[str, str]] = {
     "metrics": ("srcr.bench.metrics", "time per image of the metric set vs a GSCNN-style scorer"),
     "train": ("srcr.bench.train", "training images/s and model FLOP utilisation"),
     "predict": ("srcr.bench.predict", "srcr predict images/s beside srcr evaluate's time per image"),
+    "model": ("srcr.bench.model", "latency, memory and achieved GFLOP/s of a config's whole model"),
+    "gpu": ("srcr.bench.gpu", "GPU acceptance check: paper-scale training, DDP, evaluation, throughput"),
 }
 
 

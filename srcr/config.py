@@ -255,7 +255,7 @@ def _format_error(err) -> list[str]:
                 f"(allowed keys{' under ' + path if path else ''}: {', '.join(allowed)})" for k in extras]
     if v == "enum":
         return [f"{at}: {_short(inst)} is not allowed; expected one of: "
-                f"{', '.join(str(x) for x in err.validator_value)}"]
+                f"{', '.join(x if isinstance(x, str) else json.dumps(x) for x in err.validator_value)}"]
     if v == "type":
         types = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
         expected = " or ".join(_TYPE_NAMES.get(t, t) for t in types)

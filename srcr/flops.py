@@ -108,6 +108,9 @@ IGNORED_OPS: dict[str, str] = {
     **_ops("tensor creation", "arange linspace logspace meshgrid empty empty_like new_empty zeros zeros_like "
                               "new_zeros ones ones_like new_ones full full_like new_full eye scalar_tensor "
                               "tensor lift_fresh rand randn rand_like randn_like"),
+    # drop path's per-sample keep mask in training mode (srcr bench train and srcr cost count the
+    # training forward); the mask's multiply is elementwise
+    **_ops("random draws", "bernoulli bernoulli_"),
     **_ops("type / metadata", "to type_as float double half bfloat16 int long bool Int Float Bool "
                               "ScalarImplicit size numel dim item"),
 }

@@ -20,7 +20,6 @@ becomes SyncBN, and rank 0 writes the log and checkpoints.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import sys
 import time
@@ -500,10 +499,17 @@ def _make_loader(dataset, cfg: dict, ctx, start: int):
                       generator=loader_gen, pin_memory=ctx.device.type == "cuda", persistent_workers=False)
 
 
-def _train_step(run: _Run, cfg: dict, ctx, batch, it: int, log, ckpt_dir: Path) -> dict:
-    """One optimisation step at iteration ``it`` (0-based); the loss terms as floats."""
+def _no_clock(phase: str) -> None:
+    pass
+
+
+def _train_step(run: _Run, cfg: dict, ctx, batch, it: int, log, ckpt_dir: Path, clock=None) -> dict:
+    """One optimisation step at iteration ``it`` (0-based); the loss terms as floats. ``clock``,
+    if given, is called with the name of each phase as it ends: data (to the device), forward (with
+    the loss), backward, optimiser (srcr bench gpu times them)."""
     import torch
 
+    from .engine.amp import autocast
     from .engine.distributed import any_flag
     from .losses import NonFiniteLoss
     from .optim import apply_lr, lr_factor
@@ -514,15 +520,14 @@ def _train_step(run: _Run, cfg: dict, ctx, batch, it: int, log, ckpt_dir: Path) 
     labels = batch["label"].to(device, non_blocking=True).long()
     if tcfg["channels_last"]:
         images = images.contiguous(memory_format=torch.channels_last)
+    clock = clock or _no_clock
+    clock("data")
     torch.manual_seed(derive_seed(seed, STREAM_TORCH, it, ctx.rank))
     gen = torch.Generator(device=device)
     gen.manual_seed(derive_seed(seed, STREAM_CONTRAST, it, ctx.rank))
     apply_lr(run.optimizer, lr_factor(it, tcfg["schedule"], int(tcfg["iterations"])))
-    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if (device.type == "cuda" and tcfg["amp"])
-           else contextlib.nullcontext())
-
     bad = None
-    with amp:
+    with autocast(tcfg["amp"], device):
         outputs = run.train_model(images)
     outputs = {k: v.float() for k, v in outputs.items()}
     try:
@@ -532,14 +537,17 @@ def _train_step(run: _Run, cfg: dict, ctx, batch, it: int, log, ckpt_dir: Path) 
     if any_flag(ctx, bad is not None):
         bad = bad or ("(another rank)", float("nan"))
         raise _diverged(it + 1, bad[0], bad[1], ckpt_dir, log)
+    clock("forward")
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    clock("backward")
     if tcfg["grad_clip"] is not None:
         params = [p for p in run.model.parameters() if p.requires_grad]
         norm = torch.nn.utils.clip_grad_norm_(params, float(tcfg["grad_clip"]))
         if any_flag(ctx, not bool(torch.isfinite(norm))):
             raise _diverged(it + 1, "gradient norm", float(norm), ckpt_dir, log)
     run.optimizer.step()
+    clock("optimiser")
     return {"loss": float(loss.detach()), **terms}
 
 

@@ -56,8 +56,10 @@ def test_unknown_key_names_path_and_allowed_keys(tmp_path):
 def test_wrong_type_names_key_value_and_expected_type(tmp_path):
     msg = error_of(tmp_path, "model: {num_classes: 3, fpn_dim: '32'}\n")
     assert "model.fpn_dim" in msg and "'32'" in msg and "expected an integer" in msg
+    msg = error_of(tmp_path, "model: {num_classes: 3}\ntrain: {channels_last: 1}\n")
+    assert "train.channels_last" in msg and "true or false" in msg
     msg = error_of(tmp_path, "model: {num_classes: 3}\ntrain: {amp: 1}\n")
-    assert "train.amp" in msg and "true or false" in msg
+    assert "train.amp: 1 is not allowed; expected one of: true, false, always" in msg
     msg = error_of(tmp_path, "model: {num_classes: 3}\neval: {crop_size: [512]}\n")
     assert "eval.crop_size" in msg and "exactly 2" in msg
     msg = error_of(tmp_path, "model: {num_classes: 3}\ntrain: {optimizer: {lr: -1}}\n")

@@ -182,7 +182,7 @@ def test_cost_counts_runs_iterations_and_training_flops(tmp_path, capsys):
     smoke = tmp_path / "suite_smoke.yaml"
     smoke.write_text(yaml.safe_dump({**suite(), "tables": ["loss"]}))
     assert main(["cost", "--suite", str(smoke), "--json", str(out), "--threads", "1"]) == 0
-    cost = json.loads(out.read_text())
+    cost = json.loads(out.read_text())["suites"][0]
     assert cost["runs"] == 4 and [r["variant"] for r in cost["variants"]] == ["srm_crm_ce", "srm_crm"]
     a, b = cost["variants"]
     assert a["forward_gflops_per_image"] == b["forward_gflops_per_image"] > 0  # same model, other loss

@@ -144,21 +144,23 @@ def train_forward_flops(model, crop_size) -> tuple[int, str]:
     import torch
 
     probe = copy.deepcopy(model).cpu().float()
-    try:
-        # batch 2: training-mode BatchNorm needs more than one value per channel on a 1x1 map
-        x = torch.zeros(2, 3, int(crop_size[0]), int(crop_size[1]))
-        r = count_flops(TrainForward(probe), inputs=(x,), breakdown=[("model", "m")])
-        return int(r["flops"]) // 2, "training-mode forward (all heads)"
-    except (UserError, ValueError, RuntimeError):
-        r = count_flops(probe, tuple(crop_size))
-        return int(r["flops"]), "eval-mode forward (training heads not counted)"
+    # batch 1 where it runs (the counts are linear in the batch: half the work of batch 2);
+    # batch 2 where training-mode BatchNorm meets a 1x1 map (PPM's pooled bins)
+    for batch in (1, 2):
+        try:
+            x = torch.zeros(batch, 3, int(crop_size[0]), int(crop_size[1]))
+            r = count_flops(TrainForward(probe), inputs=(x,), breakdown=[("model", "m")])
+            return int(r["flops"]) // batch, "training-mode forward (all heads)"
+        except (UserError, ValueError, RuntimeError):
+            continue
+    r = count_flops(probe, tuple(crop_size))
+    return int(r["flops"]), "eval-mode forward (training heads not counted)"
 
 
 def bench_variant(cfg: dict, device, iters: int, warmup: int) -> dict:
-    import contextlib
-
     import torch
 
+    from ..engine.amp import amp_enabled, autocast
     from ..losses import build_criterion
     from ..models.segmentor import build_model
     from ..optim import apply_lr, build_optimizer
@@ -171,7 +173,6 @@ def bench_variant(cfg: dict, device, iters: int, warmup: int) -> dict:
     model = build_model({**cfg["model"], "pretrained": None})  # speed does not depend on the weights
     flops_per_image, counted = train_forward_flops(model, crop)
     model = model.to(device).train()
-    cuda = device.type == "cuda"
     channels_last = bool(tcfg["channels_last"])  # as srcr.train: on any device
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -183,13 +184,12 @@ def bench_variant(cfg: dict, device, iters: int, warmup: int) -> dict:
     labels = torch.randint(0, num_classes, (batch, *crop), generator=g).to(device)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and tcfg["amp"]) else contextlib.nullcontext()
     # past the contrastive warm-up, so every loss term is computed as in the bulk of training
     iteration = int(tcfg["loss"]["contrastive"]["warmup"])
     gen = torch.Generator(device=device).manual_seed(0)
 
     def step():
-        with amp:
+        with autocast(tcfg["amp"], device):
             out = model(images)
         out = {k: v.float() for k, v in out.items()}
         loss, _ = criterion(out, labels, iteration, gen)
@@ -213,7 +213,7 @@ def bench_variant(cfg: dict, device, iters: int, warmup: int) -> dict:
         "images_per_s": ips, "step_ms": 1000 * elapsed / iters,
         "forward_flops_per_image": flops_per_image, "flops_counted": counted,
         "train_flops_per_s": 3 * flops_per_image * ips,
-        "amp_bf16": bool(cuda and tcfg["amp"]), "channels_last": bool(channels_last),
+        "amp_bf16": amp_enabled(tcfg["amp"], device), "channels_last": bool(channels_last),
     }
 
 

@@ -25,6 +25,7 @@ class DistContext:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    grouped: bool = False  # in a process group even at world size 1 (init_distributed(group=True))
 
     @property
     def is_main(self) -> bool:
@@ -32,7 +33,7 @@ class DistContext:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        return self.world_size > 1 or self.grouped
 
 
 def pick_device(device: str = "auto", local_rank: int = 0) -> torch.device:
@@ -48,10 +49,12 @@ def pick_device(device: str = "auto", local_rank: int = 0) -> torch.device:
     raise UserError(f"--device {device!r}: expected auto, cpu or cuda")
 
 
-def init_distributed(device: str = "auto") -> DistContext:
-    """Single process unless torchrun's WORLD_SIZE > 1; then join the process group from the env."""
+def init_distributed(device: str = "auto", group: bool = False) -> DistContext:
+    """Single process unless torchrun's WORLD_SIZE > 1; then join the process group from the env.
+    ``group``: under torchrun, join it (DDP, SyncBN, collectives) even with one process, as
+    ``srcr bench gpu`` checks the multi-GPU path on one GPU."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
+    if world_size <= 1 and not (group and "RANK" in os.environ):
         return DistContext(device=pick_device(device))
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
@@ -59,7 +62,7 @@ def init_distributed(device: str = "auto") -> DistContext:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", init_method="env://",
                                 rank=rank, world_size=world_size)
-    return DistContext(rank, world_size, local_rank, dev)
+    return DistContext(rank, world_size, local_rank, dev, grouped=True)
 
 
 def init_process(rank: int, world_size: int, init_method: str, device: str = "cpu") -> DistContext:
@@ -67,7 +70,7 @@ def init_process(rank: int, world_size: int, init_method: str, device: str = "cp
     dev = pick_device(device, rank)
     dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", init_method=init_method,
                             rank=rank, world_size=world_size)
-    return DistContext(rank, world_size, rank, dev)
+    return DistContext(rank, world_size, rank, dev, grouped=True)
 
 
 def barrier(ctx: DistContext) -> None:

@@ -4,8 +4,10 @@ Reads RESULTS/{variant}/seed{N}/eval/metrics.json, RESULTS/{variant}/seed{N}/sum
 RESULTS/flops/{variant}.json. Columns: variant, seed, the headline metrics (aAcc, mIoU, mAcc,
 mBF@t for each tolerance, mBIoU, band/interior mIoU at each trimap width), gflops, params_m
 (inference model, from srcr flops), iterations, train_time_s, num_images, dataset, srcr_version,
-git, machine (device, cpu or gpu, threads, torch). With --html, the same table as a self-contained
-HTML page (the CSV's cells as written), which Snakemake's --report shows inline.
+git, machine (device, cpu or gpu, threads, torch); with --latency (a suite's `latency:`) also
+srcr bench model's latency_ms and achieved_gflops_per_s from RESULTS/latency/{variant}.json.
+With --html, the same table as a self-contained HTML page (the CSV's cells as written), which
+Snakemake's --report shows inline.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def _read_json(path: Path, what: str) -> dict:
     return read_json(path, f"{path.name} ({what}); run the suite step that writes it first")
 
 
-def run_row(results: Path, variant: str, seed: int) -> dict:
+def run_row(results: Path, variant: str, seed: int, latency: bool = False) -> dict:
     from ..utils.machine import describe
 
     run = results / variant / f"seed{seed}"
@@ -45,14 +47,29 @@ def run_row(results: Path, variant: str, seed: int) -> dict:
                 "num_images": m["num_images"], "dataset": metrics.get("dataset", {}).get("name"),
                 "srcr_version": metrics["code_version"].get("srcr"), "git": metrics["code_version"].get("git"),
                 "machine": describe(summary["machine"])})
+    if latency:
+        row.update(latency_columns(_read_json(results / "latency" / f"{variant}.json",
+                                              "srcr bench model --json output")))
     return row
 
 
-def aggregate(results: str | Path, variants: list[str], seeds: list[int]):
+def latency_columns(card: dict) -> dict:
+    """srcr bench model's figures beside the GFLOPs (the card's own GFLOPs count its protocol's
+    windows and batch), with what they were measured on."""
+    from ..utils.machine import chip
+
+    return {"latency_ms": card["latency_ms"],
+            "achieved_gflops_per_s": card["achieved_gflops_per_s"],
+            "latency_batch": card["batch"], "latency_dtype": card["dtype"],
+            "latency_mode": card["mode"], "latency_size": "x".join(str(s) for s in card["size"]),
+            "latency_device": chip(card["machine"])}
+
+
+def aggregate(results: str | Path, variants: list[str], seeds: list[int], latency: bool = False):
     import pandas as pd
 
     results = Path(results)
-    return pd.DataFrame([run_row(results, v, s) for v in variants for s in seeds])
+    return pd.DataFrame([run_row(results, v, s, latency) for v in variants for s in seeds])
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +79,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="CSV to write (atomically), e.g. results/NAME/runs.csv")
     parser.add_argument("--html", default=None, metavar="PATH",
                         help="also write the CSV as a self-contained HTML page (for Snakemake's --report)")
+    parser.add_argument("--latency", action="store_true",
+                        help="add srcr bench model's figures from RESULTS/latency/VARIANT.json")
 
 
 def _csv_list(text: str, what: str) -> list[str]:
@@ -78,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         seeds = [int(s) for s in _csv_list(args.seeds, "seeds")]
     except ValueError:
         raise UserError(f"--seeds: expected integers, got {args.seeds!r}") from None
-    df = aggregate(args.results, _csv_list(args.variants, "variants"), seeds)
+    df = aggregate(args.results, _csv_list(args.variants, "variants"), seeds, args.latency)
     write_text(args.out, df.to_csv(index=False, float_format="%.4f"))
     if args.html:
         from ..report.html_pages import write_html_twin

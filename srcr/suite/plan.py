@@ -12,6 +12,8 @@ from ..errors import UserError
 from .grid import Grid, load_grid
 
 STEPS = ("train", "evaluate", "flops")
+# `latency:` of a suite config: srcr bench model's options (workflow/schemas/suite.schema.json)
+LATENCY_DEFAULTS = {"batch": 1, "dtype": "fp32", "mode": "whole", "repeats": 20, "warmup": 3}
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class SuitePlan:
     resources: dict[str, dict[str, Any]]
     pretrain: Pretrain | None = None
     group_by_seed: bool = False       # one `srcr train` process per seed trains every variant
+    latency: dict | None = None       # srcr bench model's options per variant, or None (off)
 
     @property
     def pretrained(self) -> str | None:
@@ -114,7 +117,13 @@ def make_plan(config: dict) -> SuitePlan:
                      variants=variants, seeds=seeds, common=common, base=base,
                      flops_size=tuple(size) if size else None,
                      resources={step: dict(config["resources"][step]) for step in steps},
-                     pretrain=pretrain, group_by_seed=group)
+                     pretrain=pretrain, group_by_seed=group,
+                     latency=_latency(config.get("latency")))
+
+
+def _latency(spec: dict | None) -> dict | None:
+    """srcr bench model's options of a suite's `latency:` (None: off), defaults filled in."""
+    return None if spec is None else {**LATENCY_DEFAULTS, **spec}
 
 
 def load_plan(path: str) -> SuitePlan:

@@ -10,6 +10,10 @@ rule aggregate:
     input:
         metrics=run_outputs(f"{RESULTS}/{{variant}}/seed{{seed}}/eval/metrics.json"),
         flops=expand(f"{RESULTS}/flops/{{variant}}.json", variant=PLAN.variants),
+        latency=expand(
+            f"{RESULTS}/latency/{{variant}}.json",
+            variant=PLAN.variants if PLAN.latency else [],
+        ),
     output:
         csv=f"{RESULTS}/runs.csv",
         html=report(
@@ -23,6 +27,7 @@ rule aggregate:
         results=lambda w, output: os.path.dirname(output.csv),
         variants=",".join(PLAN.variants),
         seeds=",".join(str(s) for s in PLAN.seeds),
+        latency="--latency" if PLAN.latency else "",
     shell:
         "srcr aggregate --results {params.results:q} --variants {params.variants} --seeds {params.seeds} "
-        "--out {output.csv:q} --html {output.html:q} > {log:q} 2>&1"
+        "{params.latency} --out {output.csv:q} --html {output.html:q} > {log:q} 2>&1"

@@ -20,7 +20,7 @@ import torch.nn as nn
 from ...errors import UserError
 from ..layers import build_act, build_norm, resize
 from ..registry import register_align
-from .grid import pixel_norm, warp
+from .grid import in_fp32, pixel_norm, warp
 
 _NORMS = ("bn", "gn", "ln", "none")
 _ACTS = ("leaky_relu", "relu")
@@ -35,6 +35,13 @@ def _offset_head(channels: int, norm: str, act: str) -> nn.Sequential:
     )
     nn.init.zeros_(head[-1].weight)  # starts as plain bilinear upsampling, as AlignSeg
     return head
+
+
+def _offsets(head: nn.Module, g: torch.Tensor) -> torch.Tensor:
+    """The head's offsets, its last conv in fp32 (srcr.models.align.grid.in_fp32)."""
+    if isinstance(head, nn.Sequential):
+        return in_fp32(head[-1], head[:-1](g))
+    return in_fp32(head, g)
 
 
 @register_align("alignfa")
@@ -65,8 +72,8 @@ class AlignFA(nn.Module):
         height, width = low.shape[-2:]
         h = resize(high, (height, width), mode="bilinear", align_corners=True)
         g = torch.cat([low, h], dim=1)
-        d_high = self.offset_high(g)
-        d_low = self.offset_low(g)
+        d_high = _offsets(self.offset_high, g)
+        d_low = _offsets(self.offset_low, g)
         norm = pixel_norm(height, width)
         out = warp(h, d_high, norm, padding_mode="zeros") + warp(low, d_low, norm, padding_mode="zeros")
         # copies, not views: a consumer editing them in place must not touch tensors autograd saved

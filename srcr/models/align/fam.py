@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from ..layers import resize
 from ..registry import register_align
-from .grid import warp
+from .grid import in_fp32, warp
 
 
 @register_align("fam")
@@ -36,7 +36,7 @@ class FAM(nn.Module):
     def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
         height, width = low.shape[-2:]
         h = resize(self.down_high(high), (height, width), mode="bilinear", align_corners=True)
-        flow = self.flow(torch.cat([h, self.down_low(low)], dim=1))
+        flow = in_fp32(self.flow, torch.cat([h, self.down_low(low)], dim=1))
         warped = warp(high, flow, (float(width), float(height)), padding_mode="zeros")
         with torch.no_grad():
             # SFNet grid units -> fine pixels: flow / W grid units * (W - 1) / 2 pixels per unit.

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from ...errors import UserError
 from ..layers import resize
 from ..registry import register_align
-from .grid import pixel_norm, warp
+from .grid import in_fp32, pixel_norm, warp
 
 WEIGHT_NORMS = ("softmax", "sigmoid")
 
@@ -92,16 +92,16 @@ class SRM(nn.Module):
         h = resize(self.reduce_high(high), (height, width), mode="bilinear", align_corners=True)
         g = torch.cat([h, self.reduce_low(low)], dim=1)
         if self.weight is None:
-            d0 = self.offset(g).float()
+            d0 = in_fp32(self.offset, g)
             w = d0.new_ones(d0.shape[0], 1, height, width)
             d = d0
         else:
             # One 3x3 conv with 2 + k*k outputs instead of two: on CPU a conv with a handful of
             # output channels costs about the same as one with 11 (it is bound by reading g).
-            both = F.conv2d(g, torch.cat([self.offset.weight, self.weight.weight]),
-                            torch.cat([self.offset.bias, self.weight.bias]), padding=1)
-            d0 = both[:, :2].float()
-            logits = both[:, 2:].float()  # fp32 softmax under mixed precision
+            # fp32 under mixed precision: the offsets and the softmax over the window
+            both = in_fp32(F.conv2d, g, torch.cat([self.offset.weight, self.weight.weight]),
+                           torch.cat([self.offset.bias, self.weight.bias]), padding=1)
+            d0, logits = both[:, :2], both[:, 2:]
             w = logits.softmax(dim=1) if self.weight_norm == "softmax" else logits.sigmoid()
             d = neighbour_refine(d0, w, self.kernel_size)
         out = low + warp(high, d, pixel_norm(height, width), padding_mode="border")
