@@ -161,7 +161,15 @@ def test_plan_command_with_a_suite_prints_seeds_and_cost(tmp_path, capsys):
     cost = plan["cost"]
     assert cost["seeds"] == main_plan["seeds_needed"] and cost["train_pflops_per_seed"] > 0
     assert cost["train_pflops"] == pytest.approx(cost["seeds"] * cost["train_pflops_per_seed"])
-    assert "PFLOPs of training per seed" in text
+    assert "PFLOPs of training per seed" in text and cost["gpu_hours"] is None  # nothing measured
+    # a measured rate (srcr cost's --images-per-second) turns the FLOPs into GPU-hours
+    args = ["plan", "--pilot", str(results), "--suite", str(suite), "--bootstrap", "100",
+            "--no-progress", "--effect", "1", "--json", str(out), "--images-per-second", "4",
+            "--reference", "config/default.yaml"]
+    assert main(args) == 0
+    measured = json.loads(out.read_text())["cost"]
+    assert measured["train_pflops"] == pytest.approx(cost["train_pflops"])
+    assert measured["gpu_hours"] is not None and measured["gpu_hours"] > 0
 
 
 def test_suite_cost_at_the_seeds_needed(monkeypatch):

@@ -63,6 +63,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--band-width", type=float, default=4, help="trimap width of the layout (px)"
     )
+    from ..suite.cost import add_throughput_args
+
+    add_throughput_args(parser)  # GPU-hours with --suite, from a measured rate only
     parser.add_argument("--json", default=None, help="also write the plan as JSON (atomically)")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -92,7 +95,12 @@ def run(args: argparse.Namespace) -> int:
         not args.no_progress,
     )
     print(format_plans(plans, args.effect, args.power, args.alpha))
-    cost = suite_cost(suite_plan, plans) if suite_plan else None
+    rate = None
+    if suite_plan and (args.throughput is not None or args.images_per_second is not None):
+        from ..suite.cost import throughput
+
+        rate = throughput(args)["train_flops_per_s"]
+    cost = suite_cost(suite_plan, plans, rate) if suite_plan else None
     if cost:
         print("\n" + cost["text"])
     if args.json:

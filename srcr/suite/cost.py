@@ -84,6 +84,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
         + ", ".join(PAPER_SUITES)
         + ")",
     )
+    add_throughput_args(parser)
+    parser.add_argument(
+        "--assumed-tflops",
+        type=float,
+        default=ASSUMED_TFLOPS,
+        help=f"training TFLOP/s per GPU assumed without a measurement (default {ASSUMED_TFLOPS:g})",
+    )
+    parser.add_argument("--gpus", type=int, default=8, help="GPUs for the wall time (default 8)")
+    parser.add_argument("--json", default=None, help="also write the tables as JSON (atomically)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def add_throughput_args(parser: argparse.ArgumentParser) -> None:
+    """--throughput / --images-per-second / --reference: a measured training rate (srcr cost,
+    srcr plan)."""
     src = parser.add_mutually_exclusive_group()
     src.add_argument(
         "--throughput",
@@ -103,15 +118,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=REFERENCE_CONFIG,
         help=f"the config --images-per-second was measured with (default {REFERENCE_CONFIG})",
     )
-    parser.add_argument(
-        "--assumed-tflops",
-        type=float,
-        default=ASSUMED_TFLOPS,
-        help=f"training TFLOP/s per GPU assumed without a measurement (default {ASSUMED_TFLOPS:g})",
-    )
-    parser.add_argument("--gpus", type=int, default=8, help="GPUs for the wall time (default 8)")
-    parser.add_argument("--json", default=None, help="also write the tables as JSON (atomically)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -144,21 +150,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _plan(path: str):
-    from ..config import load_yaml
-    from .plan import make_plan
+    from .plan import load_plan
 
-    raw = load_yaml(path)
-    if not isinstance(raw, dict):
-        raise UserError(f"{path}: not a suite config mapping")
-    raw.setdefault("grid", "ablations/grid.yaml")
-    raw.setdefault(
-        "resources",
-        {
-            s: {"threads": 1, "mem_mb": 1000, "runtime": 1, "gpu": 0}
-            for s in ("train", "evaluate", "flops")
-        },
-    )
-    return path, make_plan(raw)
+    return path, load_plan(path)
 
 
 def throughput(args) -> dict:
