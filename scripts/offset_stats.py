@@ -20,7 +20,9 @@ from srcr.report.offsets import PRIMARY, STEPS, run_correctness, run_geometry  #
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("runs", nargs="+", help="run folders (with eval/metrics.json and eval/offsets.npz)")
+    ap.add_argument(
+        "runs", nargs="+", help="run folders (with eval/metrics.json and eval/offsets.npz)"
+    )
     for run in map(Path, ap.parse_args().runs):
         record = json.loads((run / "eval" / "metrics.json").read_text())
         align = record["config"]["model"]["align"]
@@ -31,9 +33,11 @@ def main() -> None:
         print(f"{run}: mIoU {record['metrics']['mIoU']:.2f}, {kind} offsets")
         for step in STEPS:
             g, c = geo[(step, kind)], oc[(step, kind)]
-            print(f"  {step}: median {g['median_px']:.2f} px ({g['median_rel']:.0f}% of the short side), "
-                  f"p90 {g['p90_px']:.2f} px, outside {g['outside']:.1f}%, "
-                  f"correct {c[0]:.1f}% (zero offsets {c[1]:.1f}%)")
+            print(
+                f"  {step}: median {g['median_px']:.2f} px ({g['median_rel']:.0f}% of the short side), "
+                f"p90 {g['p90_px']:.2f} px, outside {g['outside']:.1f}%, "
+                f"correct {c[0]:.1f}% (zero offsets {c[1]:.1f}%)"
+            )
 
 
 if __name__ == "__main__":

@@ -20,9 +20,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("srcr.evaluate", "evaluate a checkpoint and write metrics"),
     "predict": ("srcr.predict", "label your own images with a trained checkpoint (PNGs per image)"),
     "flops": ("srcr.flops", "count GFLOPs and parameters (fvcore, audited)"),
-    "aggregate": ("srcr.suite.aggregate", "one row per (variant, seed) of a suite's results: runs.csv"),
-    "cost": ("srcr.suite.cost", "runs, iterations and training FLOPs of a suite config, before it runs"),
-    "report": ("srcr.report.cli", "tables with paired intervals, figures and error reports from results"),
+    "aggregate": (
+        "srcr.suite.aggregate",
+        "one row per (variant, seed) of a suite's results: runs.csv",
+    ),
+    "cost": (
+        "srcr.suite.cost",
+        "runs, iterations and training FLOPs of a suite config, before it runs",
+    ),
+    "report": (
+        "srcr.report.cli",
+        "tables with paired intervals, figures and error reports from results",
+    ),
     "plan": ("srcr.report.seed_plan", "seeds each table needs for an effect and power (a pilot)"),
 }
 
@@ -30,9 +39,15 @@ BENCHES: dict[str, tuple[str, str]] = {
     "modules": ("srcr.bench.modules", "latency and GFLOPs of each alignment and context module"),
     "metrics": ("srcr.bench.metrics", "time per image of the metric set vs a GSCNN-style scorer"),
     "train": ("srcr.bench.train", "training images/s and model FLOP utilisation"),
-    "predict": ("srcr.bench.predict", "srcr predict images/s beside srcr evaluate's time per image"),
+    "predict": (
+        "srcr.bench.predict",
+        "srcr predict images/s beside srcr evaluate's time per image",
+    ),
     "model": ("srcr.bench.model", "latency, memory and achieved GFLOP/s of a config's whole model"),
-    "gpu": ("srcr.bench.gpu", "GPU acceptance check: paper-scale training, DDP, evaluation, throughput"),
+    "gpu": (
+        "srcr.bench.gpu",
+        "GPU acceptance check: paper-scale training, DDP, evaluation, throughput",
+    ),
 }
 
 
@@ -64,12 +79,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             mod.configure(p)
             p.set_defaults(_run=mod.run)
 
-    bench = sub.add_parser("bench", help="benchmarks that print side-by-side figures",
-                           description="benchmarks that print side-by-side figures")
+    bench = sub.add_parser(
+        "bench",
+        help="benchmarks that print side-by-side figures",
+        description="benchmarks that print side-by-side figures",
+    )
     bsub = bench.add_subparsers(dest="bench", metavar="BENCH")
     bsub.required = True
     if chosen == "bench":
-        rest = argv[argv.index("bench") + 1:]
+        rest = argv[argv.index("bench") + 1 :]
         bchosen = next((a for a in rest if not a.startswith("-")), None)
     else:
         bchosen = None

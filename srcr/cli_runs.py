@@ -21,15 +21,27 @@ class _SetAction(argparse.Action):
             namespace.overrides = [*(namespace.overrides or []), values]
 
 
-def add_set_and_run(parser: argparse.ArgumentParser, run_metavar: str | tuple[str, ...], run_help: str,
-                    set_help: str) -> None:
+def add_set_and_run(
+    parser: argparse.ArgumentParser,
+    run_metavar: str | tuple[str, ...],
+    run_help: str,
+    set_help: str,
+) -> None:
     """``--set KEY=VALUE`` (repeatable) and ``--run`` (repeatable, ``len(run_metavar)`` values)."""
     nargs = len(run_metavar) if isinstance(run_metavar, tuple) else None
-    parser.add_argument("--set", dest="overrides", action=_SetAction, default=[], metavar="KEY=VALUE",
-                        help=set_help)
-    parser.add_argument("--run", dest="runs", action=_RunAction, default=[], nargs=nargs, metavar=run_metavar,
-                        help=run_help + "; the --set options after it apply to this run only, those before "
-                             "the first --run to every run (repeatable)")
+    parser.add_argument(
+        "--set", dest="overrides", action=_SetAction, default=[], metavar="KEY=VALUE", help=set_help
+    )
+    parser.add_argument(
+        "--run",
+        dest="runs",
+        action=_RunAction,
+        default=[],
+        nargs=nargs,
+        metavar=run_metavar,
+        help=run_help + "; the --set options after it apply to this run only, those before "
+        "the first --run to every run (repeatable)",
+    )
 
 
 def run_configs(config_path: str, common: list[str], runs: list) -> list[tuple[dict, object]]:

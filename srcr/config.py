@@ -11,17 +11,27 @@ import copy
 import functools
 import json
 import re
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
 from .errors import UserError
 
 __all__ = [
-    "load_config", "load_yaml", "parse_yaml_value", "defaults", "validate", "apply_overrides",
-    "config_diff", "dump_config", "flatten", "schema", "resolve_config",
+    "load_config",
+    "load_yaml",
+    "parse_yaml_value",
+    "defaults",
+    "validate",
+    "apply_overrides",
+    "config_diff",
+    "dump_config",
+    "flatten",
+    "schema",
+    "resolve_config",
 ]
 
 
@@ -56,11 +66,14 @@ class _Loader(yaml.SafeLoader):
 
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
                  |[-+]?\.(?:inf|Inf|INF)
-                 |\.(?:nan|NaN|NAN))$""", re.X),
+                 |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
     list("-+0123456789."),
 )
 
@@ -101,9 +114,11 @@ def load_yaml(path: str | Path) -> Any:
     try:
         return yaml.load(path.read_text(), Loader=_Loader)
     except DuplicateKeyError as e:
-        raise UserError(f"{path}, line {e.line}: duplicate key {e.key!r} (first defined on line "
-                        f"{e.first_line}); YAML would silently keep the last one, so remove or "
-                        f"rename one of them") from None
+        raise UserError(
+            f"{path}, line {e.line}: duplicate key {e.key!r} (first defined on line "
+            f"{e.first_line}); YAML would silently keep the last one, so remove or "
+            f"rename one of them"
+        ) from None
     except yaml.YAMLError as e:
         raise UserError(f"{path}: not valid YAML: {e}") from None
 
@@ -190,11 +205,15 @@ def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
             if props is None:
                 if node.get("type") == "object":
                     break  # free-form options dict
-                raise UserError(f"--set {item}: '{'.'.join(parts[:depth])}' is a value, not a section, "
-                                f"so it has no key '{part}'")
+                raise UserError(
+                    f"--set {item}: '{'.'.join(parts[:depth])}' is a value, not a section, "
+                    f"so it has no key '{part}'"
+                )
             if part not in props:
-                raise UserError(f"--set {item}: unknown key '{'.'.join(parts[:depth + 1])}' "
-                                f"(keys under {where}: {', '.join(props)})")
+                raise UserError(
+                    f"--set {item}: unknown key '{'.'.join(parts[: depth + 1])}' "
+                    f"(keys under {where}: {', '.join(props)})"
+                )
             node = _resolve_ref(props[part], root)
         value = parse_yaml_value(text)
         target = cfg
@@ -210,8 +229,15 @@ def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
 # validation
 
 
-_TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
-               "number": "a number", "boolean": "true or false", "null": "null"}
+_TYPE_NAMES = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
 
 
 def _yaml_type(value: Any) -> str:
@@ -251,13 +277,20 @@ def _format_error(err) -> list[str]:
     if v == "additionalProperties":
         allowed = list(err.schema.get("properties", {}))
         extras = [k for k in inst if k not in allowed]
-        return [f"unknown key '{_path_str([*err.absolute_path, k])}' "
-                f"(allowed keys{' under ' + path if path else ''}: {', '.join(allowed)})" for k in extras]
+        return [
+            f"unknown key '{_path_str([*err.absolute_path, k])}' "
+            f"(allowed keys{' under ' + path if path else ''}: {', '.join(allowed)})"
+            for k in extras
+        ]
     if v == "enum":
-        return [f"{at}: {_short(inst)} is not allowed; expected one of: "
-                f"{', '.join(x if isinstance(x, str) else json.dumps(x) for x in err.validator_value)}"]
+        return [
+            f"{at}: {_short(inst)} is not allowed; expected one of: "
+            f"{', '.join(x if isinstance(x, str) else json.dumps(x) for x in err.validator_value)}"
+        ]
     if v == "type":
-        types = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+        types = (
+            err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+        )
         expected = " or ".join(_TYPE_NAMES.get(t, t) for t in types)
         return [f"{at}: expected {expected}, got {_short(inst)} ({_yaml_type(inst)})"]
     if v == "required":
@@ -265,10 +298,16 @@ def _format_error(err) -> list[str]:
         return [f"missing required key '{_path_str([*err.absolute_path, k])}'" for k in missing]
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         op = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[v]
-        return [f"{at}: {_short(inst)} is out of range; expected a value {op} {err.validator_value}"]
+        return [
+            f"{at}: {_short(inst)} is out of range; expected a value {op} {err.validator_value}"
+        ]
     if v in ("minItems", "maxItems"):
         lo, hi = err.schema.get("minItems"), err.schema.get("maxItems")
-        want = f"exactly {lo}" if lo == hi else (f"at least {lo}" if v == "minItems" else f"at most {hi}")
+        want = (
+            f"exactly {lo}"
+            if lo == hi
+            else (f"at least {lo}" if v == "minItems" else f"at most {hi}")
+        )
         return [f"{at}: expected a list of {want} item(s), got {len(inst)}: {_short(inst)}"]
     if v == "minLength":
         return [f"{at}: must not be empty"]
@@ -309,12 +348,16 @@ def load_config(path: str | Path | None, overrides: Iterable[str] | None = None)
         if user is None:
             user = {}
         if not isinstance(user, dict):
-            raise UserError(f"{path}: expected a mapping with seed/model/data/train/eval sections, "
-                            f"got {_yaml_type(user)}")
+            raise UserError(
+                f"{path}: expected a mapping with seed/model/data/train/eval sections, "
+                f"got {_yaml_type(user)}"
+            )
     return resolve_config(user, overrides, source)
 
 
-def resolve_config(user: dict, overrides: Iterable[str] | None = None, source: str = "config") -> dict:
+def resolve_config(
+    user: dict, overrides: Iterable[str] | None = None, source: str = "config"
+) -> dict:
     """``user`` (a config mapping, e.g. the one a checkpoint holds) with the overrides applied, the
     defaults filled in and validated, as load_config does for a file."""
     cfg = _deep_merge(defaults(), user)
@@ -330,8 +373,13 @@ def _fill_num_classes(cfg: dict) -> None:
     """A folder dataset's model.num_classes, when the config leaves it out: the number of names in
     DATA_ROOT/classes.yaml (so one run config serves any such dataset)."""
     data, model = cfg.get("data"), cfg.get("model")
-    if not (isinstance(data, dict) and isinstance(model, dict) and data.get("dataset") == "folder"
-            and model.get("num_classes") is None and isinstance(data.get("root"), str)):
+    if not (
+        isinstance(data, dict)
+        and isinstance(model, dict)
+        and data.get("dataset") == "folder"
+        and model.get("num_classes") is None
+        and isinstance(data.get("root"), str)
+    ):
         return
     from .data.folder import read_classes
 
@@ -350,9 +398,11 @@ def _apply_eval_preset(cfg: dict, source: str) -> None:
     want = EVAL_PRESETS[preset]
     given = {"scales": [float(x) for x in ev["scales"]], "flip": bool(ev["flip"])}
     if given not in (EVAL_PRESETS["ss"], want):
-        raise UserError(f"{source}: eval.preset {preset} sets eval.scales to {want['scales']} and "
-                        f"eval.flip to {str(want['flip']).lower()}, but they are set to "
-                        f"{ev['scales']} and {str(ev['flip']).lower()}; drop one or the other")
+        raise UserError(
+            f"{source}: eval.preset {preset} sets eval.scales to {want['scales']} and "
+            f"eval.flip to {str(want['flip']).lower()}, but they are set to "
+            f"{ev['scales']} and {str(ev['flip']).lower()}; drop one or the other"
+        )
     ev["scales"], ev["flip"] = list(want["scales"]), want["flip"]
 
 
@@ -366,8 +416,10 @@ def _check_semantics(cfg: dict, source: str) -> None:
     if ev["mode"] == "slide":
         for i, (s, c) in enumerate(zip(ev["stride"], ev["crop_size"])):
             if s > c:
-                problems.append(f"eval.stride[{i}]: {s} is larger than eval.crop_size[{i}] = {c} "
-                                "(sliding windows would leave gaps)")
+                problems.append(
+                    f"eval.stride[{i}]: {s} is larger than eval.crop_size[{i}] = {c} "
+                    "(sliding windows would leave gaps)"
+                )
     if problems:
         raise UserError(f"{source}: invalid configuration:\n  " + "\n  ".join(problems))
 
@@ -382,10 +434,14 @@ def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: cfg}
 
 
-def config_diff_under(a: dict, b: dict, under: Iterable[str], ignore: Iterable[str] = ()) -> list[str]:
+def config_diff_under(
+    a: dict, b: dict, under: Iterable[str], ignore: Iterable[str] = ()
+) -> list[str]:
     """The keys of ``config_diff(a, b, ignore)`` at or below any of the dotted keys ``under``."""
     under = tuple(under)
-    return [k for k in config_diff(a, b, ignore) if any(k == u or k.startswith(u + ".") for u in under)]
+    return [
+        k for k in config_diff(a, b, ignore) if any(k == u or k.startswith(u + ".") for u in under)
+    ]
 
 
 def config_diff(a: dict, b: dict, ignore: Iterable[str] = ()) -> list[str]:

@@ -38,22 +38,33 @@ from .utils.io import file_sha256  # noqa: F401 (srcr.evaluate.file_sha256, as b
 def configure(parser: argparse.ArgumentParser) -> None:
     from .cli_runs import add_set_and_run
 
-    parser.add_argument("--config", required=True, help="YAML config the checkpoint was trained with")
-    parser.add_argument("--checkpoint", default=None,
-                        help="checkpoint file (RUN/checkpoints/final.pth) or a run directory")
+    parser.add_argument(
+        "--config", required=True, help="YAML config the checkpoint was trained with"
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="checkpoint file (RUN/checkpoints/final.pth) or a run directory",
+    )
     parser.add_argument("--out", default=None, help="evaluation directory")
-    add_set_and_run(parser, ("CHECKPOINT", "OUT"),
-                    run_help="instead of --checkpoint and --out: one of several checkpoints evaluated in "
-                             "this process on one pass over the images (they must share data, eval.split "
-                             "and eval.scale; a frozen, equal backbone's forward is shared)",
-                    set_help="override a config entry (repeatable), e.g. --set eval.flip=true")
+    add_set_and_run(
+        parser,
+        ("CHECKPOINT", "OUT"),
+        run_help="instead of --checkpoint and --out: one of several checkpoints evaluated in "
+        "this process on one pass over the images (they must share data, eval.split "
+        "and eval.scale; a frozen, equal backbone's forward is shared)",
+        set_help="override a config entry (repeatable), e.g. --set eval.flip=true",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--allow-config-mismatch", action="store_true",
-                        help="evaluate even where the config's model settings (or data.mean/std) "
-                             "differ from those the checkpoint was trained with; metrics.json "
-                             "records the differences under config_mismatch")
+    parser.add_argument(
+        "--allow-config-mismatch",
+        action="store_true",
+        help="evaluate even where the config's model settings (or data.mean/std) "
+        "differ from those the checkpoint was trained with; metrics.json "
+        "records the differences under config_mismatch",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,12 +73,21 @@ def run(args: argparse.Namespace) -> int:
 
     single = (args.checkpoint, args.out)
     if args.runs and any(single) or not args.runs and not all(single):
-        raise UserError("srcr evaluate: give either --checkpoint and --out, or one --run CHECKPOINT OUT per run")
+        raise UserError(
+            "srcr evaluate: give either --checkpoint and --out, or one --run CHECKPOINT OUT per run"
+        )
     runs = args.runs or [(list(single), [])]
-    specs = [(cfg, ckpt, Path(out)) for cfg, (ckpt, out) in run_configs(args.config, args.overrides, runs)]
+    specs = [
+        (cfg, ckpt, Path(out))
+        for cfg, (ckpt, out) in run_configs(args.config, args.overrides, runs)
+    ]
     set_threads(args.threads)
-    evaluate_runs(specs, device=args.device, progress=not args.no_progress,
-                  allow_config_mismatch=args.allow_config_mismatch)
+    evaluate_runs(
+        specs,
+        device=args.device,
+        progress=not args.no_progress,
+        allow_config_mismatch=args.allow_config_mismatch,
+    )
     return 0
 
 
@@ -86,7 +106,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
                 return cand
         newest = latest_checkpoint(path / "checkpoints") or latest_checkpoint(path)
         if newest is None:
-            raise UserError(f"{path}: no checkpoint found (expected checkpoints/final.pth or iter_*.pth)")
+            raise UserError(
+                f"{path}: no checkpoint found (expected checkpoints/final.pth or iter_*.pth)"
+            )
         return newest
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
@@ -97,8 +119,13 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def _git_describe() -> str | None:
     """Once per process: a pass over many checkpoints would otherwise run git for each."""
     try:
-        res = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=Path(__file__).parent,
-                             capture_output=True, text=True, timeout=10)
+        res = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--tags"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return res.stdout.strip() if res.returncode == 0 and res.stdout.strip() else None
@@ -175,8 +202,18 @@ def vis_panel(image_chw, label, pred, palette, mean, std, ignore_index=255):
     lab_rgb = _colorize(label, palette)
     lab_rgb[label == ignore_index] = 0
     sep = np.full((h, 2, 3), 255, np.uint8)
-    return np.concatenate([rgb, sep, lab_rgb, sep, _colorize(pred, palette), sep,
-                           np.repeat(err[..., None], 3, axis=2)], axis=1)
+    return np.concatenate(
+        [
+            rgb,
+            sep,
+            lab_rgb,
+            sep,
+            _colorize(pred, palette),
+            sep,
+            np.repeat(err[..., None], 3, axis=2),
+        ],
+        axis=1,
+    )
 
 
 def _display_image(image_chw, size, mean, std):
@@ -231,8 +268,11 @@ def _is_complete(out: Path, sha: str, cfg: dict) -> bool:
         old = json.loads(path.read_text())
     except ValueError:
         return False
-    if not (old.get("checkpoint", {}).get("sha256") == sha and old.get("config") == _json_safe(cfg)
-            and (out / "per_class.csv").is_file()):
+    if not (
+        old.get("checkpoint", {}).get("sha256") == sha
+        and old.get("config") == _json_safe(cfg)
+        and (out / "per_class.csv").is_file()
+    ):
         return False
     try:
         load_per_image(out / "per_image.npz")
@@ -296,8 +336,9 @@ def config_mismatch(ckpt: dict, cfg: dict) -> dict[str, dict]:
     stored = _deep_merge(defaults(), stored)
     diff = config_diff_under(stored, cfg, EVAL_MODEL_KEYS, ignore=EVAL_MODEL_IGNORED)
     fs, fc = flatten(stored), flatten(cfg)
-    return {k: {"checkpoint": fs.get(k, "<absent>"), "requested": fc.get(k, "<absent>")}
-            for k in diff}
+    return {
+        k: {"checkpoint": fs.get(k, "<absent>"), "requested": fc.get(k, "<absent>")} for k in diff
+    }
 
 
 def check_config_mismatch(ckpt: dict, cfg: dict, ckpt_path: Path, allow: bool) -> dict[str, dict]:
@@ -305,21 +346,29 @@ def check_config_mismatch(ckpt: dict, cfg: dict, ckpt_path: Path, allow: bool) -
     ``allow`` (then a warning)."""
     mismatch = config_mismatch(ckpt, cfg)
     if mismatch:
-        lines = "\n  ".join(f"{k}: checkpoint {v['checkpoint']!r}, requested {v['requested']!r}"
-                            for k, v in mismatch.items())
+        lines = "\n  ".join(
+            f"{k}: checkpoint {v['checkpoint']!r}, requested {v['requested']!r}"
+            for k, v in mismatch.items()
+        )
         if not allow:
-            raise UserError(f"{ckpt_path} was trained with other settings of what the model "
-                            f"computes; evaluating it so would score another model:\n  {lines}\n"
-                            f"use the "
-                            f"checkpoint's values, or pass --allow-config-mismatch (recorded in "
-                            f"metrics.json)")
-        print(f"warning: evaluating {ckpt_path} with settings other than its own "
-              f"(--allow-config-mismatch):\n  {lines}", file=sys.stderr)
+            raise UserError(
+                f"{ckpt_path} was trained with other settings of what the model "
+                f"computes; evaluating it so would score another model:\n  {lines}\n"
+                f"use the "
+                f"checkpoint's values, or pass --allow-config-mismatch (recorded in "
+                f"metrics.json)"
+            )
+        print(
+            f"warning: evaluating {ckpt_path} with settings other than its own "
+            f"(--allow-config-mismatch):\n  {lines}",
+            file=sys.stderr,
+        )
     return mismatch
 
 
-def load_model_for_eval(cfg: dict, ckpt_path: Path, device,
-                        ckpt: dict | None = None) -> tuple[Any, dict]:
+def load_model_for_eval(
+    cfg: dict, ckpt_path: Path, device, ckpt: dict | None = None
+) -> tuple[Any, dict]:
     """The model of ``cfg`` with the checkpoint's weights (UserError naming config differences)."""
     import torch
 
@@ -340,9 +389,13 @@ def load_model_for_eval(cfg: dict, ckpt_path: Path, device,
         if isinstance(ckpt.get("config"), dict) and "model" in ckpt["config"]:
             diff = config_diff({"model": ckpt["config"]["model"]}, {"model": cfg["model"]})
             if diff:
-                hint = f"; the checkpoint was trained with different model settings: {', '.join(diff)}"
+                hint = (
+                    f"; the checkpoint was trained with different model settings: {', '.join(diff)}"
+                )
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(f"{ckpt_path}: weights do not fit the config's model ({first}){hint}") from None
+        raise UserError(
+            f"{ckpt_path}: weights do not fit the config's model ({first}){hint}"
+        ) from None
     # frozen (no grads, eval mode): several checkpoints on one backbone can then share its forward
     return model.requires_grad_(False).to(device).eval(), ckpt
 
@@ -350,19 +403,33 @@ def load_model_for_eval(cfg: dict, ckpt_path: Path, device,
 # ----------------------------------------------------------------------------------------------------
 
 
-def evaluate(cfg: dict, checkpoint: str | Path, out: Path, device: str = "auto",
-             progress: bool = True, allow_config_mismatch: bool = False) -> dict:
+def evaluate(
+    cfg: dict,
+    checkpoint: str | Path,
+    out: Path,
+    device: str = "auto",
+    progress: bool = True,
+    allow_config_mismatch: bool = False,
+) -> dict:
     """Evaluate ``checkpoint`` with ``cfg``'s eval settings; returns the metrics.json content."""
-    return evaluate_runs([(cfg, checkpoint, Path(out))], device=device, progress=progress,
-                         allow_config_mismatch=allow_config_mismatch)[0]
+    return evaluate_runs(
+        [(cfg, checkpoint, Path(out))],
+        device=device,
+        progress=progress,
+        allow_config_mismatch=allow_config_mismatch,
+    )[0]
 
 
 # Config keys every checkpoint evaluated in one pass shares: they decide the images and labels
 EVAL_GROUP_KEYS = ("data", "eval.split", "eval.scale")
 
 
-def evaluate_runs(specs: list[tuple[dict, str | Path, Path]], device: str = "auto",
-                  progress: bool = True, allow_config_mismatch: bool = False) -> list[dict]:
+def evaluate_runs(
+    specs: list[tuple[dict, str | Path, Path]],
+    device: str = "auto",
+    progress: bool = True,
+    allow_config_mismatch: bool = False,
+) -> list[dict]:
     """Evaluate each (config, checkpoint, eval directory) of ``specs`` in one pass over the
     validation images (they must agree on EVAL_GROUP_KEYS); on frozen, equal backbones the backbone
     runs once per input (srcr.models.feature_cache). Each directory ends exactly as an evaluation of
@@ -396,8 +463,10 @@ def evaluate_runs(specs: list[tuple[dict, str | Path, Path]], device: str = "aut
         for r in runs:
             _start(r, ds, dev)
         if share_backbone([r.model for r in runs]) is not None:
-            print(f"{len(runs)} checkpoints share one frozen backbone: its forward runs once per input",
-                  file=sys.stderr)
+            print(
+                f"{len(runs)} checkpoints share one frozen backbone: its forward runs once per input",
+                file=sys.stderr,
+            )
         for r in runs:
             _clear_outputs(r.out)
         try:
@@ -461,9 +530,11 @@ def _check_eval_group(runs: list[_EvalRun]) -> None:
     for r in runs[1:]:
         diff = config_diff_under(lead.cfg, r.cfg, EVAL_GROUP_KEYS)
         if diff:
-            raise UserError(f"--run {r.ckpt_path} {r.out} cannot be evaluated in one pass with {lead.out}: "
-                            f"checkpoints of one pass see the same images, so they must agree on "
-                            f"{', '.join(EVAL_GROUP_KEYS)}; they differ in {', '.join(diff)}")
+            raise UserError(
+                f"--run {r.ckpt_path} {r.out} cannot be evaluated in one pass with {lead.out}: "
+                f"checkpoints of one pass see the same images, so they must agree on "
+                f"{', '.join(EVAL_GROUP_KEYS)}; they differ in {', '.join(diff)}"
+            )
 
 
 def _eval_dataset(cfg: dict):
@@ -476,10 +547,16 @@ def _eval_dataset(cfg: dict):
         from .data.synthetic_gen import ensure_synthetic
 
         syn = data["synthetic"]
-        ensure_synthetic(data["root"], syn["n_train"], syn["n_val"], tuple(syn["size"]), syn["seed"])
+        ensure_synthetic(
+            data["root"], syn["n_train"], syn["n_val"], tuple(syn["size"]), syn["seed"]
+        )
     # images at their original size: every test scale resizes them afresh (predict_probs)
-    ds = build_dataset(data["dataset"], data["root"], ev["split"],
-                       transforms=build_eval_transforms(None, mean=data["mean"], std=data["std"]))
+    ds = build_dataset(
+        data["dataset"],
+        data["root"],
+        ev["split"],
+        transforms=build_eval_transforms(None, mean=data["mean"], std=data["std"]),
+    )
     if len(ds) == 0:
         raise UserError(f"{data['root']}: the {ev['split']} split is empty")
     return ds
@@ -492,12 +569,20 @@ def _start(r: _EvalRun, ds, dev) -> None:
     cfg, ev = r.cfg, r.cfg["eval"]
     num_classes = int(cfg["model"]["num_classes"])
     if ds.num_classes != num_classes:
-        raise UserError(f"model.num_classes is {num_classes} but the {cfg['data']['dataset']} dataset at "
-                        f"{cfg['data']['root']} has {ds.num_classes} classes")
+        raise UserError(
+            f"model.num_classes is {num_classes} but the {cfg['data']['dataset']} dataset at "
+            f"{cfg['data']['root']} has {ds.num_classes} classes"
+        )
     r.model, r.ckpt = load_model_for_eval(cfg, r.ckpt_path, dev, ckpt=r.ckpt)
-    r.evaluator = SegEvaluator(num_classes, ignore_index=ds.ignore_index, bf_tolerances=ev["bf_tolerances"],
-                               biou_width=ev["biou_width"], trimap_widths=ev["trimap_widths"],
-                               gscnn=ev["gscnn"], class_names=ds.classes)
+    r.evaluator = SegEvaluator(
+        num_classes,
+        ignore_index=ds.ignore_index,
+        bf_tolerances=ev["bf_tolerances"],
+        biou_width=ev["biou_width"],
+        trimap_widths=ev["trimap_widths"],
+        gscnn=ev["gscnn"],
+        class_names=ds.classes,
+    )
     r.vis_idx = set(_spread(len(ds), int(ev["num_vis"])))
     if cfg["model"]["align"] in OFFSET_ALIGNS:
         r.off_idx = set(range(min(int(ev["offset_images"]), len(ds))))
@@ -523,8 +608,11 @@ def _eval_image(r: _EvalRun, i: int, item: dict, image, ds) -> None:
         rec = model_offsets(r.model, scaled_input(image, ev["scale"], 1.0, ev["size_divisor"]))
         # what `srcr report` needs beside the offsets (offset correctness, panels): the label, the
         # prediction and the image (uint8 at label size), so it never re-reads data
-        rec.update(label=label.numpy().astype(np.uint8), pred=pred.numpy().astype(np.uint8),
-                   image=_display_image(item["image"], tuple(label.shape), data["mean"], data["std"]))
+        rec.update(
+            label=label.numpy().astype(np.uint8),
+            pred=pred.numpy().astype(np.uint8),
+            image=_display_image(item["image"], tuple(label.shape), data["mean"], data["std"]),
+        )
         r.offsets.append(rec)
         r.off_ids.append(item["path"])
     r.seconds += time.perf_counter() - t0
@@ -535,7 +623,9 @@ def _save_vis(out: Path, name: str, image_chw, label, pred, ds, data: dict) -> N
     import numpy as np
     from PIL import Image
 
-    panel = vis_panel(image_chw, label, pred, ds.palette, data["mean"], data["std"], ds.ignore_index)
+    panel = vis_panel(
+        image_chw, label, pred, ds.palette, data["mean"], data["std"], ds.ignore_index
+    )
     _save_png(out / "vis" / f"{name}.png", Image.fromarray(panel))
     pal_img = Image.fromarray(pred.astype(np.uint8), mode="P")
     flat = [v for rgb in ds.palette for v in rgb]
@@ -562,16 +652,36 @@ def _finish(r: _EvalRun, ds, dev) -> dict:
         _save_npz(r.out / "offsets.npz", _offset_arrays(r.offsets, r.off_ids))
     record = {
         "metrics": results,
-        "checkpoint": {"path": str(r.ckpt_path.resolve()), "sha256": r.sha, "iteration": r.ckpt.get("iteration")},
-        "dataset": {"name": data["dataset"], "root": str(data["root"]), "split": ev["split"],
-                    "num_images": len(ds), "classes": list(ds.classes)},
-        "inference": {k: ev[k] for k in ("mode", "crop_size", "stride", "scale", "size_divisor", "flip",
-                                         "scales", "preset")},
+        "checkpoint": {
+            "path": str(r.ckpt_path.resolve()),
+            "sha256": r.sha,
+            "iteration": r.ckpt.get("iteration"),
+        },
+        "dataset": {
+            "name": data["dataset"],
+            "root": str(data["root"]),
+            "split": ev["split"],
+            "num_images": len(ds),
+            "classes": list(ds.classes),
+        },
+        "inference": {
+            k: ev[k]
+            for k in (
+                "mode",
+                "crop_size",
+                "stride",
+                "scale",
+                "size_divisor",
+                "flip",
+                "scales",
+                "preset",
+            )
+        },
         "conventions": {
             "metrics": results.get("convention"),
             "prediction": "softmax probabilities of every (scale, flip) pass resized to the label size "
-                          "(bilinear, align_corners=False) and averaged, then argmax; scores in percent; "
-                          "null = class left out of the mean (see metrics.left_out)",
+            "(bilinear, align_corners=False) and averaged, then argmax; scores in percent; "
+            "null = class left out of the mean (see metrics.left_out)",
             "offsets": "pixels of each step's fine grid, channel 0 = x, 1 = y",
         },
         "code_version": code_version(),
@@ -584,8 +694,11 @@ def _finish(r: _EvalRun, ds, dev) -> dict:
     record = _json_safe(record)
     write_json(r.out / "metrics.json", record)
     r.done = True
-    print(f"{data['dataset']} {ev['split']}: mIoU {results['mIoU']:.2f}, "
-          f"mBF@3 {results.get('mBF@3', float('nan')):.2f} ({len(ds)} images) -> {r.out}", file=sys.stderr)
+    print(
+        f"{data['dataset']} {ev['split']}: mIoU {results['mIoU']:.2f}, "
+        f"mBF@3 {results.get('mBF@3', float('nan')):.2f} ({len(ds)} images) -> {r.out}",
+        file=sys.stderr,
+    )
     return record
 
 

@@ -38,7 +38,8 @@ import math
 import re
 import sys
 import warnings
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,8 +47,18 @@ import torch.nn as nn
 
 from .errors import UserError
 
-__all__ = ["count_flops", "model_flops", "default_size", "parse_size", "IGNORED_OPS", "HANDLES",
-           "UncountedOpsError", "SEGMENTOR_BREAKDOWN", "configure", "run"]
+__all__ = [
+    "count_flops",
+    "model_flops",
+    "default_size",
+    "parse_size",
+    "IGNORED_OPS",
+    "HANDLES",
+    "UncountedOpsError",
+    "SEGMENTOR_BREAKDOWN",
+    "configure",
+    "run",
+]
 
 # data.dataset -> whole-image (H, W) of the published FLOP counts
 DATASET_SIZES: dict[str, tuple[int, int]] = {
@@ -77,42 +88,66 @@ def _ops(category: str, names: str) -> dict[str, str]:
 
 # Operators deliberately not counted, with the reason (category) for each.
 IGNORED_OPS: dict[str, str] = {
-    **_ops("elementwise arithmetic",
-           "add add_ sub sub_ rsub mul mul_ div div_ neg neg_ reciprocal exp exp_ log log_ pow sqrt rsqrt "
-           "abs sign floor ceil round trunc frac clamp clamp_ clamp_min clamp_min_ clamp_max clamp_max_ "
-           "where masked_fill masked_fill_ lerp addcmul addcdiv fill_ zero_ remainder floor_divide "
-           "square sin cos erf"),
-    **_ops("activation",
-           "relu relu_ relu6 gelu gelu_ sigmoid sigmoid_ tanh tanh_ silu silu_ hardswish hardswish_ "
-           "hardsigmoid hardsigmoid_ hardtanh hardtanh_ leaky_relu leaky_relu_ elu elu_ selu softplus "
-           "prelu mish mish_ threshold threshold_ glu"),
+    **_ops(
+        "elementwise arithmetic",
+        "add add_ sub sub_ rsub mul mul_ div div_ neg neg_ reciprocal exp exp_ log log_ pow sqrt rsqrt "
+        "abs sign floor ceil round trunc frac clamp clamp_ clamp_min clamp_min_ clamp_max clamp_max_ "
+        "where masked_fill masked_fill_ lerp addcmul addcdiv fill_ zero_ remainder floor_divide "
+        "square sin cos erf",
+    ),
+    **_ops(
+        "activation",
+        "relu relu_ relu6 gelu gelu_ sigmoid sigmoid_ tanh tanh_ silu silu_ hardswish hardswish_ "
+        "hardsigmoid hardsigmoid_ hardtanh hardtanh_ leaky_relu leaky_relu_ elu elu_ selu softplus "
+        "prelu mish mish_ threshold threshold_ glu",
+    ),
     **_ops("softmax", "softmax _softmax log_softmax _log_softmax"),
-    **_ops("reduction", "mean sum max amax min amin argmax argmin linalg_vector_norm norm frobenius_norm "
-                        "std var prod cumsum logsumexp"),
-    **_ops("pooling", "adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d adaptive_max_pool2d "
-                      "avg_pool1d avg_pool2d avg_pool3d max_pool1d max_pool2d max_pool3d "
-                      "max_pool2d_with_indices"),
-    **_ops("comparison / logic", "eq ne gt ge lt le __and__ __or__ __xor__ bitwise_not bitwise_and "
-                                 "bitwise_or logical_not logical_and logical_or isfinite isnan isinf"),
-    **_ops("dropout (identity in eval mode)", "dropout dropout_ feature_dropout feature_dropout_ "
-                                              "alpha_dropout alpha_dropout_ feature_alpha_dropout"),
-    **_ops("data movement / shape",
-           "cat concat stack chunk split split_with_sizes unbind narrow slice select index index_select "
-           "gather scatter scatter_ index_put index_put_ masked_select take expand expand_as repeat "
-           "repeat_interleave tile flip roll permute transpose t numpy_T mT mH movedim swapaxes reshape "
-           "reshape_as view view_as flatten unflatten squeeze squeeze_ unsqueeze unsqueeze_ contiguous "
-           "clone copy_ detach detach_ alias as_strided pad constant_pad_nd reflection_pad1d "
-           "reflection_pad2d replication_pad1d replication_pad2d replication_pad3d circular_pad2d im2col "
-           "col2im pixel_shuffle pixel_unshuffle channel_shuffle diag diagonal diag_embed tril triu "
-           "nonzero"),
-    **_ops("tensor creation", "arange linspace logspace meshgrid empty empty_like new_empty zeros zeros_like "
-                              "new_zeros ones ones_like new_ones full full_like new_full eye scalar_tensor "
-                              "tensor lift_fresh rand randn rand_like randn_like"),
+    **_ops(
+        "reduction",
+        "mean sum max amax min amin argmax argmin linalg_vector_norm norm frobenius_norm "
+        "std var prod cumsum logsumexp",
+    ),
+    **_ops(
+        "pooling",
+        "adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d adaptive_max_pool2d "
+        "avg_pool1d avg_pool2d avg_pool3d max_pool1d max_pool2d max_pool3d "
+        "max_pool2d_with_indices",
+    ),
+    **_ops(
+        "comparison / logic",
+        "eq ne gt ge lt le __and__ __or__ __xor__ bitwise_not bitwise_and "
+        "bitwise_or logical_not logical_and logical_or isfinite isnan isinf",
+    ),
+    **_ops(
+        "dropout (identity in eval mode)",
+        "dropout dropout_ feature_dropout feature_dropout_ "
+        "alpha_dropout alpha_dropout_ feature_alpha_dropout",
+    ),
+    **_ops(
+        "data movement / shape",
+        "cat concat stack chunk split split_with_sizes unbind narrow slice select index index_select "
+        "gather scatter scatter_ index_put index_put_ masked_select take expand expand_as repeat "
+        "repeat_interleave tile flip roll permute transpose t numpy_T mT mH movedim swapaxes reshape "
+        "reshape_as view view_as flatten unflatten squeeze squeeze_ unsqueeze unsqueeze_ contiguous "
+        "clone copy_ detach detach_ alias as_strided pad constant_pad_nd reflection_pad1d "
+        "reflection_pad2d replication_pad1d replication_pad2d replication_pad3d circular_pad2d im2col "
+        "col2im pixel_shuffle pixel_unshuffle channel_shuffle diag diagonal diag_embed tril triu "
+        "nonzero",
+    ),
+    **_ops(
+        "tensor creation",
+        "arange linspace logspace meshgrid empty empty_like new_empty zeros zeros_like "
+        "new_zeros ones ones_like new_ones full full_like new_full eye scalar_tensor "
+        "tensor lift_fresh rand randn rand_like randn_like",
+    ),
     # drop path's per-sample keep mask in training mode (srcr bench train and srcr cost count the
     # training forward); the mask's multiply is elementwise
     **_ops("random draws", "bernoulli bernoulli_"),
-    **_ops("type / metadata", "to type_as float double half bfloat16 int long bool Int Float Bool "
-                              "ScalarImplicit size numel dim item"),
+    **_ops(
+        "type / metadata",
+        "to type_as float double half bfloat16 int long bool Int Float Bool "
+        "ScalarImplicit size numel dim item",
+    ),
 }
 
 
@@ -209,7 +244,9 @@ def _per_output(macs: int) -> Callable[[list, list], int]:
 
 def _import_fvcore():
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # fvcore scripts helpers with torch.jit at import
+        warnings.simplefilter(
+            "ignore", FutureWarning
+        )  # fvcore scripts helpers with torch.jit at import
         import fvcore.nn
         import fvcore.nn.jit_handles  # noqa: F401
     return fvcore.nn
@@ -282,8 +319,10 @@ def _module_ops(analysis, modules: Iterable[str], unknown: set[str]) -> dict[str
             if ops.get(op):
                 where[op].append(name)
     # report the innermost modules only
-    return {op: [n for n in names if not any(o != n and o.startswith(n + ".") for o in names)]
-            for op, names in where.items()}
+    return {
+        op: [n for n in names if not any(o != n and o.startswith(n + ".") for o in names)]
+        for op, names in where.items()
+    }
 
 
 def _shapes(obj: Any) -> Any:
@@ -294,8 +333,13 @@ def _shapes(obj: Any) -> Any:
     return repr(obj)
 
 
-def count_flops(model: nn.Module, size: Sequence[int] | None = None, *, inputs: tuple | None = None,
-                breakdown: Sequence[tuple[str, str]] | None = None) -> dict[str, Any]:
+def count_flops(
+    model: nn.Module,
+    size: Sequence[int] | None = None,
+    *,
+    inputs: tuple | None = None,
+    breakdown: Sequence[tuple[str, str]] | None = None,
+) -> dict[str, Any]:
     """Count FLOPs (multiply-adds) and parameters of ``model`` in eval mode, batch 1.
 
     ``size`` (H, W) feeds one 1x3xHxW zero image (on the model's device and dtype); ``inputs``
@@ -354,16 +398,20 @@ def _raise_on_uncounted(analysis: Any, unsupported: dict[str, int]) -> None:
     if not unknown:
         return
     where = _module_ops(analysis, analysis._named_modules.keys(), unknown)
-    lines = [f"  {op} (x{unsupported[op]}) in {', '.join(where[op][:4]) or 'the top-level forward'}"
-             for op in sorted(unknown)]
+    lines = [
+        f"  {op} (x{unsupported[op]}) in {', '.join(where[op][:4]) or 'the top-level forward'}"
+        for op in sorted(unknown)
+    ]
     raise UncountedOpsError(
         "operators neither counted nor on the ignore list (add a handle to srcr.flops.HANDLES "
         "or, if it does no multiply-adds, a documented entry to srcr.flops.IGNORED_OPS):\n"
-        + "\n".join(lines))
+        + "\n".join(lines)
+    )
 
 
-def _checked_breakdown(model: nn.Module, breakdown: Sequence[tuple[str, str]] | None
-                       ) -> list[tuple[str, str]]:
+def _checked_breakdown(
+    model: nn.Module, breakdown: Sequence[tuple[str, str]] | None
+) -> list[tuple[str, str]]:
     """The (label, path) rows: as given (each path must exist, none inside another), else the
     Segmentor names present in ``model``, else its top-level children."""
     names = dict(model.named_modules())
@@ -381,23 +429,39 @@ def _checked_breakdown(model: nn.Module, breakdown: Sequence[tuple[str, str]] | 
     return list(breakdown)
 
 
-def _module_rows(breakdown: list[tuple[str, str]], by_module: dict[str, int],
-                 params: dict[str, int]) -> list[dict[str, Any]]:
+def _module_rows(
+    breakdown: list[tuple[str, str]], by_module: dict[str, int], params: dict[str, int]
+) -> list[dict[str, Any]]:
     """One row per breakdown module, then what each parent does itself (the decoder's fusion
     resizes, the final resize at the top level) as "<parent> (other)" rows, deepest parent first,
     and "(rest)" for the top level, so the rows add up to the total."""
     paths = [p for _, p in breakdown]
-    modules = [{"name": label, "path": path, "flops": int(by_module.get(path, 0)),
-                "params": int(params.get(path, 0))} for label, path in breakdown]
-    parents = sorted({".".join(p.split(".")[:i]) for p in paths for i in range(1, p.count(".") + 1)},
-                     key=lambda a: -a.count("."))
+    modules = [
+        {
+            "name": label,
+            "path": path,
+            "flops": int(by_module.get(path, 0)),
+            "params": int(params.get(path, 0)),
+        }
+        for label, path in breakdown
+    ]
+    parents = sorted(
+        {".".join(p.split(".")[:i]) for p in paths for i in range(1, p.count(".") + 1)},
+        key=lambda a: -a.count("."),
+    )
     for parent in parents + [""]:
         under = [m for m in modules if parent == "" or m["path"].startswith(parent + ".")]
         own_f = int(by_module.get(parent, 0)) - sum(m["flops"] for m in under)
         own_p = int(params.get(parent, 0)) - sum(m["params"] for m in under)
         if own_f or own_p:
-            modules.append({"name": f"{parent} (other)" if parent else "(rest)", "path": parent,
-                            "flops": own_f, "params": own_p})
+            modules.append(
+                {
+                    "name": f"{parent} (other)" if parent else "(rest)",
+                    "path": parent,
+                    "flops": own_f,
+                    "params": own_p,
+                }
+            )
     for m in modules:
         m["gflops"] = m["flops"] / 1e9
     return modules
@@ -410,7 +474,9 @@ def _module_rows(breakdown: list[tuple[str, str]], by_module: dict[str, int],
 def parse_size(text: str) -> tuple[int, int]:
     m = re.fullmatch(r"\s*(\d+)\s*[xX,]\s*(\d+)\s*", str(text))
     if not m or int(m[1]) < 1 or int(m[2]) < 1:
-        raise UserError(f"--size: expected HxW with positive integers (e.g. 1024x2048), got {text!r}")
+        raise UserError(
+            f"--size: expected HxW with positive integers (e.g. 1024x2048), got {text!r}"
+        )
     return int(m[1]), int(m[2])
 
 
@@ -424,14 +490,20 @@ def default_size(cfg: dict) -> tuple[int, int]:
         return DATASET_SIZES[dataset]
     if dataset == "synthetic":
         size = (data.get("synthetic") or {}).get("size")
-        if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(s, int) for s in size)):
+        if not (
+            isinstance(size, (list, tuple))
+            and len(size) == 2
+            and all(isinstance(s, int) for s in size)
+        ):
             raise UserError(f"data.synthetic.size: expected [H, W], got {size!r}")
         return int(size[0]), int(size[1])
     if dataset == "folder":
         size = (data.get("train_pipeline") or {}).get("scale") or [1024, 2048]
         return int(size[0]), int(size[1])
-    raise UserError(f"data.dataset: expected one of cityscapes, bdd100k, ade20k, synthetic, folder; "
-                    f"got {dataset!r}")
+    raise UserError(
+        f"data.dataset: expected one of cityscapes, bdd100k, ade20k, synthetic, folder; "
+        f"got {dataset!r}"
+    )
 
 
 def inference_model_cfg(model_cfg: dict) -> dict:
@@ -453,9 +525,20 @@ def model_flops(model_cfg: dict, size: Sequence[int]) -> dict[str, Any]:
         if getattr(model, name, None) is not None:
             setattr(model, name, None)
     result = count_flops(model, size)
-    result["model"] = {k: model_cfg.get(k) for k in ("backbone", "backbone_options", "align", "align_options",
-                                                      "context", "context_options", "fpn_dim", "num_classes",
-                                                      "norm")}
+    result["model"] = {
+        k: model_cfg.get(k)
+        for k in (
+            "backbone",
+            "backbone_options",
+            "align",
+            "align_options",
+            "context",
+            "context_options",
+            "fpn_dim",
+            "num_classes",
+            "norm",
+        )
+    }
     return result
 
 
@@ -463,13 +546,21 @@ def format_table(result: dict[str, Any]) -> str:
     rows = [("module", "GFLOPs", "share", "params (M)")]
     total = result["flops"] or 1
     for m in result["modules"]:
-        rows.append((m["name"], f"{m['gflops']:.4g}", f"{100.0 * m['flops'] / total:.1f}%",
-                     f"{m['params'] / 1e6:.3f}"))
+        rows.append(
+            (
+                m["name"],
+                f"{m['gflops']:.4g}",
+                f"{100.0 * m['flops'] / total:.1f}%",
+                f"{m['params'] / 1e6:.3f}",
+            )
+        )
     rows.append(("total", f"{result['gflops']:.4g}", "100.0%", f"{result['params'] / 1e6:.3f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = []
     for i, r in enumerate(rows):
-        lines.append("  ".join([r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]))
+        lines.append(
+            "  ".join([r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])])
+        )
         if i == 0 or i == len(rows) - 2:
             lines.append("  ".join("-" * w for w in widths))
     ops = ", ".join(f"{k} {v / 1e9:.2f}" for k, v in result["by_operator"].items())
@@ -482,14 +573,27 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="run config (YAML); only model: and data: are used")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key (YAML value), e.g. --set model.align=fam; repeatable")
-    parser.add_argument("--size", default=None,
-                        help="input HxW (default: the dataset's whole image: cityscapes 1024x2048, "
-                             "bdd100k 720x1280, ade20k 512x512, synthetic data.synthetic.size, "
-                             "folder data.train_pipeline.scale)")
-    parser.add_argument("--json", default=None, metavar="OUT", help="also write the result as JSON (atomically)")
+    parser.add_argument(
+        "--config", required=True, help="run config (YAML); only model: and data: are used"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (YAML value), e.g. --set model.align=fam; repeatable",
+    )
+    parser.add_argument(
+        "--size",
+        default=None,
+        help="input HxW (default: the dataset's whole image: cityscapes 1024x2048, "
+        "bdd100k 720x1280, ade20k 512x512, synthetic data.synthetic.size, "
+        "folder data.train_pipeline.scale)",
+    )
+    parser.add_argument(
+        "--json", default=None, metavar="OUT", help="also write the result as JSON (atomically)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
@@ -502,22 +606,29 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     cfg = load_config(args.config, args.overrides)
     size = parse_size(args.size) if args.size else default_size(cfg)
-    print(f"counting {cfg['model'].get('backbone')} + {cfg['model'].get('align')} + "
-          f"{cfg['model'].get('context')} at 1x3x{size[0]}x{size[1]} (eval, no aux/embed heads)...",
-          file=sys.stderr)
+    print(
+        f"counting {cfg['model'].get('backbone')} + {cfg['model'].get('align')} + "
+        f"{cfg['model'].get('context')} at 1x3x{size[0]}x{size[1]} (eval, no aux/embed heads)...",
+        file=sys.stderr,
+    )
     result = model_flops(cfg["model"], size)
     import fvcore
 
-    result.update({
-        "config": str(args.config),
-        "overrides": list(args.overrides),
-        "dataset": cfg.get("data", {}).get("dataset"),
-        "size": list(size),
-        "convention": "fvcore FlopCountAnalysis, batch 1, eval mode, no aux/embed heads, whole image; "
-                      "1 multiply-add = 1 FLOP; GFLOPs = total / 1e9; see srcr.flops docstring",
-        "versions": {"srcr": __version__, "torch": torch.__version__,
-                     "fvcore": getattr(fvcore, "__version__", "unknown")},
-    })
+    result.update(
+        {
+            "config": str(args.config),
+            "overrides": list(args.overrides),
+            "dataset": cfg.get("data", {}).get("dataset"),
+            "size": list(size),
+            "convention": "fvcore FlopCountAnalysis, batch 1, eval mode, no aux/embed heads, whole image; "
+            "1 multiply-add = 1 FLOP; GFLOPs = total / 1e9; see srcr.flops docstring",
+            "versions": {
+                "srcr": __version__,
+                "torch": torch.__version__,
+                "fvcore": getattr(fvcore, "__version__", "unknown"),
+            },
+        }
+    )
     print(f"{args.config}: input 1x3x{size[0]}x{size[1]}")
     print(format_table(result))
     print(f"GFLOPs {result['gflops']:.2f}   params {result['params'] / 1e6:.2f} M")

@@ -47,8 +47,16 @@ from .utils.validate import check_number as _check_number
 OPTIMIZERS = ("adamw", "sgd")
 GROUPINGS = ("srcr", "mmcv")
 OPTIMIZER_DEFAULTS: dict[str, Any] = {
-    "name": "adamw", "lr": 6.0e-5, "weight_decay": 0.01, "betas": [0.9, 0.999], "momentum": 0.9,
-    "head_lr_mult": 10.0, "eps": 1.0e-8, "nesterov": False, "grouping": "srcr", "custom_keys": None,
+    "name": "adamw",
+    "lr": 6.0e-5,
+    "weight_decay": 0.01,
+    "betas": [0.9, 0.999],
+    "momentum": 0.9,
+    "head_lr_mult": 10.0,
+    "eps": 1.0e-8,
+    "nesterov": False,
+    "grouping": "srcr",
+    "custom_keys": None,
     "offset_lr_mult": 0.1,
 }
 
@@ -56,10 +64,18 @@ OPTIMIZER_DEFAULTS: dict[str, Any] = {
 def segnext_custom_keys(head_lr_mult: float = 10.0) -> dict[str, dict[str, float]]:
     """SegNeXt's ``paramwise_cfg.custom_keys`` (every config in local_configs/segnext/), with the
     ``head`` lr multiplier (10 there) taken from ``head_lr_mult``."""
-    return {"pos_block": {"decay_mult": 0.0}, "norm": {"decay_mult": 0.0},
-            "head": {"lr_mult": float(head_lr_mult)}}
+    return {
+        "pos_block": {"decay_mult": 0.0},
+        "norm": {"decay_mult": 0.0},
+        "head": {"lr_mult": float(head_lr_mult)},
+    }
+
+
 SCHEDULE_DEFAULTS: dict[str, Any] = {
-    "power": 1.0, "warmup_iters": 1500, "warmup_ratio": 1.0e-6, "min_lr": 0.0,
+    "power": 1.0,
+    "warmup_iters": 1500,
+    "warmup_ratio": 1.0e-6,
+    "min_lr": 0.0,
 }
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
@@ -73,7 +89,7 @@ def _strip_wrappers(name: str) -> str:
         changed = False
         for prefix in _WRAPPER_PREFIXES:
             if name.startswith(prefix):
-                name = name[len(prefix):]
+                name = name[len(prefix) :]
                 changed = True
     return name
 
@@ -116,6 +132,7 @@ def _srcr_rule(head_lr_mult: float):
         no_decay = is_norm or p_name == "bias" or p_name.endswith(".bias") or param.ndim <= 1
         lr_mult = 1.0 if part == "backbone" else float(head_lr_mult)
         return f"{part}.{'no_decay' if no_decay else 'decay'}", lr_mult, 0.0 if no_decay else 1.0
+
     return rule
 
 
@@ -123,14 +140,23 @@ def _mmcv_rule(custom_keys: dict):
     def rule(full: str, p_name: str, param: torch.nn.Parameter, is_norm: bool):
         key = match_custom_key(mmseg_name(full), custom_keys)
         mults = custom_keys.get(key, {}) if key is not None else {}
-        return (f"key:{key}" if key is not None else "base", float(mults.get("lr_mult", 1.0)),
-                float(mults.get("decay_mult", 1.0)))
+        return (
+            f"key:{key}" if key is not None else "base",
+            float(mults.get("lr_mult", 1.0)),
+            float(mults.get("decay_mult", 1.0)),
+        )
+
     return rule
 
 
-def param_groups(model: nn.Module, lr: float, weight_decay: float,
-                 head_lr_mult: float = 1.0, grouping: str = "srcr",
-                 custom_keys: dict | None = None) -> list[dict]:
+def param_groups(
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    head_lr_mult: float = 1.0,
+    grouping: str = "srcr",
+    custom_keys: dict | None = None,
+) -> list[dict]:
     """Trainable parameters in groups of equal lr and weight-decay multipliers.
 
     ``grouping`` picks the rule (module docstring). ``srcr``: up to four groups {backbone, head} x
@@ -149,8 +175,10 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float,
     elif grouping == "mmcv":
         rule = _mmcv_rule(segnext_custom_keys(head_lr_mult) if custom_keys is None else custom_keys)
     else:
-        raise UserError(f"train.optimizer.grouping: unknown rule {grouping!r}; expected one of: "
-                        f"{', '.join(GROUPINGS)}")
+        raise UserError(
+            f"train.optimizer.grouping: unknown rule {grouping!r}; expected one of: "
+            f"{', '.join(GROUPINGS)}"
+        )
     buckets: dict[str, tuple[float, float, list[tuple[str, torch.nn.Parameter]]]] = {}
     seen: set[int] = set()
     for mod_name, module in model.named_modules():
@@ -167,16 +195,18 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float,
     for name in _group_order(buckets):
         lr_mult, decay_mult, items = buckets[name]
         group_lr = float(lr) * lr_mult
-        groups.append({
-            "name": name,
-            "params": [p for _, p in items],
-            "param_names": [n for n, _ in items],
-            "lr": group_lr,
-            "initial_lr": group_lr,
-            "lr_mult": lr_mult,
-            "weight_decay": float(weight_decay) * decay_mult,
-            "decay_mult": decay_mult,
-        })
+        groups.append(
+            {
+                "name": name,
+                "params": [p for _, p in items],
+                "param_names": [n for n, _ in items],
+                "lr": group_lr,
+                "initial_lr": group_lr,
+                "lr_mult": lr_mult,
+                "weight_decay": float(weight_decay) * decay_mult,
+                "decay_mult": decay_mult,
+            }
+        )
     return groups
 
 
@@ -184,7 +214,9 @@ def _group_order(buckets: dict) -> list[str]:
     # a fixed order, independent of which parameter comes first: the optimiser state of a
     # checkpoint is matched to groups by position
     srcr_order = ["backbone.decay", "backbone.no_decay", "head.decay", "head.no_decay"]
-    return [n for n in srcr_order if n in buckets] + sorted(n for n in buckets if n not in srcr_order)
+    return [n for n in srcr_order if n in buckets] + sorted(
+        n for n in buckets if n not in srcr_order
+    )
 
 
 def check_custom_keys(custom_keys: Any) -> dict | None:
@@ -193,14 +225,20 @@ def check_custom_keys(custom_keys: Any) -> dict | None:
     if custom_keys is None:
         return None
     if not isinstance(custom_keys, dict) or not custom_keys:
-        raise UserError(f"train.optimizer.custom_keys: expected null or a non-empty mapping of name "
-                        f"substrings to {{lr_mult, decay_mult}}, got {custom_keys!r}")
+        raise UserError(
+            f"train.optimizer.custom_keys: expected null or a non-empty mapping of name "
+            f"substrings to {{lr_mult, decay_mult}}, got {custom_keys!r}"
+        )
     for key, mults in custom_keys.items():
         path = f"train.optimizer.custom_keys.{key}"
         if not isinstance(key, str) or not key:
-            raise UserError(f"train.optimizer.custom_keys: keys must be non-empty strings, got {key!r}")
+            raise UserError(
+                f"train.optimizer.custom_keys: keys must be non-empty strings, got {key!r}"
+            )
         if not isinstance(mults, dict):
-            raise UserError(f"{path}: expected a mapping with lr_mult and/or decay_mult, got {mults!r}")
+            raise UserError(
+                f"{path}: expected a mapping with lr_mult and/or decay_mult, got {mults!r}"
+            )
         check_keys(path, mults, {"lr_mult": 1.0, "decay_mult": 1.0})
         for k, v in mults.items():
             _check_number(f"{path}.{k}", v, minimum=0)
@@ -234,13 +272,22 @@ def split_offset_groups(model: nn.Module, groups: list[dict], mult: float) -> li
         keep = [(n, p) for n, p in zip(group["param_names"], group["params"]) if id(p) not in ids]
         moved = [(n, p) for n, p in zip(group["param_names"], group["params"]) if id(p) in ids]
         if keep:
-            out.append({**group, "params": [p for _, p in keep],
-                        "param_names": [n for n, _ in keep]})
+            out.append(
+                {**group, "params": [p for _, p in keep], "param_names": [n for n, _ in keep]}
+            )
         if moved:
             lr = group["lr"] * float(mult)
-            out.append({**group, "name": f"{group['name']}.offset", "params": [p for _, p in moved],
-                        "param_names": [n for n, _ in moved], "lr": lr, "initial_lr": lr,
-                        "lr_mult": group["lr_mult"] * float(mult)})
+            out.append(
+                {
+                    **group,
+                    "name": f"{group['name']}.offset",
+                    "params": [p for _, p in moved],
+                    "param_names": [n for n, _ in moved],
+                    "lr": lr,
+                    "initial_lr": lr,
+                    "lr_mult": group["lr_mult"] * float(mult),
+                }
+            )
     return out
 
 
@@ -252,33 +299,52 @@ def build_optimizer(model: nn.Module, opt_cfg: dict | None) -> torch.optim.Optim
     cfg = _merge("train.optimizer", opt_cfg, OPTIMIZER_DEFAULTS)
     name = cfg["name"]
     if not isinstance(name, str) or name.lower() not in OPTIMIZERS:
-        raise UserError(f"train.optimizer.name: unknown optimizer {name!r}; expected one of: "
-                        f"{', '.join(OPTIMIZERS)}")
+        raise UserError(
+            f"train.optimizer.name: unknown optimizer {name!r}; expected one of: "
+            f"{', '.join(OPTIMIZERS)}"
+        )
     name = name.lower()
     _check_number("train.optimizer.lr", cfg["lr"], positive=True)
     _check_number("train.optimizer.weight_decay", cfg["weight_decay"], minimum=0)
     _check_number("train.optimizer.head_lr_mult", cfg["head_lr_mult"], positive=True)
     custom_keys = check_custom_keys(cfg["custom_keys"])
-    groups = param_groups(model, cfg["lr"], cfg["weight_decay"], cfg["head_lr_mult"],
-                          cfg["grouping"], custom_keys)
+    groups = param_groups(
+        model, cfg["lr"], cfg["weight_decay"], cfg["head_lr_mult"], cfg["grouping"], custom_keys
+    )
     _check_number("train.optimizer.offset_lr_mult", cfg["offset_lr_mult"], positive=True)
     groups = split_offset_groups(model, groups, cfg["offset_lr_mult"])
     if not groups:
         raise UserError("train.optimizer: the model has no trainable parameters")
     if name == "adamw":
         betas = cfg["betas"]
-        if (not isinstance(betas, (list, tuple)) or len(betas) != 2
-                or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)):
+        if (
+            not isinstance(betas, (list, tuple))
+            or len(betas) != 2
+            or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)
+        ):
             raise UserError(f"train.optimizer.betas: expected two numbers in [0, 1), got {betas!r}")
         _check_number("train.optimizer.eps", cfg["eps"], positive=True)
-        return torch.optim.AdamW(groups, lr=float(cfg["lr"]), betas=tuple(float(b) for b in betas),
-                                 eps=float(cfg["eps"]), weight_decay=float(cfg["weight_decay"]),
-                                 **_fused(groups))
+        return torch.optim.AdamW(
+            groups,
+            lr=float(cfg["lr"]),
+            betas=tuple(float(b) for b in betas),
+            eps=float(cfg["eps"]),
+            weight_decay=float(cfg["weight_decay"]),
+            **_fused(groups),
+        )
     _check_number("train.optimizer.momentum", cfg["momentum"], minimum=0)
     if not isinstance(cfg["nesterov"], bool):
-        raise UserError(f"train.optimizer.nesterov: expected true or false, got {cfg['nesterov']!r}")
-    return torch.optim.SGD(groups, lr=float(cfg["lr"]), momentum=float(cfg["momentum"]),
-                           weight_decay=float(cfg["weight_decay"]), nesterov=cfg["nesterov"], **_fused(groups))
+        raise UserError(
+            f"train.optimizer.nesterov: expected true or false, got {cfg['nesterov']!r}"
+        )
+    return torch.optim.SGD(
+        groups,
+        lr=float(cfg["lr"]),
+        momentum=float(cfg["momentum"]),
+        weight_decay=float(cfg["weight_decay"]),
+        nesterov=cfg["nesterov"],
+        **_fused(groups),
+    )
 
 
 def _fused(groups: list[dict]) -> dict:
@@ -297,8 +363,10 @@ def check_schedule(schedule_cfg: dict | None, total_iters: int) -> dict:
     _check_number("train.schedule.power", cfg["power"], minimum=0)
     _check_number("train.schedule.warmup_iters", cfg["warmup_iters"], minimum=0, integer=True)
     if cfg["warmup_iters"] >= total_iters:
-        raise UserError(f"train.schedule.warmup_iters: expected fewer than train.iterations "
-                        f"({total_iters}), got {cfg['warmup_iters']}")
+        raise UserError(
+            f"train.schedule.warmup_iters: expected fewer than train.iterations "
+            f"({total_iters}), got {cfg['warmup_iters']}"
+        )
     _check_number("train.schedule.warmup_ratio", cfg["warmup_ratio"], minimum=0, maximum=1)
     _check_number("train.schedule.min_lr", cfg["min_lr"], minimum=0, maximum=1)
     return cfg

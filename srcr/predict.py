@@ -308,7 +308,7 @@ class Predictor:
     notes: list = field(default_factory=list)
 
     @classmethod
-    def load(cls, cfg: dict, ckpt_path: Path, device, offsets: bool = False) -> "Predictor":
+    def load(cls, cfg: dict, ckpt_path: Path, device, offsets: bool = False) -> Predictor:
         """Everything that can fail on a bad checkpoint or config fails here, before any image."""
         from .engine.checkpoint import load_checkpoint
         from .evaluate import check_config_mismatch, load_model_for_eval
@@ -342,8 +342,11 @@ class Predictor:
         x = x.to(self.device)
         with torch.no_grad():
             pred = predict_label(self.model, x, (h, w), self.cfg).numpy().astype(np.uint8)
-            offsets = (model_offsets(self.model, scaled_input(x, ev["scale"], 1.0, ev["size_divisor"]))
-                       if self.offsets else None)
+            offsets = (
+                model_offsets(self.model, scaled_input(x, ev["scale"], 1.0, ev["size_divisor"]))
+                if self.offsets
+                else None
+            )
         return pred, offsets
 
 

@@ -52,17 +52,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from .cli_runs import add_set_and_run
 
     parser.add_argument("--config", required=True, help="YAML config (see config/default.yaml)")
-    parser.add_argument("--out", default=None, help="run directory (resumed if it holds checkpoints)")
-    add_set_and_run(parser, "RUN_DIR",
-                    run_help="instead of --out: one of several runs trained in this process on one data "
-                             "stream (they must share seed, data and batch size; on a frozen, equal "
-                             "backbone they share its forward)",
-                    set_help="override a config entry, value parsed as YAML (repeatable), "
-                             "e.g. --set train.iterations=200")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: SRCR_THREADS, SLURM_CPUS_PER_TASK, OMP_NUM_THREADS)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                        help="device (default: CUDA when available)")
+    parser.add_argument(
+        "--out", default=None, help="run directory (resumed if it holds checkpoints)"
+    )
+    add_set_and_run(
+        parser,
+        "RUN_DIR",
+        run_help="instead of --out: one of several runs trained in this process on one data "
+        "stream (they must share seed, data and batch size; on a frozen, equal "
+        "backbone they share its forward)",
+        set_help="override a config entry, value parsed as YAML (repeatable), "
+        "e.g. --set train.iterations=200",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: SRCR_THREADS, SLURM_CPUS_PER_TASK, OMP_NUM_THREADS)",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="device (default: CUDA when available)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -113,10 +126,14 @@ def _check_run_dir_config(cfg: dict, out: Path) -> None:
     diff = config_diff(saved, cfg, ignore=RESUME_IGNORED_KEYS)
     if diff:
         fs, fc = flatten(saved), flatten(cfg)
-        lines = [f"{k}: saved {fs.get(k, '<absent>')!r}, now {fc.get(k, '<absent>')!r}" for k in diff]
-        raise UserError(f"{out} holds a run started with a different configuration; differing keys:\n  "
-                        + "\n  ".join(lines)
-                        + "\nrestart with the saved values (see config.yaml there) or use a new --out")
+        lines = [
+            f"{k}: saved {fs.get(k, '<absent>')!r}, now {fc.get(k, '<absent>')!r}" for k in diff
+        ]
+        raise UserError(
+            f"{out} holds a run started with a different configuration; differing keys:\n  "
+            + "\n  ".join(lines)
+            + "\nrestart with the saved values (see config.yaml there) or use a new --out"
+        )
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -142,11 +159,18 @@ def build_train_dataset(cfg: dict, ctx=None):
         from .data.synthetic_gen import ensure_synthetic
 
         syn = data["synthetic"]
-        ensure_synthetic(data["root"], syn["n_train"], syn["n_val"], tuple(syn["size"]), syn["seed"])
+        ensure_synthetic(
+            data["root"], syn["n_train"], syn["n_val"], tuple(syn["size"]), syn["seed"]
+        )
     if ctx is not None:
         barrier(ctx)
-    ds = build_dataset(data["dataset"], data["root"], "train",
-                       transforms=build_train_transforms(data), cache=bool(data.get("cache", False)))
+    ds = build_dataset(
+        data["dataset"],
+        data["root"],
+        "train",
+        transforms=build_train_transforms(data),
+        cache=bool(data.get("cache", False)),
+    )
     _check_classes(ds, cfg)
     return ds
 
@@ -154,8 +178,10 @@ def build_train_dataset(cfg: dict, ctx=None):
 def _check_classes(ds, cfg: dict) -> None:
     data = cfg["data"]
     if ds.num_classes != cfg["model"]["num_classes"]:
-        raise UserError(f"model.num_classes is {cfg['model']['num_classes']} but the {data['dataset']} "
-                        f"dataset at {data['root']} has {ds.num_classes} classes")
+        raise UserError(
+            f"model.num_classes is {cfg['model']['num_classes']} but the {data['dataset']} "
+            f"dataset at {data['root']} has {ds.num_classes} classes"
+        )
 
 
 def train(cfg: dict, out: Path, ctx=None, progress: bool = True) -> dict:
@@ -212,12 +238,17 @@ def _record_failure(members: list[_Member], ctx, e: BaseException) -> None:
     if isinstance(e, RunInterrupted) or not ctx.is_main:
         return
     if isinstance(e, KeyboardInterrupt):
-        msg = ("interrupted (a second Ctrl-C, or Ctrl-C before training started): "
-               "no checkpoint written")
+        msg = (
+            "interrupted (a second Ctrl-C, or Ctrl-C before training started): "
+            "no checkpoint written"
+        )
     else:
         text = str(e).splitlines()[0] if str(e) else ""
-        msg = f"failed: {text}" if isinstance(e, (UserError, OSError)) else \
-            f"failed: {type(e).__name__}: {text}"
+        msg = (
+            f"failed: {text}"
+            if isinstance(e, (UserError, OSError))
+            else f"failed: {type(e).__name__}: {text}"
+        )
     for m in members:
         _record(m.out, msg)
 
@@ -241,12 +272,12 @@ class _Member:
     cfg: dict
     out: Path
     criterion: Any = None
-    run: Any = None            # _Run, once built
-    start: int = 0             # the iteration it resumes from
-    log: Any = None            # JsonlLog (main process)
-    plain: Any = None          # PlainProgress when there is no progress bar
+    run: Any = None  # _Run, once built
+    start: int = 0  # the iteration it resumes from
+    log: Any = None  # JsonlLog (main process)
+    plain: Any = None  # PlainProgress when there is no progress bar
     summary: dict | None = None
-    group: int = 1             # runs trained in this process
+    group: int = 1  # runs trained in this process
     shared_backbone: bool = False
 
     @property
@@ -266,7 +297,9 @@ def _check_group(members: list[_Member], ctx) -> None:
     if len(members) < 2:
         return
     if ctx.distributed:
-        raise UserError("srcr train: several --run in one torchrun job are not supported; start one job per run")
+        raise UserError(
+            "srcr train: several --run in one torchrun job are not supported; start one job per run"
+        )
     from .cli_runs import check_distinct
 
     check_distinct([m.out for m in members], "run")
@@ -274,9 +307,11 @@ def _check_group(members: list[_Member], ctx) -> None:
     for m in members[1:]:
         diff = group_conflicts(lead.cfg, m.cfg)
         if diff:
-            raise UserError(f"--run {m.out} cannot train in one process with --run {lead.out}: runs of one "
-                            f"process see the same batches, so they must agree on {', '.join(GROUP_KEYS)}; "
-                            f"they differ in {', '.join(diff)}")
+            raise UserError(
+                f"--run {m.out} cannot train in one process with --run {lead.out}: runs of one "
+                f"process see the same batches, so they must agree on {', '.join(GROUP_KEYS)}; "
+                f"they differ in {', '.join(diff)}"
+            )
     for m in members:
         m.group = len(members)
 
@@ -297,11 +332,17 @@ def _prepare(m: _Member, ctx) -> dict | None:
         if damage is None:
             _say(ctx, f"run in {m.out} is already complete ({m.total} iterations): {final}")
             return {"status": "complete", "iteration": m.total, "final": str(final)}
-        _event(ctx, m.out, f"{final} is damaged ({damage}); training again from the newest good "
-                           f"checkpoint, which rewrites it")
+        _event(
+            ctx,
+            m.out,
+            f"{final} is damaged ({damage}); training again from the newest good "
+            f"checkpoint, which rewrites it",
+        )
     if tcfg["batch_size"] % ctx.world_size:
-        raise UserError(f"train.batch_size: the global batch {tcfg['batch_size']} is not divisible by the "
-                        f"{ctx.world_size} processes")
+        raise UserError(
+            f"train.batch_size: the global batch {tcfg['batch_size']} is not divisible by the "
+            f"{ctx.world_size} processes"
+        )
     return None
 
 
@@ -341,12 +382,17 @@ def _train_and_finish(members: list[_Member], ctx, dataset, progress: bool) -> N
 
     for m in members:
         cfg = m.cfg
-        _event(ctx, m.out, "training " + (f"{m.out}: " if m.group > 1 else "")
-               + f"{cfg['model']['backbone']} + {cfg['model']['align']} + "
-                           f"{cfg['model']['context']} ({m.run.n_params / 1e6:.2f} M parameters) on {len(dataset)} "
-                           f"{cfg['data']['dataset']} images, {m.total} iterations x {cfg['train']['batch_size']} "
-                           f"images, {ctx.world_size} process(es) on {ctx.device.type}"
-                           + (f", one of {m.group} runs in this process" if m.group > 1 else ""))
+        _event(
+            ctx,
+            m.out,
+            "training "
+            + (f"{m.out}: " if m.group > 1 else "")
+            + f"{cfg['model']['backbone']} + {cfg['model']['align']} + "
+            f"{cfg['model']['context']} ({m.run.n_params / 1e6:.2f} M parameters) on {len(dataset)} "
+            f"{cfg['data']['dataset']} images, {m.total} iterations x {cfg['train']['batch_size']} "
+            f"images, {ctx.world_size} process(es) on {ctx.device.type}"
+            + (f", one of {m.group} runs in this process" if m.group > 1 else ""),
+        )
     with StopRequest() as stop:
         try:
             _train_loop(members, ctx, dataset, progress, stop)
@@ -358,8 +404,17 @@ def _train_and_finish(members: list[_Member], ctx, dataset, progress: bool) -> N
         final = m.out / "checkpoints" / FINAL_NAME
         if ctx.is_main:
             _write_final(m, ctx)
-            _event(ctx, m.out, f"finished {m.total} iterations in {m.run.train_time:.1f} s of training: {final}")
-        m.summary = {"status": "trained", "iteration": m.total, "resumed_from": m.start, "final": str(final)}
+            _event(
+                ctx,
+                m.out,
+                f"finished {m.total} iterations in {m.run.train_time:.1f} s of training: {final}",
+            )
+        m.summary = {
+            "status": "trained",
+            "iteration": m.total,
+            "resumed_from": m.start,
+            "final": str(final),
+        }
     barrier(ctx)
 
 
@@ -372,7 +427,9 @@ class _Run:
     optimizer: Any
     criterion: Any
     n_params: int
-    log_window: dict = field(default_factory=lambda: {"count": 0, "sums": {}, "time": 0.0, "images": 0})
+    log_window: dict = field(
+        default_factory=lambda: {"count": 0, "sums": {}, "time": 0.0, "images": 0}
+    )
     train_time: float = 0.0  # seconds of training steps over every process that worked on this run
 
     def state(self, cfg: dict, iteration: int) -> dict:
@@ -380,9 +437,16 @@ class _Run:
 
         from . import __version__
 
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "iteration": iteration, "config": cfg, "rng": {"torch": torch.get_rng_state()},
-                "log_window": self.log_window, "train_time": self.train_time, "srcr_version": __version__}
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "iteration": iteration,
+            "config": cfg,
+            "rng": {"torch": torch.get_rng_state()},
+            "log_window": self.log_window,
+            "train_time": self.train_time,
+            "srcr_version": __version__,
+        }
 
 
 def _init_run_dir(cfg: dict, out: Path, ctx) -> None:
@@ -430,12 +494,19 @@ def _build_run(cfg: dict, ctx, criterion) -> _Run:
     if ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        train_model = DDP(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+        train_model = DDP(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
+        )
     train_model.train()
     if cfg["train"]["freeze_backbone"]:
         model.backbone.eval()  # its BN statistics stay the pretrained ones
-    return _Run(model=model, train_model=train_model, optimizer=optimizer, criterion=criterion.to(ctx.device),
-                n_params=sum(p.numel() for p in model.parameters()))
+    return _Run(
+        model=model,
+        train_model=train_model,
+        optimizer=optimizer,
+        criterion=criterion.to(ctx.device),
+        n_params=sum(p.numel() for p in model.parameters()),
+    )
 
 
 def _resume(run: _Run, cfg: dict, out: Path, ctx) -> int:
@@ -449,14 +520,20 @@ def _resume(run: _Run, cfg: dict, out: Path, ctx) -> int:
     if isinstance(ckpt.get("config"), dict):
         diff = config_diff(ckpt["config"], cfg, ignore=RESUME_IGNORED_KEYS)
         if diff:
-            raise UserError(f"{path} was written with a different configuration (differing keys: "
-                            f"{', '.join(diff)}); use a new --out")
+            raise UserError(
+                f"{path} was written with a different configuration (differing keys: "
+                f"{', '.join(diff)}); use a new --out"
+            )
     run.model.load_state_dict(ckpt["model"])
     run.optimizer.load_state_dict(ckpt["optimizer"])
     run.log_window = ckpt.get("log_window", run.log_window)
     run.train_time = float(ckpt.get("train_time", 0.0))
     start = int(ckpt["iteration"])
-    _event(ctx, out, f"resuming {out} from {path.name} (iteration {start} of {cfg['train']['iterations']})")
+    _event(
+        ctx,
+        out,
+        f"resuming {out} from {path.name} (iteration {start} of {cfg['train']['iterations']})",
+    )
     return start
 
 
@@ -477,8 +554,11 @@ def _newest_good_checkpoint(out: Path, ctx) -> tuple[Path, dict] | None:
             _event(ctx, out, f"falling back to {path}, the newest good checkpoint")
         return path, ckpt
     if damaged:
-        raise UserError(f"no good checkpoint in {out / 'checkpoints'}:\n  " + "\n  ".join(damaged)
-                        + "\nremove the damaged files to train this run from the start")
+        raise UserError(
+            f"no good checkpoint in {out / 'checkpoints'}:\n  "
+            + "\n  ".join(damaged)
+            + "\nremove the damaged files to train this run from the start"
+        )
     return None
 
 
@@ -490,13 +570,20 @@ def _make_loader(dataset, cfg: dict, ctx, start: int):
     from .utils.seed import derive_seed
 
     seed = int(cfg["seed"])
-    sampler = InfiniteSeededSampler(len(dataset), seed, cfg["train"]["batch_size"], ctx.rank,
-                                    ctx.world_size, start)
+    sampler = InfiniteSeededSampler(
+        len(dataset), seed, cfg["train"]["batch_size"], ctx.rank, ctx.world_size, start
+    )
     loader_gen = torch.Generator()
     loader_gen.manual_seed(derive_seed(seed, STREAM_LOADER, start, ctx.rank))
-    return DataLoader(dataset, batch_sampler=InfiniteBatchSampler(sampler),
-                      num_workers=int(cfg["data"]["num_workers"]), worker_init_fn=_seed_worker,
-                      generator=loader_gen, pin_memory=ctx.device.type == "cuda", persistent_workers=False)
+    return DataLoader(
+        dataset,
+        batch_sampler=InfiniteBatchSampler(sampler),
+        num_workers=int(cfg["data"]["num_workers"]),
+        worker_init_fn=_seed_worker,
+        generator=loader_gen,
+        pin_memory=ctx.device.type == "cuda",
+        persistent_workers=False,
+    )
 
 
 def _no_clock(phase: str) -> None:
@@ -559,7 +646,11 @@ def _train_loop(members: list[_Member], ctx, dataset, progress: bool, stop) -> N
 
     start, end = min(m.start for m in members), max(m.total for m in members)
     label = members[0].out.name if len(members) == 1 else f"{len(members)} runs"
-    bar = progress_bar(end, f"train {label}", initial=start, enabled=progress) if ctx.is_main else None
+    bar = (
+        progress_bar(end, f"train {label}", initial=start, enabled=progress)
+        if ctx.is_main
+        else None
+    )
     _open_logs(members, ctx, plain=bar is None)
     data_iter = iter(_make_loader(dataset, members[0].cfg, ctx, start))
     it = start
@@ -568,13 +659,17 @@ def _train_loop(members: list[_Member], ctx, dataset, progress: bool, stop) -> N
             t0 = time.perf_counter()
             batch = next(data_iter)
             active = [m for m in members if m.start <= it < m.total]
-            share = (time.perf_counter() - t0) / len(active)  # loading, split over the runs it serves
+            share = (time.perf_counter() - t0) / len(
+                active
+            )  # loading, split over the runs it serves
             for m in active:
                 _member_step(m, ctx, batch, it, share, bar if len(members) == 1 else None)
             it += 1
             if bar is not None:
                 bar.update(1)
-            stopping = it < end and (any_flag(ctx, stop.requested) if ctx.distributed else stop.requested)
+            stopping = it < end and (
+                any_flag(ctx, stop.requested) if ctx.distributed else stop.requested
+            )
             for m in active:
                 if stopping or it % m.cfg["train"]["checkpoint_interval"] == 0 or it == m.total:
                     _save(m, ctx, it)
@@ -590,8 +685,8 @@ def _train_loop(members: list[_Member], ctx, dataset, progress: bool, stop) -> N
 
 
 def _open_logs(members: list[_Member], ctx, plain: bool) -> None:
-    from .engine.train_log import JsonlLog
     from .engine.progress import PlainProgress
+    from .engine.train_log import JsonlLog
 
     for m in members:
         if ctx.is_main:
@@ -608,15 +703,21 @@ def _member_step(m: _Member, ctx, batch, it: int, load_time: float, bar) -> None
     tcfg = m.cfg["train"]
     _accumulate(m.run.log_window, terms, dt, int(tcfg["batch_size"]))
     if bar is not None:
-        bar.set_postfix(loss=f"{terms['loss']:.4f}", lr=f"{m.run.optimizer.param_groups[0]['lr']:.2e}")
+        bar.set_postfix(
+            loss=f"{terms['loss']:.4f}", lr=f"{m.run.optimizer.param_groups[0]['lr']:.2e}"
+        )
     done = it + 1
     if done % tcfg["log_interval"] == 0 or done == m.total:
         record = _flush_log_window(m.run, ctx, done)
         if m.log is not None:
             m.log.write(record)
         if m.plain is not None:
-            m.plain.line(done, {k: v for k, v in record.items() if k not in ("iteration", "lr", "images_per_s")},
-                         lr=record["lr"], rate=record["images_per_s"])
+            m.plain.line(
+                done,
+                {k: v for k, v in record.items() if k not in ("iteration", "lr", "images_per_s")},
+                lr=record["lr"],
+                rate=record["images_per_s"],
+            )
 
 
 def _save(m: _Member, ctx, iteration: int) -> None:
@@ -624,8 +725,12 @@ def _save(m: _Member, ctx, iteration: int) -> None:
     from .engine.distributed import barrier
 
     if ctx.is_main:
-        save_checkpoint(m.out / "checkpoints", iteration, m.run.state(m.cfg, iteration),
-                        int(m.cfg["train"]["keep_checkpoints"]))
+        save_checkpoint(
+            m.out / "checkpoints",
+            iteration,
+            m.run.state(m.cfg, iteration),
+            int(m.cfg["train"]["keep_checkpoints"]),
+        )
     barrier(ctx)
 
 
@@ -651,10 +756,15 @@ def _flush_log_window(run: _Run, ctx, iteration: int) -> dict:
 def _interrupted(signal_name: str | None, it: int, total: int, outs: list[Path]):
     from .errors import RunInterrupted
 
-    where = (f"checkpoint written to {outs[0] / 'checkpoints'}" if len(outs) == 1 else
-             f"each run's checkpoint written to its checkpoints/ ({', '.join(map(str, outs))})")
-    return RunInterrupted(f"interrupted by {signal_name or 'a stop request'} at iteration {it} of {total}; "
-                          f"{where}; run the same command again to resume")
+    where = (
+        f"checkpoint written to {outs[0] / 'checkpoints'}"
+        if len(outs) == 1
+        else f"each run's checkpoint written to its checkpoints/ ({', '.join(map(str, outs))})"
+    )
+    return RunInterrupted(
+        f"interrupted by {signal_name or 'a stop request'} at iteration {it} of {total}; "
+        f"{where}; run the same command again to resume"
+    )
 
 
 def _write_final(m: _Member, ctx) -> None:
@@ -666,12 +776,28 @@ def _write_final(m: _Member, ctx) -> None:
     from .utils.machine import machine_info
 
     run, cfg = m.run, m.cfg
-    write_json(m.out / "summary.json", {
-        "iterations": m.total, "train_time_s": run.train_time, "params": run.n_params,
-        "world_size": ctx.world_size, "runs_in_process": m.group, "shared_backbone": m.shared_backbone,
-        "srcr_version": __version__, "machine": machine_info(ctx.device)})
-    save_final(m.out / "checkpoints", {"model": run.model.state_dict(), "iteration": m.total,
-                                       "config": cfg, "srcr_version": __version__})
+    write_json(
+        m.out / "summary.json",
+        {
+            "iterations": m.total,
+            "train_time_s": run.train_time,
+            "params": run.n_params,
+            "world_size": ctx.world_size,
+            "runs_in_process": m.group,
+            "shared_backbone": m.shared_backbone,
+            "srcr_version": __version__,
+            "machine": machine_info(ctx.device),
+        },
+    )
+    save_final(
+        m.out / "checkpoints",
+        {
+            "model": run.model.state_dict(),
+            "iteration": m.total,
+            "config": cfg,
+            "srcr_version": __version__,
+        },
+    )
 
 
 def _mean_over_ranks(ctx, sums: dict) -> dict:
@@ -691,12 +817,23 @@ def _diverged(iteration: int, term: str, value: float, ckpt_dir: Path, log) -> T
     from .engine.checkpoint import list_checkpoints
 
     ckpts = list_checkpoints(ckpt_dir)
-    where = (f"the last good checkpoint, {ckpts[-1][1]} (iteration {ckpts[-1][0]}), is kept"
-             if ckpts else "no checkpoint had been written yet")
+    where = (
+        f"the last good checkpoint, {ckpts[-1][1]} (iteration {ckpts[-1][0]}), is kept"
+        if ckpts
+        else "no checkpoint had been written yet"
+    )
     if log is not None:
-        log.write({"iteration": iteration, "error": "non-finite loss", "term": term,
-                   "value": value if math.isfinite(value) else str(value)})
+        log.write(
+            {
+                "iteration": iteration,
+                "error": "non-finite loss",
+                "term": term,
+                "value": value if math.isfinite(value) else str(value),
+            }
+        )
     return TrainingDiverged(
         f"non-finite loss at iteration {iteration}: term '{term}' = {value}; training stopped and "
         f"{where}. Lower train.optimizer.lr or set train.grad_clip, then start a new run.",
-        iteration, term)
+        iteration,
+        term,
+    )

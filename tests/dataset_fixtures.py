@@ -16,7 +16,12 @@ import numpy as np
 from PIL import Image
 
 from srcr.data.fixtures import (  # noqa: F401  (re-exported for the tests)
-    CITYSCAPES_ID_TO_TRAINID, CITYSCAPES_VOID_IDS, blocky_label, colour_image, make_cityscapes)
+    CITYSCAPES_ID_TO_TRAINID,
+    CITYSCAPES_VOID_IDS,
+    blocky_label,
+    colour_image,
+    make_cityscapes,
+)
 
 
 def _palette(n: int) -> list[list[int]]:
@@ -38,7 +43,9 @@ def make_bdd100k(root, n_per_split: int = 2, size=(72, 128), seed: int = 0) -> P
         for k in range(n_per_split):
             stem = f"{split[0]}{k:03d}a{seed:02d}-{k:04x}c0de"
             lab = blocky_label(rng, size, list(range(19)) + [255])
-            Image.fromarray(colour_image(rng, lab, PALETTE)).save(img_dir / f"{stem}.jpg", quality=95)
+            Image.fromarray(colour_image(rng, lab, PALETTE)).save(
+                img_dir / f"{stem}.jpg", quality=95
+            )
             Image.fromarray(lab).save(lbl_dir / f"{stem}.png")
     return root
 
@@ -50,7 +57,7 @@ def make_ade20k(root, n_per_split: int = 2, size=(64, 96), seed: int = 0) -> Pat
 
     root = Path(root)
     rng = np.random.default_rng(seed)
-    for split, d, tag in (("train", "training", "train"), ("val", "validation", "val")):
+    for d, tag in (("training", "train"), ("validation", "val")):
         img_dir, ann_dir = root / "images" / d, root / "annotations" / d
         img_dir.mkdir(parents=True, exist_ok=True)
         ann_dir.mkdir(parents=True, exist_ok=True)
@@ -58,12 +65,16 @@ def make_ade20k(root, n_per_split: int = 2, size=(64, 96), seed: int = 0) -> Pat
             stem = f"ADE_{tag}_{k + 1:08d}"
             raw = blocky_label(rng, size, [0, 1, 2, 3, 5, 13, 150])
             reduced = np.where(raw == 0, 255, raw.astype(np.int16) - 1).astype(np.uint8)
-            Image.fromarray(colour_image(rng, reduced, PALETTE)).save(img_dir / f"{stem}.jpg", quality=95)
+            Image.fromarray(colour_image(rng, reduced, PALETTE)).save(
+                img_dir / f"{stem}.jpg", quality=95
+            )
             Image.fromarray(raw).save(ann_dir / f"{stem}.png")
     return root
 
 
-def make_synthetic(root, n_per_split: int = 2, size=(32, 48), num_classes: int = 4, seed: int = 0) -> Path:
+def make_synthetic(
+    root, n_per_split: int = 2, size=(32, 48), num_classes: int = 4, seed: int = 0
+) -> Path:
     """The synthetic layout (meta.json, images/{split}/NNNNN.png, labels/{split}/NNNNN.png) written
     directly, independent of srcr.data.synthetic_gen, for reader tests."""
     root = Path(root)
@@ -75,11 +86,20 @@ def make_synthetic(root, n_per_split: int = 2, size=(32, 48), num_classes: int =
         (root / "labels" / split).mkdir(parents=True, exist_ok=True)
         for k in range(n_per_split):
             lab = blocky_label(rng, size, list(range(num_classes)) + [255])
-            Image.fromarray(colour_image(rng, lab, palette)).save(root / "images" / split / f"{k:05d}.png")
+            Image.fromarray(colour_image(rng, lab, palette)).save(
+                root / "images" / split / f"{k:05d}.png"
+            )
             Image.fromarray(lab).save(root / "labels" / split / f"{k:05d}.png")
-    meta = {"format": "srcr-synthetic", "generator_version": "test-fixture", "seed": seed, "size": list(size),
-            "splits": {"train": n_per_split, "val": n_per_split}, "classes": classes, "palette": palette,
-            "ignore_index": 255}
+    meta = {
+        "format": "srcr-synthetic",
+        "generator_version": "test-fixture",
+        "seed": seed,
+        "size": list(size),
+        "splits": {"train": n_per_split, "val": n_per_split},
+        "classes": classes,
+        "palette": palette,
+        "ignore_index": 255,
+    }
     (root / "meta.json").write_text(json.dumps(meta, indent=2))
     return root
 
@@ -88,7 +108,7 @@ FOLDER_CLASSES = ["ground", "object"]
 FOLDER_PALETTE = [[20, 160, 40], [220, 30, 30]]
 # labels stored with other ids: 10 = ground, 20 = object, 0 = unlabelled (ignored), as label_map says
 FOLDER_LABEL_MAP = {10: 0, 20: 1, 0: 255}
-FOLDER_SIZES = ((40, 56), (48, 72))   # [H, W]: two image sizes in each split
+FOLDER_SIZES = ((40, 56), (48, 72))  # [H, W]: two image sizes in each split
 
 
 def make_folder(root, n_per_split: int = 2, seed: int = 0) -> Path:
@@ -97,8 +117,12 @@ def make_folder(root, n_per_split: int = 2, seed: int = 0) -> Path:
     labels with the raw ids 10, 20 and 0 (ignore)."""
     root = Path(root)
     rng = np.random.default_rng(seed)
-    lines = ["names: [ground, object]", f"palette: {FOLDER_PALETTE}", "ignore_index: 255",
-             "label_map: {10: 0, 20: 1, 0: 255}"]
+    lines = [
+        "names: [ground, object]",
+        f"palette: {FOLDER_PALETTE}",
+        "ignore_index: 255",
+        "label_map: {10: 0, 20: 1, 0: 255}",
+    ]
     root.mkdir(parents=True, exist_ok=True)
     (root / "classes.yaml").write_text("\n".join(lines) + "\n")
     for split in ("train", "val"):

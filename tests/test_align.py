@@ -75,7 +75,9 @@ def test_untrained_srm_and_alignfa_are_bilinear_by_initialisation():
     low, high = _maps((11, 15), (6, 8))
     for name in ("srm", "alignfa"):
         m = ALIGN_MODULES[name](C).eval()
-        torch.testing.assert_close(m(low, high), _bilinear_reference(low, high), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            m(low, high), _bilinear_reference(low, high), atol=1e-5, rtol=1e-5
+        )
     # FAM's flow conv is not zero at init (SFNet): it must actually move something
     fam = ALIGN_MODULES["fam"](C).eval()
     assert not torch.allclose(fam(low, high), _bilinear_reference(low, high), atol=1e-4)
@@ -113,7 +115,9 @@ def test_srm_half_pixel_shift_is_neighbour_average():
     # same-size maps: bilinear sampling half-way between two pixels is their mean
     low, high = _maps((9, 12), (9, 12))
     out = _srm_with_constant_offset(0.5, 0.0)(low, high) - low
-    torch.testing.assert_close(out[..., :-1], 0.5 * (high[..., :-1] + high[..., 1:]), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        out[..., :-1], 0.5 * (high[..., :-1] + high[..., 1:]), atol=1e-5, rtol=1e-5
+    )
 
 
 def _unfold_reference(d0, weights, k):
@@ -129,7 +133,9 @@ def test_neighbour_refine_matches_unfold_reference(k):
     g = torch.Generator().manual_seed(3)
     d0 = torch.randn(2, 2, 7, 9, generator=g)
     w = torch.randn(2, k * k, 7, 9, generator=g).softmax(1)
-    torch.testing.assert_close(neighbour_refine(d0, w, k), _unfold_reference(d0, w, k), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(
+        neighbour_refine(d0, w, k), _unfold_reference(d0, w, k), atol=1e-6, rtol=1e-6
+    )
 
 
 def test_neighbour_refine_known_cases():
@@ -138,7 +144,9 @@ def test_neighbour_refine_known_cases():
     # constant field + weights summing to one -> the same constant, borders included
     const = torch.tensor([1.5, -0.25]).view(1, 2, 1, 1).expand(1, 2, 6, 7)
     w = torch.randn(1, 9, 6, 7, generator=g).softmax(1)
-    torch.testing.assert_close(neighbour_refine(const, w, 3), const.contiguous(), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(
+        neighbour_refine(const, w, 3), const.contiguous(), atol=1e-6, rtol=1e-6
+    )
     # all weight on the centre -> d0; all weight on the right neighbour -> d0 shifted, replicated edge
     centre = torch.zeros(1, 9, 6, 7)
     centre[:, 4] = 1
@@ -167,7 +175,9 @@ def test_srm_kernel_size_one_is_no_refinement():
     assert d0.abs().max() > 0.5
     torch.testing.assert_close(k1.last_offsets["refined"], d0)
     assert k1.last_offsets["weights"].shape == (2, 1, 11, 13)
-    torch.testing.assert_close(out1, low + warp(high, d0, pixel_norm(11, 13), padding_mode="border"))
+    torch.testing.assert_close(
+        out1, low + warp(high, d0, pixel_norm(11, 13), padding_mode="border")
+    )
     # k = 3 with (practically) all weight on the centre gives the same output; a flat window does not
     k3 = SRM(C, kernel_size=3)
     _copy_shared(k3, k1)
@@ -179,8 +189,12 @@ def test_srm_kernel_size_one_is_no_refinement():
     with torch.no_grad():
         k3.weight.bias.zero_()
     assert not torch.allclose(k3(low, high), out1, atol=1e-4)
-    torch.testing.assert_close(k3.last_offsets["refined"], _unfold_reference(d0, torch.full((2, 9, 11, 13), 1 / 9), 3),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        k3.last_offsets["refined"],
+        _unfold_reference(d0, torch.full((2, 9, 11, 13), 1 / 9), 3),
+        atol=1e-5,
+        rtol=1e-5,
+    )
 
 
 def test_srm_sigmoid_weights():
@@ -195,7 +209,12 @@ def test_srm_sigmoid_weights():
 
 
 def test_srm_options_checked():
-    for bad in ({"kernel_size": 2}, {"kernel_size": 0}, {"kernel_size": True}, {"weight_norm": "l1"}):
+    for bad in (
+        {"kernel_size": 2},
+        {"kernel_size": 0},
+        {"kernel_size": True},
+        {"weight_norm": "l1"},
+    ):
         with pytest.raises(UserError) as e:
             SRM(C, **bad)
         assert "srm" in str(e.value) and str(list(bad.values())[0]) in str(e.value)
@@ -231,15 +250,23 @@ def test_fam_flow_unit_and_recorded_pixels():
     out = m(low, high)
     flow_px = m.last_offsets["flow"]
     assert flow_px.abs().max() > 1e-3
-    torch.testing.assert_close(out, low + warp(high, flow_px, pixel_norm(13, 21)), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        out, low + warp(high, flow_px, pixel_norm(13, 21)), atol=1e-5, rtol=1e-5
+    )
     # a raw flow of W (resp. H) units is one full grid unit = (W-1)/2 pixels
     m.flow = ConstOffset(21.0, 0.0)
     m(low, high)
     torch.testing.assert_close(m.last_offsets["flow"][:, 0], torch.full((2, 13, 21), 10.0))
 
 
-@pytest.mark.parametrize("name,keys", [("srm", {"initial": 2, "weights": 9, "refined": 2}),
-                                       ("fam", {"flow": 2}), ("alignfa", {"high": 2, "low": 2})])
+@pytest.mark.parametrize(
+    "name,keys",
+    [
+        ("srm", {"initial": 2, "weights": 9, "refined": 2}),
+        ("fam", {"flow": 2}),
+        ("alignfa", {"high": 2, "low": 2}),
+    ],
+)
 def test_recorded_offsets_shapes_and_reproduction(name, keys):
     torch.manual_seed(9)
     m = ALIGN_MODULES[name](C).train()
@@ -256,7 +283,9 @@ def test_recorded_offsets_shapes_and_reproduction(name, keys):
         assert not rec[k].requires_grad and torch.isfinite(rec[k]).all()
     norm = pixel_norm(13, 21)
     if name == "srm":
-        torch.testing.assert_close(rec["refined"], neighbour_refine(rec["initial"], rec["weights"], 3))
+        torch.testing.assert_close(
+            rec["refined"], neighbour_refine(rec["initial"], rec["weights"], 3)
+        )
         ref = low + warp(high, rec["refined"], norm, padding_mode="border")
     elif name == "alignfa":
         up = resize(high, (13, 21))
@@ -339,7 +368,9 @@ def test_alignfa_offset_head_activation_is_inplace_abn_leaky_relu():
     high = torch.randn(1, 2, 5, 7, generator=g)  # same size: h = high exactly
     out = _alignfa_negative_preactivation(None)(low, high) - low
     expected = torch.zeros_like(high)
-    expected[..., :-1] = high[..., 1:]  # one pixel to the right; beyond the edge zero padding gives 0
+    expected[..., :-1] = high[
+        ..., 1:
+    ]  # one pixel to the right; beyond the edge zero padding gives 0
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
     # the old Conv-BN-ReLU heads on request: the negative pre-activation is cut to 0
     out_relu = _alignfa_negative_preactivation("relu")(low, high) - low
@@ -363,7 +394,9 @@ def test_alignfa_matches_hand_written_alignseg_forward():
     def head_ref(head, g):
         conv1, bn, _, conv3 = head
         z = F.conv2d(g, conv1.weight)
-        z = (z - bn.running_mean.view(1, -1, 1, 1)) / torch.sqrt(bn.running_var.view(1, -1, 1, 1) + bn.eps)
+        z = (z - bn.running_mean.view(1, -1, 1, 1)) / torch.sqrt(
+            bn.running_var.view(1, -1, 1, 1) + bn.eps
+        )
         z = z * bn.weight.view(1, -1, 1, 1) + bn.bias.view(1, -1, 1, 1)
         z = torch.where(z >= 0, z, 0.01 * z)
         return F.conv2d(z, conv3.weight, padding=1)
@@ -376,7 +409,9 @@ def test_alignfa_matches_hand_written_alignseg_forward():
     def grid_sample_ref(x, d):  # AlignSeg's bilinear_interpolate_torch_gridsample2
         n, _, out_h, out_w = d.shape
         norm = torch.tensor([(out_w - 1) / 2.0, (out_h - 1) / 2.0]).view(1, 1, 1, 2)
-        ys, xs = torch.meshgrid(torch.linspace(-1, 1, out_h), torch.linspace(-1, 1, out_w), indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.linspace(-1, 1, out_h), torch.linspace(-1, 1, out_w), indexing="ij"
+        )
         grid = torch.stack([xs, ys], -1).unsqueeze(0) + d.permute(0, 2, 3, 1) / norm
         return F.grid_sample(x, grid, align_corners=True)
 
@@ -386,6 +421,7 @@ def test_alignfa_matches_hand_written_alignseg_forward():
 
 def test_alignfa_act_option():
     from srcr.models.decoder import build_align
+
     assert isinstance(ALIGN_MODULES["alignfa"](C).offset_high[2], nn.LeakyReLU)
     assert ALIGN_MODULES["alignfa"](C).offset_low[2].negative_slope == 0.01
     m = build_align("alignfa", C, {"act": "relu"})
@@ -404,12 +440,15 @@ def test_fam_matches_hand_written_sfnet_aligned_module():
     with torch.no_grad():
         m.flow.weight.mul_(20.0)  # flows of several pixels, some reaching past the border
         low_r = F.conv2d(low, m.down_low.weight)
-        high_r = F.interpolate(F.conv2d(high, m.down_high.weight), size=(13, 21), mode="bilinear",
-                               align_corners=True)
+        high_r = F.interpolate(
+            F.conv2d(high, m.down_high.weight), size=(13, 21), mode="bilinear", align_corners=True
+        )
         flow = F.conv2d(torch.cat([high_r, low_r], 1), m.flow.weight, padding=1)
         assert flow.abs().max() > 10.0  # up to ~5 fine pixels (SFNet units: ~half a pixel each)
         ys = torch.linspace(-1.0, 1.0, 13).view(-1, 1).repeat(1, 21)
         xs = torch.linspace(-1.0, 1.0, 21).repeat(13, 1)
-        grid = torch.stack([xs, ys], -1).unsqueeze(0) + flow.permute(0, 2, 3, 1) / torch.tensor([21.0, 13.0])
+        grid = torch.stack([xs, ys], -1).unsqueeze(0) + flow.permute(0, 2, 3, 1) / torch.tensor(
+            [21.0, 13.0]
+        )
         ref = low + F.grid_sample(high, grid, align_corners=True)
         torch.testing.assert_close(m(low, high), ref, atol=1e-5, rtol=1e-5)

@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 from torch.overrides import TorchFunctionMode
+from train_helpers import tiny_overrides
 
 from srcr.config import load_config
 from srcr.engine.amp import amp_enabled, autocast
@@ -19,8 +20,6 @@ from srcr.engine.inference import predict_probs
 from srcr.losses import build_criterion
 from srcr.models import ALIGN_MODULES, CONTEXT_MODULES
 from srcr.train import _build_run, _train_step
-
-from test_train import syn_root, tiny_overrides  # noqa: F401  (fixture)
 
 # every function whose inputs the README promises to keep in fp32 under autocast
 FP32_FUNCS = ("softmax", "log_softmax", "grid_sample", "cross_entropy", "nll_loss")

@@ -24,7 +24,9 @@ SLIM = DEFAULT_MODEL["backbone_options"]  # embed_dims 16/32/64/128, depths 1/1/
 OPTIONS = [pytest.param({}, id="default"), pytest.param(SLIM, id="slim")]
 
 
-def _both(options: dict, seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module, torch.Tensor, torch.Tensor]:
+def _both(
+    options: dict, seed: int = 0
+) -> tuple[torch.nn.Module, torch.nn.Module, torch.Tensor, torch.Tensor]:
     """timm's and the native mscan_t under one seed, with a draw from the RNG after each build."""
     torch.manual_seed(seed)
     ref = timm.create_model("mscan_t", features_only=True, **options)
@@ -88,8 +90,13 @@ def test_default_model_builds_without_timm_or_torchvision():
         "bad = sorted(k for k in sys.modules if k.split('.')[0] in ('timm', 'torchvision')); "
         "assert not bad, bad"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -124,11 +131,17 @@ def test_timm_wrapper_state_dict_as_pretrained(tmp_path):
         assert torch.equal(nat.state_dict()[k], v), k
 
 
-@pytest.mark.parametrize("options,needles", [
-    ({"no_such_option": 1}, ["model.backbone_options", "mscan_t", "no_such_option", "unexpected keyword"]),
-    ({"embed_dims": [16, 32, 64]}, ["model.backbone", "mscan_t", "4 stages"]),
-    ({"out_indices": (0, 1)}, ["model.backbone_options", "out_indices"]),
-])
+@pytest.mark.parametrize(
+    "options,needles",
+    [
+        (
+            {"no_such_option": 1},
+            ["model.backbone_options", "mscan_t", "no_such_option", "unexpected keyword"],
+        ),
+        ({"embed_dims": [16, 32, 64]}, ["model.backbone", "mscan_t", "4 stages"]),
+        ({"out_indices": (0, 1)}, ["model.backbone_options", "out_indices"]),
+    ],
+)
 def test_native_bad_options_are_user_errors(options, needles):
     with pytest.raises(UserError) as e:
         build_backbone("mscan_t", options)
@@ -137,12 +150,14 @@ def test_native_bad_options_are_user_errors(options, needles):
 
 
 def test_none_options_are_dropped_like_timm():
-    assert mscan_features("mscan_t", drop_path_rate=None).stages_3.blocks[-1].drop_path.drop_prob == \
-        pytest.approx(0.1)
+    assert mscan_features("mscan_t", drop_path_rate=None).stages_3.blocks[
+        -1
+    ].drop_path.drop_prob == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize("name,channels", [("resnet18", [64, 128, 256, 512]),
-                                           ("test_efficientnet", [24, 32, 48, 64])])
+@pytest.mark.parametrize(
+    "name,channels", [("resnet18", [64, 128, 256, 512]), ("test_efficientnet", [24, 32, 48, 64])]
+)
 def test_other_names_still_go_through_timm(name, channels):
     bb = build_backbone(name, {}, None)
     assert not isinstance(bb, MSCANFeatures)

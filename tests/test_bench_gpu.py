@@ -8,14 +8,13 @@ import json
 
 import pytest
 import torch
+from train_helpers import TINY_MODEL
 
 from srcr.bench.gpu_phases import PHASES, loss_trend
 from srcr.bench.model import bench_model, slide_windows
 from srcr.cli import main as cli_main
 from srcr.config import load_config
 from srcr.flops import model_flops
-
-from test_train import TINY_MODEL
 
 
 def test_dry_run_checks_training_ddp_evaluation_and_forward(tmp_path, capsys):

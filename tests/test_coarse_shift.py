@@ -54,16 +54,27 @@ def test_directions_are_fixed_by_the_image_and_cover_all_four():
 
 
 def _model(shift: float):
-    cfg = {"backbone": "mscan_t", "backbone_options": {"embed_dims": [16, 32, 64, 128], "depths": [1, 1, 1, 1]},
-           "fpn_dim": 16, "embed_dim": 0, "aux_head": False, "num_classes": 3, "align": "bilinear",
-           "context": "none", "coarse_shift": shift}
+    cfg = {
+        "backbone": "mscan_t",
+        "backbone_options": {"embed_dims": [16, 32, 64, 128], "depths": [1, 1, 1, 1]},
+        "fpn_dim": 16,
+        "embed_dim": 0,
+        "aux_head": False,
+        "num_classes": 3,
+        "align": "bilinear",
+        "context": "none",
+        "coarse_shift": shift,
+    }
     torch.manual_seed(0)
     return build_model(cfg).eval()
 
 
 def test_model_switch_changes_the_output_and_keeps_the_weights():
     clean, shifted = _model(0.0), _model(0.5)
-    assert all(torch.equal(a, b) for a, b in zip(clean.state_dict().values(), shifted.state_dict().values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(clean.state_dict().values(), shifted.state_dict().values())
+    )
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert not torch.allclose(clean(x), shifted(x))
@@ -72,5 +83,7 @@ def test_model_switch_changes_the_output_and_keeps_the_weights():
 
 @pytest.mark.parametrize("bad", [4.5, -0.1, "half", True])
 def test_bad_shift_is_a_clear_error(bad):
-    with pytest.raises(UserError, match=r"model.coarse_shift: expected a shift in coarse cells in \[0, 4\]"):
+    with pytest.raises(
+        UserError, match=r"model.coarse_shift: expected a shift in coarse cells in \[0, 4\]"
+    ):
         _model(bad)

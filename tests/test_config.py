@@ -7,12 +7,24 @@ from pathlib import Path
 import pytest
 import yaml
 
-from srcr.config import (apply_overrides, config_diff, defaults, dump_config, flatten, load_config,
-                         parse_yaml_value, schema)
+from srcr.config import (
+    apply_overrides,
+    config_diff,
+    defaults,
+    dump_config,
+    flatten,
+    load_config,
+    parse_yaml_value,
+    schema,
+)
 from srcr.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted(p for p in (REPO / "config").glob("*.yaml") if not yaml.safe_load(p.read_text()).get("base_config"))  # run configs, not suite configs
+CONFIGS = sorted(
+    p
+    for p in (REPO / "config").glob("*.yaml")
+    if not yaml.safe_load(p.read_text()).get("base_config")
+)  # run configs, not suite configs
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -31,10 +43,17 @@ def test_defaults_come_from_schema_and_fill_missing_keys(tmp_path):
     cfg = load_config(write(tmp_path, "model: {num_classes: 7}\n"))
     assert cfg["model"]["num_classes"] == 7
     assert cfg["model"]["align"] == "srm" and cfg["model"]["context"] == "crm"
-    assert cfg["train"]["optimizer"] == {"name": "adamw", "lr": 6.0e-5, "weight_decay": 0.01,
-                                         "betas": [0.9, 0.999], "momentum": 0.9, "head_lr_mult": 10.0,
-                                         "grouping": "srcr", "custom_keys": None,
-                                         "offset_lr_mult": 0.1}
+    assert cfg["train"]["optimizer"] == {
+        "name": "adamw",
+        "lr": 6.0e-5,
+        "weight_decay": 0.01,
+        "betas": [0.9, 0.999],
+        "momentum": 0.9,
+        "head_lr_mult": 10.0,
+        "grouping": "srcr",
+        "custom_keys": None,
+        "offset_lr_mult": 0.1,
+    }
     assert cfg["eval"]["stride"] == [768, 768]
     assert cfg["train"]["keep_checkpoints"] == 2
     # every schema leaf with a default is present in defaults(); num_classes has none (required)
@@ -86,9 +105,14 @@ def test_all_errors_reported_together_and_required_key(tmp_path):
 
 
 def test_semantic_checks(tmp_path):
-    msg = error_of(tmp_path, "model: {num_classes: 3}\neval: {mode: slide, crop_size: [64, 64], stride: [80, 32]}\n")
+    msg = error_of(
+        tmp_path,
+        "model: {num_classes: 3}\neval: {mode: slide, crop_size: [64, 64], stride: [80, 32]}\n",
+    )
     assert "eval.stride[0]" in msg
-    msg = error_of(tmp_path, "model: {num_classes: 3}\ndata: {train_pipeline: {ratio_range: [2.0, 0.5]}}\n")
+    msg = error_of(
+        tmp_path, "model: {num_classes: 3}\ndata: {train_pipeline: {ratio_range: [2.0, 0.5]}}\n"
+    )
     assert "ratio_range" in msg
 
 
@@ -110,14 +134,27 @@ def test_scientific_notation_without_dot_is_a_float(tmp_path):
 
 def test_overrides(tmp_path):
     p = write(tmp_path, "model: {num_classes: 3}\n")
-    cfg = load_config(p, ["train.iterations=12", "train.optimizer.lr=1e-3", "eval.crop_size=[64, 96]", "eval.stride=[32, 48]",
-                          "model.align=bilinear", "model.backbone_options.depths=[1, 1, 1, 1]",
-                          "model.align_options={kernel_size: 1}", "eval.scale=null", "seed=3"])
+    cfg = load_config(
+        p,
+        [
+            "train.iterations=12",
+            "train.optimizer.lr=1e-3",
+            "eval.crop_size=[64, 96]",
+            "eval.stride=[32, 48]",
+            "model.align=bilinear",
+            "model.backbone_options.depths=[1, 1, 1, 1]",
+            "model.align_options={kernel_size: 1}",
+            "eval.scale=null",
+            "seed=3",
+        ],
+    )
     assert cfg["train"]["iterations"] == 12
     assert cfg["train"]["optimizer"]["lr"] == pytest.approx(1e-3)
     assert cfg["eval"]["crop_size"] == [64, 96]
     assert cfg["model"]["align"] == "bilinear"
-    assert cfg["model"]["backbone_options"] == {"depths": [1, 1, 1, 1]}  # free-form options accept any key
+    assert cfg["model"]["backbone_options"] == {
+        "depths": [1, 1, 1, 1]
+    }  # free-form options accept any key
     assert cfg["model"]["align_options"] == {"kernel_size": 1}
     assert cfg["seed"] == 3
 
@@ -133,7 +170,9 @@ def test_override_errors(tmp_path):
     with pytest.raises(UserError, match="KEY.PATH=VALUE"):
         load_config(p, ["train.iterations"])
     # an override is validated like the file: bad enum value names the key and the allowed values
-    with pytest.raises(UserError, match=r"model\.align: 'sfm' is not allowed; expected one of: bilinear"):
+    with pytest.raises(
+        UserError, match=r"model\.align: 'sfm' is not allowed; expected one of: bilinear"
+    ):
         load_config(p, ["model.align=sfm"])
     with pytest.raises(UserError, match=r"train\.iterations: expected an integer, got 'many'"):
         load_config(p, ["train.iterations=many"])
@@ -148,8 +187,15 @@ def test_apply_overrides_does_not_mutate():
 def test_diff_and_flatten_and_dump_roundtrip():
     a = load_config(None, ["model.num_classes=4"])
     b = apply_overrides(a, ["train.iterations=5", "model.backbone_options={depths: [1, 1, 1, 1]}"])
-    assert config_diff(a, b) == ["model.backbone_options", "model.backbone_options.depths", "train.iterations"]
-    assert config_diff(a, b, ignore=["train"]) == ["model.backbone_options", "model.backbone_options.depths"]
+    assert config_diff(a, b) == [
+        "model.backbone_options",
+        "model.backbone_options.depths",
+        "train.iterations",
+    ]
+    assert config_diff(a, b, ignore=["train"]) == [
+        "model.backbone_options",
+        "model.backbone_options.depths",
+    ]
     assert config_diff(a, a) == []
     assert flatten({"a": {"b": 1, "c": {}}}) == {"a.b": 1, "a.c": {}}
     assert yaml.safe_load(dump_config(b)) == b
@@ -159,7 +205,9 @@ def test_diff_and_flatten_and_dump_roundtrip():
 def test_shipped_configs_validate(path, tmp_path):
     over = []
     if (yaml.safe_load(path.read_text()).get("data") or {}).get("dataset") == "folder":
-        from dataset_fixtures import make_folder  # its class count comes from the data's classes.yaml
+        from dataset_fixtures import (
+            make_folder,
+        )  # its class count comes from the data's classes.yaml
 
         over = [f"data.root={make_folder(tmp_path / 'data', n_per_split=1)}"]
     cfg = load_config(path, over)

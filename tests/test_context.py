@@ -10,8 +10,12 @@ import pytest
 import torch
 
 from srcr.errors import UserError
-from srcr.models.context.attention import (ChannelAttention, CrissCrossAttention, DisentangledNonLocal,
-                                           PositionAttention)
+from srcr.models.context.attention import (
+    ChannelAttention,
+    CrissCrossAttention,
+    DisentangledNonLocal,
+    PositionAttention,
+)
 from srcr.models.context.ccam_dran import CompactChannelAttention
 from srcr.models.decoder import build_context
 from srcr.models.registry import CONTEXT_MODULES
@@ -30,10 +34,14 @@ def stage_sizes(h: int, w: int) -> list[tuple[int, int]]:
     return sizes[1:]
 
 
-def make_feats(batch: int = 2, image=(97, 181), channels=IN_CHANNELS, seed: int = 0, dtype=torch.float32):
+def make_feats(
+    batch: int = 2, image=(97, 181), channels=IN_CHANNELS, seed: int = 0, dtype=torch.float32
+):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(batch, c, h, w, generator=g, dtype=dtype)
-            for c, (h, w) in zip(channels, stage_sizes(*image))]
+    return [
+        torch.randn(batch, c, h, w, generator=g, dtype=dtype)
+        for c, (h, w) in zip(channels, stage_sizes(*image))
+    ]
 
 
 def build(name: str, **options):
@@ -47,6 +55,7 @@ def test_registry_names_and_stage_sizes():
 
 
 # ---------------------------------------------------------------------------------------- shapes
+
 
 @pytest.mark.parametrize("name", NAMES)
 def test_output_shape_at_odd_sizes(name):
@@ -97,7 +106,11 @@ def test_dappm_structure():
     m = build("dappm", branch_channels=8)
     # identity, three strided average pools and the global pool, each followed by norm-ReLU-conv
     pools = [s[0] for s in m.scales]
-    assert [(p.kernel_size, p.stride, p.padding) for p in pools[:3]] == [(5, 2, 2), (9, 4, 4), (17, 8, 8)]
+    assert [(p.kernel_size, p.stride, p.padding) for p in pools[:3]] == [
+        (5, 2, 2),
+        (9, 4, 4),
+        (17, 8, 8),
+    ]
     assert isinstance(pools[3], torch.nn.AdaptiveAvgPool2d)
     assert isinstance(m.scales[3][1], torch.nn.GroupNorm)
     assert m.compression[2].in_channels == 5 * 8 and m.compression[2].out_channels == OUT
@@ -122,6 +135,7 @@ def test_autocast_bf16_runs_with_fp32_attention():
 
 # ---------------------------------------------------------------------- attention: references
 
+
 def _double(m, gamma=None):
     m = m.double().eval()
     if gamma is not None:
@@ -137,7 +151,7 @@ def test_criss_cross_equals_dense_masked_attention():
         x = torch.randn(2, 16, h, w, dtype=torch.float64)
         with torch.no_grad():
             q, k, v = m.query(x).flatten(2), m.key(x).flatten(2), m.value(x).flatten(2)
-            energy = q.transpose(1, 2) @ k                                   # B, N, N: every pair
+            energy = q.transpose(1, 2) @ k  # B, N, N: every pair
             rows = torch.arange(h).repeat_interleave(w)
             cols = torch.arange(w).repeat(h)
             same_line = (rows[:, None] == rows[None, :]) | (cols[:, None] == cols[None, :])
@@ -145,8 +159,10 @@ def test_criss_cross_equals_dense_masked_attention():
             ref = x + 0.7 * (v @ att.transpose(1, 2)).reshape(x.shape)
             torch.testing.assert_close(m(x), ref, rtol=1e-10, atol=1e-10)
             a_col, a_row = m.attention(x)
-            torch.testing.assert_close(a_col.sum(-1) + a_row.sum(-1), torch.ones(2, h, w, dtype=x.dtype))
-            assert (a_col.diagonal(dim1=1, dim2=3) == 0).all()              # self excluded from the column
+            torch.testing.assert_close(
+                a_col.sum(-1) + a_row.sum(-1), torch.ones(2, h, w, dtype=x.dtype)
+            )
+            assert (a_col.diagonal(dim1=1, dim2=3) == 0).all()  # self excluded from the column
 
 
 def _dense_criss_cross(m, x):
@@ -178,7 +194,9 @@ def test_ccam_matches_hand_written_rcca(act):
     def unit_ref(unit, x):
         conv, bn = unit[0], unit[1]
         z = torch.nn.functional.conv2d(x, conv.weight, padding=1)
-        z = torch.nn.functional.batch_norm(z, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        z = torch.nn.functional.batch_norm(
+            z, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps
+        )
         return torch.where(z >= 0, z, slope * z)
 
     x = feats[-1]
@@ -196,7 +214,7 @@ def test_channel_attention_matches_formula():
     x = 0.1 * torch.randn(2, 6, 3, 5, dtype=torch.float64)
     X = x.flatten(2)
     E = torch.einsum("bcn,bdn->bcd", X, X)
-    A = torch.exp(-E) / torch.exp(-E).sum(-1, keepdim=True)               # softmax(rowmax(E) - E)
+    A = torch.exp(-E) / torch.exp(-E).sum(-1, keepdim=True)  # softmax(rowmax(E) - E)
     ref = x + 0.3 * torch.einsum("bcd,bdn->bcn", A, X).reshape(x.shape)
     with torch.no_grad():
         torch.testing.assert_close(m(x), ref, rtol=1e-10, atol=1e-10)
@@ -225,7 +243,7 @@ def test_position_attention_matches_formula_without_scaling():
     with torch.no_grad():
         q, k, v = m.query(x).flatten(2), m.key(x).flatten(2), m.value(x).flatten(2)
         assert q.shape[1] == 2
-        A = torch.einsum("bci,bcj->bij", q, k).softmax(-1)                  # no 1/sqrt(d)
+        A = torch.einsum("bci,bcj->bij", q, k).softmax(-1)  # no 1/sqrt(d)
         ref = x + 0.4 * torch.einsum("bij,bcj->bci", A, v).reshape(x.shape)
         torch.testing.assert_close(m(x), ref, rtol=1e-10, atol=1e-10)
 
@@ -246,7 +264,7 @@ def test_dnl_matches_formula():
         k = k - k.mean(-1, keepdim=True)
         A = (torch.einsum("bci,bcj->bij", q, k) / math.sqrt(8) / 0.05).softmax(-1)
         pair = torch.einsum("bij,bcj->bci", A, v)
-        u = m.unary(x).flatten(2).softmax(-1)                               # B, 1, N
+        u = m.unary(x).flatten(2).softmax(-1)  # B, 1, N
         unary = (v * u).sum(-1, keepdim=True)
         ref = x + m.out((pair + unary).reshape(2, 8, 3, 5))
         torch.testing.assert_close(m(x), ref, rtol=1e-10, atol=1e-10)
@@ -259,7 +277,9 @@ def test_dnl_whitening_ignores_per_channel_offsets():
     with torch.no_grad():
         q, k = m.query(x), m.key(x)
         base = m.pairwise_attention(q, k)
-        shifted = m.pairwise_attention(q + 5 * torch.randn(1, 8, 1, 1), k - 3 * torch.randn(1, 8, 1, 1))
+        shifted = m.pairwise_attention(
+            q + 5 * torch.randn(1, 8, 1, 1), k - 3 * torch.randn(1, 8, 1, 1)
+        )
         torch.testing.assert_close(shifted, base, rtol=1e-4, atol=1e-5)
         # the whole block too: shifting the query/key conv biases changes nothing
         out = m(x)
@@ -270,14 +290,21 @@ def test_dnl_whitening_ignores_per_channel_offsets():
         assert not torch.allclose(m.pairwise_attention(q + torch.randn_like(q), k), base, atol=1e-3)
 
 
-@pytest.mark.parametrize("make, arm", [
-    (lambda: PositionAttention(16), lambda m: m.gamma.data.fill_(1.0)),
-    (lambda: ChannelAttention(), lambda m: m.gamma.data.fill_(1.0)),
-    (lambda: CrissCrossAttention(16), lambda m: m.gamma.data.fill_(1.0)),
-    (lambda: CompactChannelAttention(32, compact=8), lambda m: m.gamma.data.fill_(1.0)),
-    (lambda: DisentangledNonLocal(16), lambda m: m.out[1].weight.data.fill_(1.0)),
-    (lambda: DisentangledNonLocal(16, norm="none"), lambda m: torch.nn.init.normal_(m.out[0].weight)),
-], ids=["position", "channel", "criss_cross", "compact_channel", "dnl", "dnl_no_norm"])
+@pytest.mark.parametrize(
+    "make, arm",
+    [
+        (lambda: PositionAttention(16), lambda m: m.gamma.data.fill_(1.0)),
+        (lambda: ChannelAttention(), lambda m: m.gamma.data.fill_(1.0)),
+        (lambda: CrissCrossAttention(16), lambda m: m.gamma.data.fill_(1.0)),
+        (lambda: CompactChannelAttention(32, compact=8), lambda m: m.gamma.data.fill_(1.0)),
+        (lambda: DisentangledNonLocal(16), lambda m: m.out[1].weight.data.fill_(1.0)),
+        (
+            lambda: DisentangledNonLocal(16, norm="none"),
+            lambda m: torch.nn.init.normal_(m.out[0].weight),
+        ),
+    ],
+    ids=["position", "channel", "criss_cross", "compact_channel", "dnl", "dnl_no_norm"],
+)
 def test_attention_is_identity_at_init(make, arm):
     torch.manual_seed(0)
     m = make()
@@ -293,6 +320,7 @@ def test_attention_is_identity_at_init(make, arm):
 
 
 # --------------------------------------------------------------------------------------------- CRM
+
 
 @pytest.mark.parametrize("order", ["channel_spatial", "spatial_channel", "parallel"])
 @pytest.mark.parametrize("stages", ["all", "last"])
@@ -329,29 +357,39 @@ def test_crm_stage_usage():
     last = build("crm", stages="last").eval()
     full = build("crm", stages="all").eval()
     with torch.no_grad():
-        torch.testing.assert_close(last(changed), last(feats))                # C2-C4 not read
+        torch.testing.assert_close(last(changed), last(feats))  # C2-C4 not read
         assert not torch.allclose(full(changed), full(feats))
         # the aggregate: each stage average-pooled to C5's exact size, then C5
         agg = full.aggregate(feats)
         assert agg.shape == (2, sum(IN_CHANNELS), 4, 6)
-        torch.testing.assert_close(agg[:, -IN_CHANNELS[-1]:], feats[-1])
-        torch.testing.assert_close(agg[:, :16].mean((2, 3)), feats[0].mean((2, 3)), rtol=0.2, atol=0.05)
+        torch.testing.assert_close(agg[:, -IN_CHANNELS[-1] :], feats[-1])
+        torch.testing.assert_close(
+            agg[:, :16].mean((2, 3)), feats[0].mean((2, 3)), rtol=0.2, atol=0.05
+        )
 
 
 # ---------------------------------------------------------------------------------------- options
 
-@pytest.mark.parametrize("name, options, fragment", [
-    ("crm", {"order": "sideways"}, "model.context_options.order"),
-    ("crm", {"stages": "first"}, "model.context_options.stages"),
-    ("crm", {"temperature": 0}, "model.context_options.temperature"),
-    ("ppm", {"pool_norm": "batch"}, "model.context_options.pool_norm"),
-    ("ppm", {"bins": []}, "model.context_options.bins"),
-    ("dappm", {"branch_channels": 0}, "model.context_options.branch_channels"),
-    ("dam", {"reduction": 1000}, "model.context_options.reduction"),
-    ("ccam", {"recurrence": 0}, "model.context_options.recurrence"),
-    ("ccam_dran", {"compact": 1000}, "model.context_options.compact"),
-    ("none", {"bins": [1]}, "model.context_options: none does not accept ['bins']; allowed: norm"),
-])
+
+@pytest.mark.parametrize(
+    "name, options, fragment",
+    [
+        ("crm", {"order": "sideways"}, "model.context_options.order"),
+        ("crm", {"stages": "first"}, "model.context_options.stages"),
+        ("crm", {"temperature": 0}, "model.context_options.temperature"),
+        ("ppm", {"pool_norm": "batch"}, "model.context_options.pool_norm"),
+        ("ppm", {"bins": []}, "model.context_options.bins"),
+        ("dappm", {"branch_channels": 0}, "model.context_options.branch_channels"),
+        ("dam", {"reduction": 1000}, "model.context_options.reduction"),
+        ("ccam", {"recurrence": 0}, "model.context_options.recurrence"),
+        ("ccam_dran", {"compact": 1000}, "model.context_options.compact"),
+        (
+            "none",
+            {"bins": [1]},
+            "model.context_options: none does not accept ['bins']; allowed: norm",
+        ),
+    ],
+)
 def test_bad_options_raise_user_error(name, options, fragment):
     with pytest.raises(UserError, match=re.escape(fragment)):
         build_context(name, IN_CHANNELS, OUT, options)
@@ -366,25 +404,36 @@ def test_bad_in_channels_raise_user_error():
 
 # ------------------------------------------------------------------------------------------ FLOPs
 
+
 def test_fvcore_counts_attention_products_exactly():
     fvcore = pytest.importorskip("fvcore.nn")
     b, c, h, w = 1, 16, 5, 7
     x = torch.randn(b, c, h, w)
     cca = CrissCrossAttention(c).eval()
     ci = c // 8
-    counts = fvcore.FlopCountAnalysis(cca, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    counts = (
+        fvcore.FlopCountAnalysis(cca, x)
+        .unsupported_ops_warnings(False)
+        .uncalled_modules_warnings(False)
+    )
     expected = b * w * h * h * ci + b * h * w * w * ci + b * w * c * h * h + b * h * c * w * w
     assert counts.by_operator()["matmul"] == expected
     dnl = DisentangledNonLocal(c).eval()
     ci, n = c // 2, h * w
-    counts = fvcore.FlopCountAnalysis(dnl, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    counts = (
+        fvcore.FlopCountAnalysis(dnl, x)
+        .unsupported_ops_warnings(False)
+        .uncalled_modules_warnings(False)
+    )
     assert counts.by_operator()["matmul"] == b * n * n * ci * 2 + b * ci * n
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_operator_is_counted_or_deliberately_ignored(name):
     flops = pytest.importorskip("srcr.flops")
-    result = flops.count_flops(build(name), inputs=(make_feats(batch=1),))   # raises on an uncounted op
+    result = flops.count_flops(
+        build(name), inputs=(make_feats(batch=1),)
+    )  # raises on an uncounted op
     assert result["flops"] > 0
     if name in ("dam", "ccam", "ccam_dran", "crm"):
         assert result["by_operator"]["matmul"] > 0

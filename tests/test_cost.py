@@ -8,11 +8,10 @@ import json
 import pytest
 import torch
 import yaml
+from suite_helpers import REPO, suite
 
 from srcr.cli import main
 from srcr.suite.cost import _train_forward
-
-from test_suite import REPO, suite
 
 
 @pytest.fixture

@@ -9,8 +9,15 @@ from srcr.losses.cross_entropy import _per_pixel
 from srcr.models.layers import interp_matrix, resize
 
 
-@pytest.mark.parametrize("shape,size", [((2, 3, 32, 32), (128, 128)), ((1, 4, 33, 17), (129, 65)),
-                                        ((2, 2, 1, 5), (64, 80)), ((1, 2, 16, 64), (128, 256))])
+@pytest.mark.parametrize(
+    "shape,size",
+    [
+        ((2, 3, 32, 32), (128, 128)),
+        ((1, 4, 33, 17), (129, 65)),
+        ((2, 2, 1, 5), (64, 80)),
+        ((1, 2, 16, 64), (128, 256)),
+    ],
+)
 def test_resize_matmul_backward_equals_interpolate(shape, size):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
@@ -27,7 +34,9 @@ def test_resize_matmul_backward_equals_interpolate(shape, size):
 def test_resize_float32_and_interp_matrix():
     x = torch.randn(4, 10, 32, 32, requires_grad=True)
     grad = torch.randn(4, 10, 128, 128)
-    (ref,) = torch.autograd.grad(F.interpolate(x, size=(128, 128), mode="bilinear", align_corners=True), x, grad)
+    (ref,) = torch.autograd.grad(
+        F.interpolate(x, size=(128, 128), mode="bilinear", align_corners=True), x, grad
+    )
     (new,) = torch.autograd.grad(resize(x, (128, 128)), x, grad)
     assert (new - ref).abs().max() <= 1e-5 * ref.abs().max()
     m = interp_matrix(5, 9, torch.float64)

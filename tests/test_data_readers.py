@@ -9,16 +9,49 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from dataset_fixtures import (
+    make_ade20k,
+    make_bdd100k,
+    make_cityscapes,
+    make_synthetic,
+    truncate_file,
+)
 from PIL import Image
 
-from dataset_fixtures import make_ade20k, make_bdd100k, make_cityscapes, make_synthetic, truncate_file
 from srcr.data import DATASETS, build_dataset
 from srcr.data.transforms import Compose, RandomFlip
 from srcr.errors import UserError
 
 # Official cityscapesscripts labels.py, written out independently of the reader: trainId of ids 0..33.
-CITYSCAPES_TRAINID_OF_ID = [255] * 7 + [0, 1, 255, 255, 2, 3, 4, 255, 255, 255, 5, 255, 6, 7, 8, 9, 10, 11,
-                                       12, 13, 14, 15, 255, 255, 16, 17, 18]
+CITYSCAPES_TRAINID_OF_ID = [255] * 7 + [
+    0,
+    1,
+    255,
+    255,
+    2,
+    3,
+    4,
+    255,
+    255,
+    255,
+    5,
+    255,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    12,
+    13,
+    14,
+    15,
+    255,
+    255,
+    16,
+    17,
+    18,
+]
 
 
 def _save(arr, path):
@@ -37,6 +70,7 @@ def _grid_label(values, size):
 
 
 # --- registry -------------------------------------------------------------------------------------
+
 
 def test_registry_and_metadata():
     assert set(DATASETS) == {"cityscapes", "bdd100k", "ade20k", "synthetic", "folder"}
@@ -60,8 +94,16 @@ def test_unknown_dataset_and_split(tmp_path):
 
 # --- item contract --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name,maker", [("cityscapes", make_cityscapes), ("bdd100k", make_bdd100k),
-                                        ("ade20k", make_ade20k), ("synthetic", make_synthetic)])
+
+@pytest.mark.parametrize(
+    "name,maker",
+    [
+        ("cityscapes", make_cityscapes),
+        ("bdd100k", make_bdd100k),
+        ("ade20k", make_ade20k),
+        ("synthetic", make_synthetic),
+    ],
+)
 def test_items_all_datasets(tmp_path, name, maker):
     root = maker(tmp_path / name, n_per_split=2)
     for split in ("train", "val"):
@@ -73,7 +115,9 @@ def test_items_all_datasets(tmp_path, name, maker):
         ref = np.asarray(Image.open(img_path).convert("RGB"))
         assert item["image"].dtype == torch.float32 and item["image"].shape == (3, *ref.shape[:2])
         # no transforms: the raw 0..255 pixel values
-        assert torch.equal(item["image"], torch.from_numpy(ref.transpose(2, 0, 1).astype(np.float32)))
+        assert torch.equal(
+            item["image"], torch.from_numpy(ref.transpose(2, 0, 1).astype(np.float32))
+        )
         lab = item["label"]
         assert lab.dtype == torch.int64 and lab.shape == ref.shape[:2]
         vals = set(lab.unique().tolist())
@@ -92,7 +136,7 @@ def test_item_seeds_are_deterministic(tmp_path):
         return image, label
 
     ds = build_dataset("bdd100k", root, "train", transforms=Compose([spy, RandomFlip(0.5)]))
-    a, b, c = ds[(0, 123)], ds[(0, 123)], ds[(0, 124)]
+    a, b, _ = ds[(0, 123)], ds[(0, 123)], ds[(0, 124)]
     assert seen[0] == seen[1] == np.random.default_rng(123).random() != seen[2]
     assert torch.equal(a["image"], b["image"])
     ds[0], ds[0], ds[1]
@@ -104,6 +148,7 @@ def test_item_seeds_are_deterministic(tmp_path):
 
 # --- label mappings -------------------------------------------------------------------------------
 
+
 def test_cityscapes_labelids_every_id(tmp_path):
     root = make_cityscapes(tmp_path / "cs", n_per_split=1, size=(16, 35))
     ds = build_dataset("cityscapes", root, "train")
@@ -112,7 +157,9 @@ def test_cityscapes_labelids_every_id(tmp_path):
     raw = _grid_label(list(range(34)) + [255], (16, 35))  # 255 = license plate (-1) in an 8-bit PNG
     _save(raw, lbl_path)
     lab = build_dataset("cityscapes", root, "train")[0]["label"].numpy()
-    expected = np.array(CITYSCAPES_TRAINID_OF_ID + [255])[np.resize(np.arange(35), 16 * 35).reshape(16, 35)]
+    expected = np.array(CITYSCAPES_TRAINID_OF_ID + [255])[
+        np.resize(np.arange(35), 16 * 35).reshape(16, 35)
+    ]
     np.testing.assert_array_equal(lab, expected)
     for i in range(34):  # each id on its own
         assert np.all(lab[raw == i] == CITYSCAPES_TRAINID_OF_ID[i])
@@ -132,7 +179,9 @@ def test_cityscapes_prefers_labeltrainids(tmp_path):
     ds2 = build_dataset("cityscapes", root, "train")
     assert ds2.pairs[1][1].name.endswith("_gtFine_labelIds.png")
     raw = np.asarray(Image.open(ds2.pairs[1][1]))
-    np.testing.assert_array_equal(ds2[1]["label"].numpy(), np.array(CITYSCAPES_TRAINID_OF_ID + [255] * 222)[raw])
+    np.testing.assert_array_equal(
+        ds2[1]["label"].numpy(), np.array(CITYSCAPES_TRAINID_OF_ID + [255] * 222)[raw]
+    )
 
 
 def test_cityscapes_trainids_out_of_range(tmp_path):
@@ -141,7 +190,9 @@ def test_cityscapes_trainids_out_of_range(tmp_path):
     _save(np.full((8, 8), 19, np.uint8), ds.pairs[0][1])
     with pytest.raises(UserError) as e:
         ds[0]
-    assert str(ds.pairs[0][1]) in str(e.value) and "[19]" in str(e.value) and "0..18" in str(e.value)
+    assert (
+        str(ds.pairs[0][1]) in str(e.value) and "[19]" in str(e.value) and "0..18" in str(e.value)
+    )
 
 
 def test_cityscapes_unknown_id(tmp_path):
@@ -219,6 +270,7 @@ def test_synthetic_meta(tmp_path):
 
 # --- validation errors ----------------------------------------------------------------------------
 
+
 def test_missing_root(tmp_path):
     for name in DATASETS:
         with pytest.raises(UserError) as e:
@@ -251,7 +303,9 @@ def test_unpaired_files_listed(tmp_path):
     msg = str(e.value)
     assert "1 image(s)" in msg and "aachen/aachen_000099_000019_leftImg8bit.png" in msg
     assert "1 label(s)" in msg and "bochum/bochum_000042_000019_gtFine_labelIds.png" in msg
-    ds = DATASETS["cityscapes"](root, "train", strict=False)  # check-data mode: collected, not raised
+    ds = DATASETS["cityscapes"](
+        root, "train", strict=False
+    )  # check-data mode: collected, not raised
     assert len(ds) == 2 and sorted(p.kind for p in ds.problems) == ["unpaired", "unpaired"]
 
 

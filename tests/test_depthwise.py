@@ -42,7 +42,7 @@ def test_attention_module_float32_close_to_reference():
         m = AttentionModule(dim)
         x = torch.randn(4, dim, size, size).contiguous(memory_format=torch.channels_last)
 
-        def ref_forward(x):
+        def ref_forward(x, m=m):
             attn = m.conv0(x)
             a = [m.conv0_2(m.conv0_1(attn)), m.conv1_2(m.conv1_1(attn)), m.conv2_2(m.conv2_1(attn))]
             return m.conv3(attn + a[0] + a[1] + a[2]) * x

@@ -33,7 +33,9 @@ def test_convert_sync_batchnorm_keeps_parameters_and_is_plain_bn_without_a_group
     y_ref = net(x)
     conv = convert_sync_batchnorm(net, torch.device("cpu"))
     assert isinstance(conv[1], CPUSyncBatchNorm) and isinstance(conv[2][0], CPUSyncBatchNorm)
-    assert all(a is b for a, b in zip(ref, conv.parameters()))  # the optimiser sees the same tensors
+    assert all(
+        a is b for a, b in zip(ref, conv.parameters())
+    )  # the optimiser sees the same tensors
     # outside a process group it is exactly BatchNorm (running stats included)
     torch.manual_seed(0)
     net2 = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Sequential(nn.BatchNorm2d(4)))
@@ -43,19 +45,30 @@ def test_convert_sync_batchnorm_keeps_parameters_and_is_plain_bn_without_a_group
 
 
 def test_two_gloo_processes_match_one_process(syn_root, tmp_path):
-    cfg = load_config(None, [
-        "model.backbone=mscan_t",
-        "model.backbone_options={embed_dims: [8, 16, 16, 16], depths: [1, 1, 1, 1], drop_path_rate: 0.0}",
-        "model.fpn_dim=8", "model.embed_dim=8", "model.num_classes=10", "model.dropout=0.0",
-        f"data.root={syn_root}", "data.num_workers=0",
-        "data.synthetic={n_train: 8, n_val: 4, size: [32, 64], seed: 0}",
-        # no padded crops: each rank's cross-entropy is a mean over nearly the same number of pixels
-        "data.train_pipeline={scale: [32, 64], ratio_range: [1.0, 1.25], crop_size: [32, 32]}",
-        "train.iterations=4", "train.batch_size=4", "train.optimizer={name: sgd, lr: 0.01, momentum: 0.9}",
-        "train.schedule.warmup_iters=1", "train.checkpoint_interval=2", "train.log_interval=1",
-        # per-rank random sampling of the contrastive loss cannot equal the single-process one
-        "train.loss.contrastive.weight=0.0",
-    ])
+    cfg = load_config(
+        None,
+        [
+            "model.backbone=mscan_t",
+            "model.backbone_options={embed_dims: [8, 16, 16, 16], depths: [1, 1, 1, 1], drop_path_rate: 0.0}",
+            "model.fpn_dim=8",
+            "model.embed_dim=8",
+            "model.num_classes=10",
+            "model.dropout=0.0",
+            f"data.root={syn_root}",
+            "data.num_workers=0",
+            "data.synthetic={n_train: 8, n_val: 4, size: [32, 64], seed: 0}",
+            # no padded crops: each rank's cross-entropy is a mean over nearly the same number of pixels
+            "data.train_pipeline={scale: [32, 64], ratio_range: [1.0, 1.25], crop_size: [32, 32]}",
+            "train.iterations=4",
+            "train.batch_size=4",
+            "train.optimizer={name: sgd, lr: 0.01, momentum: 0.9}",
+            "train.schedule.warmup_iters=1",
+            "train.checkpoint_interval=2",
+            "train.log_interval=1",
+            # per-rank random sampling of the contrastive loss cannot equal the single-process one
+            "train.loss.contrastive.weight=0.0",
+        ],
+    )
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -66,13 +79,32 @@ def test_two_gloo_processes_match_one_process(syn_root, tmp_path):
     cfg_path = tmp_path / "cfg.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
-           "-m", "srcr.cli", "train", "--config", str(cfg_path), "--out", str(tmp_path / "ddp"),
-           "--threads", "1", "--device", "cpu", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes=1",
+        "--nproc_per_node=2",
+        "-m",
+        "srcr.cli",
+        "train",
+        "--config",
+        str(cfg_path),
+        "--out",
+        str(tmp_path / "ddp"),
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
 
-    single = torch.load(tmp_path / "single" / "checkpoints" / "final.pth", weights_only=True)["model"]
+    single = torch.load(tmp_path / "single" / "checkpoints" / "final.pth", weights_only=True)[
+        "model"
+    ]
     ddp = torch.load(tmp_path / "ddp" / "checkpoints" / "final.pth", weights_only=True)["model"]
     assert single.keys() == ddp.keys()  # SyncBN keeps BatchNorm's state-dict keys
     from srcr.models.segmentor import build_model
@@ -95,7 +127,10 @@ def test_two_gloo_processes_match_one_process(syn_root, tmp_path):
         if k.endswith("num_batches_tracked"):
             assert int(ddp[k]) == 4
     # rank 0 alone writes the log: one line per iteration, losses close to the single process's
-    log_s, log_d = read_log(tmp_path / "single" / "log.jsonl"), read_log(tmp_path / "ddp" / "log.jsonl")
+    log_s, log_d = (
+        read_log(tmp_path / "single" / "log.jsonl"),
+        read_log(tmp_path / "ddp" / "log.jsonl"),
+    )
     assert [r["iteration"] for r in log_d] == [1, 2, 3, 4]
     for a, b in zip(log_s, log_d):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-3)

@@ -18,8 +18,11 @@ PLACEHOLDER = re.compile(r"[{}*]|\.\.\.|(?:^|[/_])[A-Z]{2,}(?=[./_]|$)")
 
 
 def _links(text: str) -> list[str]:
-    return [t.split("#")[0] for t in LINK.findall(text)
-            if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
+    return [
+        t.split("#")[0]
+        for t in LINK.findall(text)
+        if not re.match(r"[a-z]+:", t) and not t.startswith("#")
+    ]
 
 
 def _paths(text: str) -> list[str]:

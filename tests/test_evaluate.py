@@ -12,18 +12,23 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from eval_helpers import save_ckpt, tiny_cfg
 from PIL import Image
+from train_helpers import TINY_MODEL
 
 from srcr.config import load_config
-from srcr.engine.inference import keep_ratio_size, pass_sizes, predict_probs, slide_logits, whole_logits
+from srcr.engine.inference import (
+    keep_ratio_size,
+    pass_sizes,
+    predict_probs,
+    slide_logits,
+    whole_logits,
+)
 from srcr.errors import UserError
 from srcr.evaluate import evaluate, resolve_checkpoint
 from srcr.metrics import SegEvaluator, load_per_image
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_MODEL = ["model.backbone=mscan_t",
-              "model.backbone_options={embed_dims: [8, 16, 16, 16], depths: [1, 1, 1, 1], drop_path_rate: 0.0}",
-              "model.fpn_dim=8", "model.embed_dim=8"]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -54,13 +59,17 @@ def test_slide_equals_whole_for_pointwise_model_and_when_crop_covers_image():
     whole = whole_logits(pointwise, img)
     slide = slide_logits(pointwise, img, 4, crop_size=(10, 16), stride=(7, 9))
     assert torch.allclose(whole, slide, atol=1e-6)
-    context = nn.Sequential(nn.Conv2d(3, 4, 5, padding=2), nn.AdaptiveAvgPool2d(1))  # depends on the whole crop
+    context = nn.Sequential(
+        nn.Conv2d(3, 4, 5, padding=2), nn.AdaptiveAvgPool2d(1)
+    )  # depends on the whole crop
 
     def model(x):
         return context(x).expand(-1, -1, *x.shape[-2:]) + pointwise(x)
 
     assert torch.equal(whole_logits(model, img), slide_logits(model, img, 4, (23, 40), (16, 16)))
-    assert not torch.allclose(whole_logits(model, img), slide_logits(model, img, 4, (10, 16), (7, 9)))
+    assert not torch.allclose(
+        whole_logits(model, img), slide_logits(model, img, 4, (10, 16), (7, 9))
+    )
 
 
 def test_flip_and_multiscale_average_probabilities():
@@ -106,24 +115,33 @@ def test_each_test_scale_resizes_the_original_image_once_as_mmseg_0x():
     assert torch.equal(seen[1][1], once)
     seen.clear()
     predict_probs(net, img, (375, 500), 2, scale=(512, 2048), size_divisor=32)
-    twice = F.interpolate(F.interpolate(img, size=(512, 683), mode="bilinear", align_corners=False),
-                          size=(512, 704), mode="bilinear", align_corners=False)
+    twice = F.interpolate(
+        F.interpolate(img, size=(512, 683), mode="bilinear", align_corners=False),
+        size=(512, 704),
+        mode="bilinear",
+        align_corners=False,
+    )
     assert seen[0][0] == (512, 704) and torch.equal(seen[0][1], twice)
 
 
 def test_eval_presets():
     cfg = load_config(REPO / "config" / "cityscapes_mscan_s.yaml", ["eval.preset=ms_flip"])
-    assert cfg["eval"]["scales"] == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75] and cfg["eval"]["flip"] is True
+    assert (
+        cfg["eval"]["scales"] == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75] and cfg["eval"]["flip"] is True
+    )
     cfg = load_config(REPO / "config" / "cityscapes_mscan_s.yaml", ["eval.preset=ss"])
     assert cfg["eval"]["scales"] == [1.0] and cfg["eval"]["flip"] is False
     with pytest.raises(UserError, match=r"eval\.preset ms_flip sets eval\.scales.*\[1\.0, 2\.0\]"):
-        load_config(REPO / "config" / "cityscapes_mscan_s.yaml", ["eval.preset=ms_flip", "eval.scales=[1.0, 2.0]"])
+        load_config(
+            REPO / "config" / "cityscapes_mscan_s.yaml",
+            ["eval.preset=ms_flip", "eval.scales=[1.0, 2.0]"],
+        )
     with pytest.raises(UserError, match=r"eval\.preset"):
         load_config(REPO / "config" / "cityscapes_mscan_s.yaml", ["eval.preset=tta"])
 
 
 def test_keep_ratio_size_matches_mmseg():
-    assert keep_ratio_size(384, 512, (512, 2048)) == (512, 683)   # ADE20K: short side to 512
+    assert keep_ratio_size(384, 512, (512, 2048)) == (512, 683)  # ADE20K: short side to 512
     assert keep_ratio_size(256, 2000, (512, 2048)) == (262, 2048)  # long side capped at 2048
     assert keep_ratio_size(1024, 2048, (2048, 1024)) == (1024, 2048)
 
@@ -141,33 +159,23 @@ def syn_root(tmp_path_factory):
     return root
 
 
-def tiny_cfg(root, *more):
-    return load_config(None, TINY_MODEL + [
-        "model.num_classes=10", f"data.root={root}",
-        "data.synthetic={n_train: 4, n_val: 4, size: [32, 64], seed: 0}",
-        "eval.mode=whole", "eval.num_vis=2", "eval.offset_images=3", *more])
-
-
-def save_ckpt(cfg, path: Path, iteration=7, seed=0) -> Path:
-    from srcr.models.segmentor import build_model
-
-    torch.manual_seed(seed)
-    model = build_model(cfg["model"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model.state_dict(), "iteration": iteration, "config": cfg}, path)
-    return path
-
-
 def test_evaluate_writes_all_outputs_and_skips_when_complete(syn_root, tmp_path, capsys):
     cfg = tiny_cfg(syn_root)
     ckpt = save_ckpt(cfg, tmp_path / "run" / "checkpoints" / "final.pth")
     out = tmp_path / "eval"
-    rec = evaluate(cfg, tmp_path / "run", out, device="cpu", progress=False)  # a run directory resolves
+    rec = evaluate(
+        cfg, tmp_path / "run", out, device="cpu", progress=False
+    )  # a run directory resolves
     assert rec["checkpoint"]["path"] == str(ckpt.resolve()) and rec["checkpoint"]["iteration"] == 7
 
     m = json.loads((out / "metrics.json").read_text())
-    assert m["dataset"] == {"name": "synthetic", "root": str(syn_root), "split": "val", "num_images": 4,
-                            "classes": m["metrics"]["class_names"]}
+    assert m["dataset"] == {
+        "name": "synthetic",
+        "root": str(syn_root),
+        "split": "val",
+        "num_images": 4,
+        "classes": m["metrics"]["class_names"],
+    }
     assert m["config"] == json.loads(json.dumps(cfg))
     assert m["code_version"]["srcr"]
     for key in ("aAcc", "mIoU", "mAcc", "mBF@3", "mBIoU", "trimap", "left_out", "convention"):
@@ -204,12 +212,25 @@ def test_evaluate_writes_all_outputs_and_skips_when_complete(syn_root, tmp_path,
     assert (out / "metrics.json").stat().st_mtime_ns == mtime
 
     # slide windows covering the image give the same figures as whole-image inference
-    slide = evaluate(tiny_cfg(syn_root, "eval.mode=slide", "eval.crop_size=[32, 64]", "eval.stride=[16, 32]"),
-                     ckpt, tmp_path / "eval_slide", device="cpu", progress=False)
-    assert slide["metrics"]["IoU"] == m["metrics"]["IoU"] and slide["metrics"]["mBF@3"] == m["metrics"]["mBF@3"]
+    slide = evaluate(
+        tiny_cfg(syn_root, "eval.mode=slide", "eval.crop_size=[32, 64]", "eval.stride=[16, 32]"),
+        ckpt,
+        tmp_path / "eval_slide",
+        device="cpu",
+        progress=False,
+    )
+    assert (
+        slide["metrics"]["IoU"] == m["metrics"]["IoU"]
+        and slide["metrics"]["mBF@3"] == m["metrics"]["mBF@3"]
+    )
     # flip re-evaluates (another config) and still writes everything
-    flip = evaluate(tiny_cfg(syn_root, "eval.flip=true", "eval.scales=[0.75, 1.0]"), ckpt, out,
-                    device="cpu", progress=False)
+    flip = evaluate(
+        tiny_cfg(syn_root, "eval.flip=true", "eval.scales=[0.75, 1.0]"),
+        ckpt,
+        out,
+        device="cpu",
+        progress=False,
+    )
     assert flip["inference"]["flip"] is True and (out / "metrics.json").stat().st_mtime_ns != mtime
 
 
@@ -217,45 +238,76 @@ def test_evaluate_bilinear_has_no_offsets_and_mismatch_is_named(syn_root, tmp_pa
     cfg = tiny_cfg(syn_root, "model.align=bilinear", "model.context=none", "eval.num_vis=0")
     ckpt = save_ckpt(cfg, tmp_path / "b.pth")
     evaluate(cfg, ckpt, tmp_path / "eval", device="cpu", progress=False)
-    assert not (tmp_path / "eval" / "offsets.npz").exists() and not (tmp_path / "eval" / "vis").exists()
+    assert (
+        not (tmp_path / "eval" / "offsets.npz").exists()
+        and not (tmp_path / "eval" / "vis").exists()
+    )
     with pytest.raises(UserError, match=r"model\.fpn_dim"):
-        evaluate(tiny_cfg(syn_root, "model.align=bilinear", "model.context=none", "model.fpn_dim=16"), ckpt,
-                 tmp_path / "eval2", device="cpu", progress=False)
+        evaluate(
+            tiny_cfg(syn_root, "model.align=bilinear", "model.context=none", "model.fpn_dim=16"),
+            ckpt,
+            tmp_path / "eval2",
+            device="cpu",
+            progress=False,
+        )
     with pytest.raises(UserError, match="checkpoint not found"):
         resolve_checkpoint(tmp_path / "missing.pth")
     # FAM records its flow at every step
-    cfg = tiny_cfg(syn_root, "model.align=fam", "model.context=none", "eval.num_vis=0", "eval.offset_images=2")
-    evaluate(cfg, save_ckpt(cfg, tmp_path / "f.pth"), tmp_path / "eval_fam", device="cpu", progress=False)
+    cfg = tiny_cfg(
+        syn_root, "model.align=fam", "model.context=none", "eval.num_vis=0", "eval.offset_images=2"
+    )
+    evaluate(
+        cfg, save_ckpt(cfg, tmp_path / "f.pth"), tmp_path / "eval_fam", device="cpu", progress=False
+    )
     z = np.load(tmp_path / "eval_fam" / "offsets.npz")
     assert set(z.files) == {"image_ids", "s16_flow", "s8_flow", "s4_flow", "label", "pred", "image"}
     assert z["s4_flow"].shape == (2, 2, 8, 16)
 
 
 def test_offsets_npz_holds_label_prediction_and_image_of_each_offset_image(syn_root, tmp_path):
-    cfg = tiny_cfg(syn_root, "model.align=srm", "model.context=none", "eval.num_vis=0", "eval.offset_images=2")
+    cfg = tiny_cfg(
+        syn_root, "model.align=srm", "model.context=none", "eval.num_vis=0", "eval.offset_images=2"
+    )
     out = tmp_path / "eval"
     evaluate(cfg, save_ckpt(cfg, tmp_path / "s.pth"), out, device="cpu", progress=False)
     z = np.load(out / "offsets.npz")
-    assert z["label"].shape == (2, 32, 64) and z["pred"].shape == (2, 32, 64) and z["image"].shape == (2, 32, 64, 3)
+    assert (
+        z["label"].shape == (2, 32, 64)
+        and z["pred"].shape == (2, 32, 64)
+        and z["image"].shape == (2, 32, 64, 3)
+    )
     assert z["label"].dtype == np.uint8 and z["image"].dtype == np.uint8
     for i, path in enumerate(z["image_ids"]):
         stem = Path(str(path)).stem
         lab = np.asarray(Image.open(syn_root / "labels" / "val" / f"{stem}.png"))
         assert (z["label"][i] == lab).all()
-        rgb = np.asarray(Image.open(syn_root / "images" / "val" / f"{stem}.png").convert("RGB")).astype(int)
-        assert np.abs(z["image"][i].astype(int) - rgb).max() <= 1  # normalise + denormalise round trip
+        rgb = np.asarray(
+            Image.open(syn_root / "images" / "val" / f"{stem}.png").convert("RGB")
+        ).astype(int)
+        assert (
+            np.abs(z["image"][i].astype(int) - rgb).max() <= 1
+        )  # normalise + denormalise round trip
 
 
-@pytest.mark.parametrize("name,maker,extra", [
-    ("cityscapes_mscan_s.yaml", "make_cityscapes", ["eval.crop_size=[32, 48]", "eval.stride=[24, 32]"]),
-    ("ade20k_mscan_s.yaml", "make_ade20k", ["eval.scale=[48, 256]"]),
-])
+@pytest.mark.parametrize(
+    "name,maker,extra",
+    [
+        (
+            "cityscapes_mscan_s.yaml",
+            "make_cityscapes",
+            ["eval.crop_size=[32, 48]", "eval.stride=[24, 32]"],
+        ),
+        ("ade20k_mscan_s.yaml", "make_ade20k", ["eval.scale=[48, 256]"]),
+    ],
+)
 def test_paper_configs_evaluate_on_fixtures(name, maker, extra, tmp_path):
     import dataset_fixtures
 
     root = getattr(dataset_fixtures, maker)(tmp_path / "data")
-    cfg = load_config(REPO / "config" / name, TINY_MODEL + [f"data.root={root}", "eval.num_vis=1",
-                                                             "eval.offset_images=1", *extra])
+    cfg = load_config(
+        REPO / "config" / name,
+        TINY_MODEL + [f"data.root={root}", "eval.num_vis=1", "eval.offset_images=1", *extra],
+    )
     ckpt = save_ckpt(cfg, tmp_path / "c.pth")
     rec = evaluate(cfg, ckpt, tmp_path / "eval", device="cpu", progress=False)
     assert rec["dataset"]["num_images"] == 2 and rec["inference"]["mode"] == cfg["eval"]["mode"]
@@ -300,40 +352,83 @@ def _eval_dir_contents(out: Path) -> dict:
     return files
 
 
-def test_checkpoints_evaluated_in_one_pass_write_exactly_what_each_writes_alone(syn_root, tmp_path, capsys):
+def test_checkpoints_evaluated_in_one_pass_write_exactly_what_each_writes_alone(
+    syn_root, tmp_path, capsys
+):
     from srcr.cli import main
 
-    base = TINY_MODEL + ["model.num_classes=10", f"data.root={syn_root}",
-                         "data.synthetic={n_train: 4, n_val: 4, size: [32, 64], seed: 0}",
-                         "eval.mode=whole", "eval.num_vis=2", "eval.offset_images=3"]
-    own = [["model.align=srm", "model.context=crm"],
-           ["model.align=fam", "model.context=none", "eval.offset_images=1"],
-           ["model.align=bilinear", "model.context=ppm", "eval.flip=true"]]
+    base = TINY_MODEL + [
+        "model.num_classes=10",
+        f"data.root={syn_root}",
+        "data.synthetic={n_train: 4, n_val: 4, size: [32, 64], seed: 0}",
+        "eval.mode=whole",
+        "eval.num_vis=2",
+        "eval.offset_images=3",
+    ]
+    own = [
+        ["model.align=srm", "model.context=crm"],
+        ["model.align=fam", "model.context=none", "eval.offset_images=1"],
+        ["model.align=bilinear", "model.context=ppm", "eval.flip=true"],
+    ]
     cfgs = [load_config(REPO / "config" / "default.yaml", base + o) for o in own]
     ckpts = _same_backbone_ckpts(cfgs, tmp_path)
-    argv = ["evaluate", "--config", str(REPO / "config" / "default.yaml"), "--device", "cpu", "--no-progress"]
+    argv = [
+        "evaluate",
+        "--config",
+        str(REPO / "config" / "default.yaml"),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     argv += [a for o in base for a in ("--set", o)]
     for i, sets in enumerate(own):
-        argv += ["--run", str(ckpts[i]), str(tmp_path / f"group{i}")] + [a for o in sets for a in ("--set", o)]
+        argv += ["--run", str(ckpts[i]), str(tmp_path / f"group{i}")] + [
+            a for o in sets for a in ("--set", o)
+        ]
     capsys.readouterr()
     assert main(argv) == 0
     assert "3 checkpoints share one frozen backbone" in capsys.readouterr().err
     for i, cfg in enumerate(cfgs):
         evaluate(cfg, ckpts[i], tmp_path / f"alone{i}", device="cpu", progress=False)
-        group, alone = _eval_dir_contents(tmp_path / f"group{i}"), _eval_dir_contents(tmp_path / f"alone{i}")
+        group, alone = (
+            _eval_dir_contents(tmp_path / f"group{i}"),
+            _eval_dir_contents(tmp_path / f"alone{i}"),
+        )
         assert group.keys() == alone.keys() and group == alone, i
-    assert (tmp_path / "group0" / "offsets.npz").is_file() and not (tmp_path / "group2" / "offsets.npz").exists()
+    assert (tmp_path / "group0" / "offsets.npz").is_file() and not (
+        tmp_path / "group2" / "offsets.npz"
+    ).exists()
 
 
-def test_a_pass_over_different_images_is_refused_before_anything_is_written(syn_root, tmp_path, capsys):
+def test_a_pass_over_different_images_is_refused_before_anything_is_written(
+    syn_root, tmp_path, capsys
+):
     from srcr.cli import main
     from srcr.evaluate import evaluate_runs
 
     cfgs = [tiny_cfg(syn_root), tiny_cfg(syn_root, "eval.split=train")]
     ckpts = _same_backbone_ckpts(cfgs, tmp_path)
-    with pytest.raises(UserError, match=r"cannot be evaluated in one pass .* differ in eval\.split"):
-        evaluate_runs([(c, p, tmp_path / f"e{i}") for i, (c, p) in enumerate(zip(cfgs, ckpts))], device="cpu")
+    with pytest.raises(
+        UserError, match=r"cannot be evaluated in one pass .* differ in eval\.split"
+    ):
+        evaluate_runs(
+            [(c, p, tmp_path / f"e{i}") for i, (c, p) in enumerate(zip(cfgs, ckpts))], device="cpu"
+        )
     assert not (tmp_path / "e0").exists() and not (tmp_path / "e1").exists()
     capsys.readouterr()
-    assert main(["evaluate", "--config", str(REPO / "config" / "default.yaml"), "--checkpoint", str(ckpts[0])]) == 2
-    assert "give either --checkpoint and --out, or one --run CHECKPOINT OUT per run" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "evaluate",
+                "--config",
+                str(REPO / "config" / "default.yaml"),
+                "--checkpoint",
+                str(ckpts[0]),
+            ]
+        )
+        == 2
+    )
+    assert (
+        "give either --checkpoint and --out, or one --run CHECKPOINT OUT per run"
+        in capsys.readouterr().err
+    )

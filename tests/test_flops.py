@@ -12,8 +12,16 @@ import torch.nn.functional as F
 import yaml
 
 from srcr.cli import main as cli_main
-from srcr.flops import HANDLES, IGNORED_OPS, UncountedOpsError, count_flops, default_size, model_flops, parse_size
 from srcr.errors import UserError
+from srcr.flops import (
+    HANDLES,
+    IGNORED_OPS,
+    UncountedOpsError,
+    count_flops,
+    default_size,
+    model_flops,
+    parse_size,
+)
 from srcr.models import ALIGN_MODULES, CONTEXT_MODULES, build_model
 
 SLIM = {"embed_dims": [16, 32, 64, 128], "depths": [1, 1, 2, 1]}
@@ -35,12 +43,33 @@ def _flops(fn, *inputs) -> dict:
 
 def test_ignore_list_and_handles_are_disjoint():
     assert not set(IGNORED_OPS) & set(HANDLES)
-    for op in ("aten::_convolution", "aten::matmul", "aten::bmm", "aten::einsum", "aten::linear",
-               "aten::scaled_dot_product_attention", "aten::grid_sampler", "aten::grid_sampler_2d",
-               "aten::upsample_bilinear2d", "aten::batch_norm", "aten::group_norm", "aten::layer_norm"):
+    for op in (
+        "aten::_convolution",
+        "aten::matmul",
+        "aten::bmm",
+        "aten::einsum",
+        "aten::linear",
+        "aten::scaled_dot_product_attention",
+        "aten::grid_sampler",
+        "aten::grid_sampler_2d",
+        "aten::upsample_bilinear2d",
+        "aten::batch_norm",
+        "aten::group_norm",
+        "aten::layer_norm",
+    ):
         assert op in HANDLES, op
-    for op in ("aten::add", "aten::mul", "aten::relu_", "aten::gelu", "aten::softmax", "aten::avg_pool2d",
-               "aten::adaptive_avg_pool2d", "aten::mean", "aten::cat", "aten::pad"):
+    for op in (
+        "aten::add",
+        "aten::mul",
+        "aten::relu_",
+        "aten::gelu",
+        "aten::softmax",
+        "aten::avg_pool2d",
+        "aten::adaptive_avg_pool2d",
+        "aten::mean",
+        "aten::cat",
+        "aten::pad",
+    ):
         assert op in IGNORED_OPS, op
 
 
@@ -61,19 +90,32 @@ def test_matmul_counts_batch_dims_on_either_operand():
     a, b = torch.zeros(8, 16), torch.zeros(3, 16, 5)
     # fvcore's own handle counts only 8*16*5 here (batch dims on the second operand are dropped)
     assert _flops(torch.matmul, a, b)["flops"] == 3 * 8 * 16 * 5
-    assert _flops(torch.matmul, torch.zeros(3, 8, 16), torch.zeros(16, 5))["flops"] == 3 * 8 * 16 * 5
-    assert _flops(torch.matmul, torch.zeros(2, 1, 8, 16), torch.zeros(4, 16, 5))["flops"] == 2 * 4 * 8 * 16 * 5
+    assert (
+        _flops(torch.matmul, torch.zeros(3, 8, 16), torch.zeros(16, 5))["flops"] == 3 * 8 * 16 * 5
+    )
+    assert (
+        _flops(torch.matmul, torch.zeros(2, 1, 8, 16), torch.zeros(4, 16, 5))["flops"]
+        == 2 * 4 * 8 * 16 * 5
+    )
     assert _flops(torch.matmul, torch.zeros(16), torch.zeros(16, 5))["flops"] == 16 * 5
-    assert _flops(torch.bmm, torch.zeros(3, 8, 16), torch.zeros(3, 16, 5))["flops"] == 3 * 8 * 16 * 5
+    assert (
+        _flops(torch.bmm, torch.zeros(3, 8, 16), torch.zeros(3, 16, 5))["flops"] == 3 * 8 * 16 * 5
+    )
 
 
 def test_einsum_counts():
     q, k = torch.zeros(2, 8, 30), torch.zeros(2, 8, 20)
     assert _flops(lambda a, b: torch.einsum("bcn,bcm->bnm", a, b), q, k)["flops"] == 2 * 8 * 30 * 20
     # ellipsis and broadcasting
-    assert _flops(lambda a, b: torch.einsum("...cn,cm->...nm", a, b), q, torch.zeros(8, 4))["flops"] == 2 * 30 * 8 * 4
+    assert (
+        _flops(lambda a, b: torch.einsum("...cn,cm->...nm", a, b), q, torch.zeros(8, 4))["flops"]
+        == 2 * 30 * 8 * 4
+    )
     # an outer product: one multiply per output value
-    assert _flops(lambda a, b: torch.einsum("i,j->ij", a, b), torch.zeros(5), torch.zeros(7))["flops"] == 35
+    assert (
+        _flops(lambda a, b: torch.einsum("i,j->ij", a, b), torch.zeros(5), torch.zeros(7))["flops"]
+        == 35
+    )
 
 
 def test_sdpa_is_counted():
@@ -93,9 +135,15 @@ def test_grid_sample_convention(mode, macs):
 
 def test_upsample_and_norm_counts():
     x = torch.zeros(1, 4, 5, 6)
-    assert _flops(lambda a: F.interpolate(a, size=(9, 13), mode="bilinear", align_corners=True), x)["flops"] \
+    assert (
+        _flops(lambda a: F.interpolate(a, size=(9, 13), mode="bilinear", align_corners=True), x)[
+            "flops"
+        ]
         == 4 * 4 * 9 * 13
-    assert _flops(lambda a: F.interpolate(a, size=(9, 13), mode="nearest"), x)["flops"] == 4 * 9 * 13
+    )
+    assert (
+        _flops(lambda a: F.interpolate(a, size=(9, 13), mode="nearest"), x)["flops"] == 4 * 9 * 13
+    )
     bn = nn.BatchNorm2d(4).eval()
     assert count_flops(bn, inputs=(x,))["flops"] == 2 * x.numel()
     gn = nn.GroupNorm(2, 4)
@@ -104,9 +152,13 @@ def test_upsample_and_norm_counts():
 
 def test_ignored_ops_cost_nothing_but_are_listed():
     x = torch.zeros(1, 4, 8, 8)
-    r = _flops(lambda a: F.avg_pool2d(F.relu(a * 2 + 1).softmax(1), 2) + F.adaptive_avg_pool2d(a, 4), x)
+    r = _flops(
+        lambda a: F.avg_pool2d(F.relu(a * 2 + 1).softmax(1), 2) + F.adaptive_avg_pool2d(a, 4), x
+    )
     assert r["flops"] == 0
-    assert {"aten::avg_pool2d", "aten::adaptive_avg_pool2d", "aten::softmax", "aten::relu"} <= set(r["ignored_ops"])
+    assert {"aten::avg_pool2d", "aten::adaptive_avg_pool2d", "aten::softmax", "aten::relu"} <= set(
+        r["ignored_ops"]
+    )
 
 
 class _Square(torch.autograd.Function):
@@ -146,12 +198,12 @@ def test_srm_count_matches_hand_derivation():
     r = count_flops(srm, inputs=(torch.zeros(1, C, H, W), torch.zeros(1, C, h, w)))
     k2 = 9
     expected = {
-        "conv": C * (C // 2) * h * w          # reduce high (1x1) on the coarse map
-        + C * (C // 2) * H * W                # reduce low (1x1)
-        + 9 * C * 2 * H * W                   # initial offset (3x3, C -> 2)
-        + 9 * C * k2 * H * W,                 # neighbour weights (3x3, C -> k*k)
-        "upsample_bilinear2d": 4 * (C // 2) * H * W,   # resize of the reduced high map
-        "grid_sampler": 4 * C * H * W,        # bilinear resampling of high onto the fine grid
+        "conv": C * (C // 2) * h * w  # reduce high (1x1) on the coarse map
+        + C * (C // 2) * H * W  # reduce low (1x1)
+        + 9 * C * 2 * H * W  # initial offset (3x3, C -> 2)
+        + 9 * C * k2 * H * W,  # neighbour weights (3x3, C -> k*k)
+        "upsample_bilinear2d": 4 * (C // 2) * H * W,  # resize of the reduced high map
+        "grid_sampler": 4 * C * H * W,  # bilinear resampling of high onto the fine grid
     }
     # the neighbour-weighted offset sum, the softmax and the lateral addition are elementwise
     assert r["by_operator"] == expected
@@ -166,9 +218,9 @@ def test_danet_position_attention_matches_hand_derivation():
     N, inner = H * W, C // 8
     pam = PositionAttention(C, 8)
     r = count_flops(pam, inputs=(torch.zeros(1, C, H, W),))
-    qkv = C * inner * N * 2 + C * C * N          # query, key, value 1x1 convs
-    qk = N * N * inner                           # energies Q K^T
-    av = C * N * N                               # aggregation A V
+    qkv = C * inner * N * 2 + C * C * N  # query, key, value 1x1 convs
+    qk = N * N * inner  # energies Q K^T
+    av = C * N * N  # aggregation A V
     assert r["by_operator"] == {"conv": qkv, "matmul": qk + av}
     assert r["flops"] == qkv + qk + av
 
@@ -185,9 +237,17 @@ def test_audit_every_align_context_combination(align):
         r = model_flops({**TINY_MODEL, "align": align, "context": context}, (64, 64))
         assert r["flops"] > 0
         names = [m["name"] for m in r["modules"]]
-        assert names[:9] == ["backbone", "decoder.context", "decoder.laterals", "decoder.align.0 (s16)",
-                             "decoder.align.1 (s8)", "decoder.align.2 (s4)", "decoder.fpn_convs",
-                             "decoder.fuse", "head"], (align, context)
+        assert names[:9] == [
+            "backbone",
+            "decoder.context",
+            "decoder.laterals",
+            "decoder.align.0 (s16)",
+            "decoder.align.1 (s8)",
+            "decoder.align.2 (s4)",
+            "decoder.fpn_convs",
+            "decoder.fuse",
+            "head",
+        ], (align, context)
         assert sum(m["flops"] for m in r["modules"]) == r["flops"]
         assert sum(m["params"] for m in r["modules"]) == r["params"]
         ctx = r["modules"][1]
@@ -198,17 +258,23 @@ def test_audit_every_align_context_combination(align):
 
 def test_breakdown_matches_standalone_counts_and_rest_is_the_final_resize():
     H, W, K, D = 64, 96, 5, 32
-    model = build_model({**TINY_MODEL, "align": "srm", "context": "crm", "aux_head": False, "embed_dim": 0})
+    model = build_model(
+        {**TINY_MODEL, "align": "srm", "context": "crm", "aux_head": False, "embed_dim": 0}
+    )
     r = count_flops(model, (H, W))
     by = {m["path"]: m for m in r["modules"]}
     # outside the listed modules: the decoder's resizes of P3, P4, P5' to P2 before the fusion...
     assert by["decoder"]["name"] == "decoder (other)"
-    assert by["decoder"]["flops"] == 3 * 4 * D * (H // 4) * (W // 4) and by["decoder"]["params"] == 0
+    assert (
+        by["decoder"]["flops"] == 3 * 4 * D * (H // 4) * (W // 4) and by["decoder"]["params"] == 0
+    )
     # ... and, at the top level, the final bilinear resize of the logits
     assert by[""]["name"] == "(rest)"
     assert by[""]["flops"] == 4 * K * H * W and by[""]["params"] == 0
-    s4 = count_flops(model.decoder.align[2], inputs=(torch.zeros(1, D, H // 4, W // 4),
-                                                     torch.zeros(1, D, H // 8, W // 8)))
+    s4 = count_flops(
+        model.decoder.align[2],
+        inputs=(torch.zeros(1, D, H // 4, W // 4), torch.zeros(1, D, H // 8, W // 8)),
+    )
     assert by["decoder.align.2"]["flops"] == s4["flops"]
     bb = count_flops(model.backbone, (H, W))
     assert by["backbone"]["flops"] == bb["flops"] and by["backbone"]["params"] == bb["params"]
@@ -218,7 +284,9 @@ def test_breakdown_matches_standalone_counts_and_rest_is_the_final_resize():
 def test_model_flops_excludes_training_heads():
     with_heads = build_model({**TINY_MODEL, "aux_head": True, "embed_dim": 16})
     r = model_flops({**TINY_MODEL, "aux_head": True, "embed_dim": 16}, (64, 64))
-    heads = sum(p.numel() for n in ("aux_head", "embed_head") for p in getattr(with_heads, n).parameters())
+    heads = sum(
+        p.numel() for n in ("aux_head", "embed_head") for p in getattr(with_heads, n).parameters()
+    )
     assert heads > 0
     assert r["params"] == sum(p.numel() for p in with_heads.parameters()) - heads
 
@@ -227,7 +295,10 @@ def test_default_sizes_and_size_parsing():
     assert default_size({"data": {"dataset": "cityscapes"}}) == (1024, 2048)
     assert default_size({"data": {"dataset": "bdd100k"}}) == (720, 1280)
     assert default_size({"data": {"dataset": "ade20k"}}) == (512, 512)
-    assert default_size({"data": {"dataset": "synthetic", "synthetic": {"size": [128, 256]}}}) == (128, 256)
+    assert default_size({"data": {"dataset": "synthetic", "synthetic": {"size": [128, 256]}}}) == (
+        128,
+        256,
+    )
     assert parse_size("1024x2048") == (1024, 2048)
     for bad in ("1024", "0x5", "axb", "10x-3"):
         with pytest.raises(UserError, match="--size"):
@@ -236,10 +307,19 @@ def test_default_sizes_and_size_parsing():
 
 def test_cli_writes_json(tmp_path, capsys):
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump({"model": {k: v for k, v in TINY_MODEL.items()},
-                                   "data": {"dataset": "synthetic", "synthetic": {"size": [64, 96]}}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "model": {k: v for k, v in TINY_MODEL.items()},
+                "data": {"dataset": "synthetic", "synthetic": {"size": [64, 96]}},
+            }
+        )
+    )
     out = tmp_path / "flops.json"
-    assert cli_main(["flops", "--config", str(cfg), "--json", str(out), "--set", "model.align=fam"]) == 0
+    assert (
+        cli_main(["flops", "--config", str(cfg), "--json", str(out), "--set", "model.align=fam"])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "decoder.align.2 (s4)" in printed and "total" in printed
     data = json.loads(out.read_text())

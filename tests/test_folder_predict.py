@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dataset_fixtures import FOLDER_PALETTE, FOLDER_SIZES, make_folder, truncate_file
 from PIL import Image
 
-from dataset_fixtures import FOLDER_PALETTE, FOLDER_SIZES, make_folder, truncate_file
 from srcr.cli import main
 from srcr.config import load_config
 from srcr.errors import UserError

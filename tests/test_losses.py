@@ -9,8 +9,16 @@ import torch
 import torch.nn.functional as F
 
 from srcr.errors import UserError
-from srcr.losses import (NonFiniteLoss, PixelContrastLoss, build_criterion, cross_entropy, info_nce,
-                         ohem_cross_entropy, ohem_mask, sample_anchors)
+from srcr.losses import (
+    NonFiniteLoss,
+    PixelContrastLoss,
+    build_criterion,
+    cross_entropy,
+    info_nce,
+    ohem_cross_entropy,
+    ohem_mask,
+    sample_anchors,
+)
 
 IGN = 255
 
@@ -23,10 +31,12 @@ def _gen(seed: int) -> torch.Generator:
 
 # --------------------------------------------------------------------------- cross-entropy
 
+
 def test_ce_matches_torch_with_ignore_hand_case():
-    logits = torch.tensor([[[[2.0, 0.0], [0.5, -1.0]],
-                            [[0.0, 1.0], [0.5, 3.0]],
-                            [[-1.0, 0.0], [0.0, 0.0]]]], requires_grad=True)   # (1, 3, 2, 2)
+    logits = torch.tensor(
+        [[[[2.0, 0.0], [0.5, -1.0]], [[0.0, 1.0], [0.5, 3.0]], [[-1.0, 0.0], [0.0, 0.0]]]],
+        requires_grad=True,
+    )  # (1, 3, 2, 2)
     labels = torch.tensor([[[0, 1], [IGN, 2]]])
     got = cross_entropy(logits, labels)
     want = F.cross_entropy(logits, labels, ignore_index=IGN)
@@ -36,7 +46,7 @@ def test_ce_matches_torch_with_ignore_hand_case():
     hand = ((lse(2, 0, -1) - 2) + (lse(0, 1, 0) - 1) + (lse(-1, 3, 0) - 0)) / 3
     assert got.item() == pytest.approx(hand, rel=1e-6)
     got.backward()
-    assert logits.grad[0, :, 1, 0].abs().sum() == 0          # the ignored pixel gets no gradient
+    assert logits.grad[0, :, 1, 0].abs().sum() == 0  # the ignored pixel gets no gradient
 
 
 def test_ce_resizes_logits_to_label_size():
@@ -45,8 +55,9 @@ def test_ce_resizes_logits_to_label_size():
     labels = torch.randint(0, 4, (2, 17, 25), generator=g)
     labels[0, :3] = IGN
     up = F.interpolate(logits, size=(17, 25), mode="bilinear", align_corners=True)
-    torch.testing.assert_close(cross_entropy(logits, labels),
-                               F.cross_entropy(up, labels, ignore_index=IGN))
+    torch.testing.assert_close(
+        cross_entropy(logits, labels), F.cross_entropy(up, labels, ignore_index=IGN)
+    )
 
 
 def test_ce_all_ignored_is_zero_with_grad():
@@ -64,7 +75,7 @@ def test_class_weighted_ce_matches_torch_weighted_mean():
     labels[0, :2] = IGN
     w = torch.tensor([0.5, 2.0, 0.0, 3.0])
     got = cross_entropy(logits, labels, class_weight=w)
-    want = F.cross_entropy(logits, labels, weight=w, ignore_index=IGN)   # sum w_y l / sum w_y
+    want = F.cross_entropy(logits, labels, weight=w, ignore_index=IGN)  # sum w_y l / sum w_y
     torch.testing.assert_close(got, want)
     # Brute force over the pixels, and no gradient at all for a zero-weight class.
     per = F.cross_entropy(logits, labels, ignore_index=IGN, reduction="none")
@@ -73,8 +84,10 @@ def test_class_weighted_ce_matches_torch_weighted_mean():
     got.backward()
     assert logits.grad.permute(0, 2, 3, 1)[labels == 2].abs().sum() == 0
     # A constant weight for every class is the unweighted mean.
-    torch.testing.assert_close(cross_entropy(logits, labels, class_weight=torch.full((4,), 3.0)),
-                               cross_entropy(logits, labels))
+    torch.testing.assert_close(
+        cross_entropy(logits, labels, class_weight=torch.full((4,), 3.0)),
+        cross_entropy(logits, labels),
+    )
 
 
 def test_class_weighted_ohem_selects_unweighted_and_averages_weighted():
@@ -82,29 +95,50 @@ def test_class_weighted_ohem_selects_unweighted_and_averages_weighted():
     logits = 2 * torch.randn(2, 3, 6, 6, generator=g)
     labels = torch.randint(0, 3, (2, 6, 6), generator=g)
     w = torch.tensor([1.0, 4.0, 0.25])
-    keep = ohem_mask(logits, labels, 0.5, 3)           # the weights do not change which pixels are kept
+    keep = ohem_mask(logits, labels, 0.5, 3)  # the weights do not change which pixels are kept
     per = F.cross_entropy(logits, labels, reduction="none")
     want = (per * w[labels])[keep].sum() / w[labels][keep].sum()
     torch.testing.assert_close(ohem_cross_entropy(logits, labels, 0.5, 3, class_weight=w), want)
-    crit = build_criterion({"aux_weight": 0.4, "class_weight": [1.0, 4.0, 0.25],
-                            "ohem": {"enabled": True, "thresh": 0.5, "min_kept": 3},
-                            "contrastive": {"weight": 0.0}}, 3)
+    crit = build_criterion(
+        {
+            "aux_weight": 0.4,
+            "class_weight": [1.0, 4.0, 0.25],
+            "ohem": {"enabled": True, "thresh": 0.5, "min_kept": 3},
+            "contrastive": {"weight": 0.0},
+        },
+        3,
+    )
     aux = torch.randn(2, 3, 3, 3, generator=g)
     _, terms = crit({"logits": logits, "aux": aux}, labels, 0, None)
     assert terms["ce"] == pytest.approx(want.item(), rel=1e-6)
-    assert terms["aux"] == pytest.approx(0.4 * cross_entropy(aux, labels, class_weight=w).item(), rel=1e-6)
+    assert terms["aux"] == pytest.approx(
+        0.4 * cross_entropy(aux, labels, class_weight=w).item(), rel=1e-6
+    )
 
 
-@pytest.mark.parametrize("bad", [[1.0, 2.0], [1.0, -1.0, 1.0], [0, 0, 0], "inverse", [1.0, True, 1.0],
-                                 [1.0, float("nan"), 1.0]])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [1.0, 2.0],
+        [1.0, -1.0, 1.0],
+        [0, 0, 0],
+        "inverse",
+        [1.0, True, 1.0],
+        [1.0, float("nan"), 1.0],
+    ],
+)
 def test_build_criterion_rejects_bad_class_weight(bad):
-    with pytest.raises(UserError, match=r"train.loss.class_weight: expected null or a list of 3 non-negative"):
+    with pytest.raises(
+        UserError, match=r"train.loss.class_weight: expected null or a list of 3 non-negative"
+    ):
         build_criterion({"class_weight": bad}, 3)
 
 
 def _outputs(g, b=2, k=3, h=16, w=16, aux=True, embed_dim=8):
-    out = {"logits": torch.randn(b, k, h, w, generator=g, requires_grad=True),
-           "logits_s4": torch.randn(b, k, h // 4, w // 4, generator=g, requires_grad=True)}
+    out = {
+        "logits": torch.randn(b, k, h, w, generator=g, requires_grad=True),
+        "logits_s4": torch.randn(b, k, h // 4, w // 4, generator=g, requires_grad=True),
+    }
     if aux:
         out["aux"] = torch.randn(b, k, h, w, generator=g, requires_grad=True)
     if embed_dim:
@@ -158,6 +192,7 @@ def test_build_criterion_rejects_bad_config():
 
 # --------------------------------------------------------------------------- OHEM
 
+
 def _true_prob(logits, labels):
     t = labels.clone()
     t[t == IGN] = 0
@@ -173,7 +208,7 @@ def test_ohem_keeps_min_kept_and_only_hard_beyond():
     prob = _true_prob(logits, labels)
     for thresh, min_kept in [(0.7, 5), (0.0, 5), (0.3, 0), (1.0, 3), (0.5, 1000)]:
         keep = ohem_mask(logits, labels, thresh, min_kept)
-        assert not (keep & ~valid).any()                          # ignored pixels never kept
+        assert not (keep & ~valid).any()  # ignored pixels never kept
         n_min = min(min_kept * 2, int(valid.sum()))
         assert int(keep.sum()) >= n_min
         lowest = torch.zeros_like(valid)
@@ -192,13 +227,20 @@ def test_ohem_cross_entropy_is_mean_over_kept():
     keep = ohem_mask(logits, labels, 0.4, 2)
     per = F.cross_entropy(logits, labels, reduction="none")
     torch.testing.assert_close(ohem_cross_entropy(logits, labels, 0.4, 2), per[keep].mean())
-    crit = build_criterion({"aux_weight": 0.0, "ohem": {"enabled": True, "thresh": 0.4, "min_kept": 2},
-                            "contrastive": {"weight": 0.0}}, 3)
+    crit = build_criterion(
+        {
+            "aux_weight": 0.0,
+            "ohem": {"enabled": True, "thresh": 0.4, "min_kept": 2},
+            "contrastive": {"weight": 0.0},
+        },
+        3,
+    )
     total, terms = crit({"logits": logits}, labels, 0, None)
     assert terms["ce"] == pytest.approx(per[keep].mean().item(), rel=1e-6)
 
 
 # --------------------------------------------------------------------------- anchor sampling
+
 
 def _brute_split(n_hard, n_easy, n_view):
     if 2 * n_hard >= n_view and 2 * n_easy >= n_view:
@@ -226,13 +268,13 @@ def _check_sampling(labels, preds, max_samples, max_views, seed):
     flat_l, flat_p = labels.flatten(), preds.flatten()
     for row, (i, c) in enumerate(pairs):
         r = idx[row]
-        assert len(set(r.tolist())) == n_view                     # no pixel drawn twice
-        assert torch.all(r // p == i)                             # from its own image
-        assert torch.all(flat_l[r] == c)                          # all labelled c (so never 255)
+        assert len(set(r.tolist())) == n_view  # no pixel drawn twice
+        assert torch.all(r // p == i)  # from its own image
+        assert torch.all(flat_l[r] == c)  # all labelled c (so never 255)
         hard = (flat_l == c) & (flat_p != c)
         easy = (flat_l == c) & (flat_p == c)
-        nh = int(hard[i * p:(i + 1) * p].sum())
-        ne = int(easy[i * p:(i + 1) * p].sum())
+        nh = int(hard[i * p : (i + 1) * p].sum())
+        ne = int(easy[i * p : (i + 1) * p].sum())
         kh, ke = _brute_split(nh, ne, n_view)
         is_hard = flat_p[r] != c
         # hard samples first, then easy ones, in the split's counts
@@ -262,12 +304,12 @@ def test_sampling_hard_easy_split_and_fill():
     idx, cls = _check_sampling(labels, preds, max_samples=1024, max_views=6, seed=0)
     assert cls.tolist() == [0, 1, 0, 3]
     counts = [int((preds.flatten()[r] != c).sum()) for r, c in zip(idx, cls.tolist())]
-    assert counts == [3, 1, 6, 3]            # balanced, hard short, easy short, balanced
+    assert counts == [3, 1, 6, 3]  # balanced, hard short, easy short, balanced
     # max_samples binding: 4 anchors -> n_view = 10 // 4 = 2 (odd splits tested below)
     idx, _ = _check_sampling(labels, preds, max_samples=10, max_views=6, seed=0)
     assert idx.shape == (4, 2)
     idx, _ = _check_sampling(labels, preds, max_samples=20, max_views=6, seed=0)
-    assert idx.shape == (4, 5)               # odd n_view: 2 hard + 3 easy when both suffice
+    assert idx.shape == (4, 5)  # odd n_view: 2 hard + 3 easy when both suffice
 
 
 def test_sampling_random_invariants_and_ignore_never_drawn():
@@ -275,8 +317,11 @@ def test_sampling_random_invariants_and_ignore_never_drawn():
         g = _gen(100 + seed)
         labels = torch.randint(0, 4, (3, 120), generator=g)
         labels[torch.rand(3, 120, generator=g) < 0.3] = IGN
-        preds = torch.where(torch.rand(3, 120, generator=g) < 0.6, labels.clamp(max=3),
-                            torch.randint(0, 4, (3, 120), generator=g))
+        preds = torch.where(
+            torch.rand(3, 120, generator=g) < 0.6,
+            labels.clamp(max=3),
+            torch.randint(0, 4, (3, 120), generator=g),
+        )
         idx, _ = _check_sampling(labels, preds, max_samples=64, max_views=12, seed=seed)
         assert not (labels.flatten()[idx.flatten()] == IGN).any()
 
@@ -293,14 +338,17 @@ def test_sampling_deterministic_per_generator():
 
 def test_sampling_no_qualifying_class():
     labels = torch.full((2, 50), IGN)
-    labels[0, :10] = 1                          # only 10 px, max_views 20
+    labels[0, :10] = 1  # only 10 px, max_views 20
     idx, cls = sample_anchors(labels, labels.clone(), 1024, 20, generator=_gen(0))
     assert idx.numel() == 0 and cls.numel() == 0
-    idx, cls = sample_anchors(torch.full((1, 30), IGN), torch.zeros(1, 30, dtype=torch.long), 1024, 5)
+    idx, cls = sample_anchors(
+        torch.full((1, 30), IGN), torch.zeros(1, 30, dtype=torch.long), 1024, 5
+    )
     assert idx.numel() == 0
 
 
 # --------------------------------------------------------------------------- InfoNCE
+
 
 def _reference_info_nce(feats, classes, t, bt):
     """ContrastiveSeg's _contrastive written with plain loops (float64)."""
@@ -328,7 +376,9 @@ def test_info_nce_matches_loop_reference():
     for a, v, classes in [(3, 4, [0, 1, 2]), (4, 3, [0, 1, 0, 2]), (2, 5, [1, 1])]:
         feats = F.normalize(torch.randn(a, v, 6, generator=g), dim=-1)
         got = info_nce(feats, torch.tensor(classes), 0.1, 0.07)
-        assert got.item() == pytest.approx(_reference_info_nce(feats, classes, 0.1, 0.07), rel=1e-5, abs=1e-5)
+        assert got.item() == pytest.approx(
+            _reference_info_nce(feats, classes, 0.1, 0.07), rel=1e-5, abs=1e-5
+        )
         losses.append(got.item())
     # Without negatives every log-prob is log(1): zero loss.
     assert losses[2] == pytest.approx(0.0, abs=1e-7)
@@ -348,11 +398,14 @@ def test_info_nce_single_view_distinct_classes_is_zero_with_grad():
     feats = F.normalize(torch.randn(3, 1, 4, generator=g), dim=-1)
     got = info_nce(feats, torch.tensor([0, 1, 0]))
     # float32 log-probs near 0 cancel to ~1e-6 absolute: compare with an absolute tolerance too
-    assert got.item() == pytest.approx(_reference_info_nce(feats, [0, 1, 0], 0.1, 0.07), rel=1e-5, abs=1e-5)
+    assert got.item() == pytest.approx(
+        _reference_info_nce(feats, [0, 1, 0], 0.1, 0.07), rel=1e-5, abs=1e-5
+    )
     assert got.item() > 0
 
 
 # --------------------------------------------------------------------------- full contrastive loss
+
 
 def test_pixel_contrast_loss_equals_reference_with_same_anchors():
     g = _gen(9)
@@ -365,11 +418,18 @@ def test_pixel_contrast_loss_equals_reference_with_same_anchors():
     loss = loss_fn(embed, labels, logits, _gen(11))
     # Same steps by hand: nearest labels (legacy floor rule), argmax, the same generator seed.
     small = labels[:, ::4, ::4]
-    idx, cls = sample_anchors(small.reshape(b, -1), logits.argmax(1).reshape(b, -1), 60, 10,
-                              generator=_gen(11))
+    idx, cls = sample_anchors(
+        small.reshape(b, -1), logits.argmax(1).reshape(b, -1), 60, 10, generator=_gen(11)
+    )
     assert idx.shape[0] > 0
-    feats = torch.stack([torch.stack([embed[int(k) // (h * w), :, (int(k) % (h * w)) // w, int(k) % w]
-                                      for k in row]) for row in idx])
+    feats = torch.stack(
+        [
+            torch.stack(
+                [embed[int(k) // (h * w), :, (int(k) % (h * w)) // w, int(k) % w] for k in row]
+            )
+            for row in idx
+        ]
+    )
     want = _reference_info_nce(feats, cls.tolist(), 0.1, 0.07)
     assert loss.item() == pytest.approx(want, rel=1e-5)
     loss.backward()
@@ -391,7 +451,9 @@ def test_criterion_contrast_warmup_determinism_and_no_class():
     _, t1 = crit(out, labels, 10, _gen(0))
     _, t2 = crit(out, labels, 10, _gen(0))
     _, t3 = crit(out, labels, 10, _gen(1))
-    assert t1["contrast"] > 0 and t1["contrast"] == t2["contrast"] and t1["contrast"] != t3["contrast"]
+    assert (
+        t1["contrast"] > 0 and t1["contrast"] == t2["contrast"] and t1["contrast"] != t3["contrast"]
+    )
     raw = PixelContrastLoss(max_views=5)(out["embed"], labels, out["logits_s4"], _gen(0))
     assert t1["contrast"] == pytest.approx(0.1 * raw.item(), rel=1e-6)
     # no qualifying class (everything ignored but a few pixels): zero, connected, no crash

@@ -21,6 +21,7 @@ NB4 = ((-1, 0), (1, 0), (0, -1), (0, 1))
 # references
 # ------------------------------------------------------------------------------------------------
 
+
 def ref_boundary(mask, void):
     """Pixels of mask with an in-image 4-neighbour outside it; those touching void dropped."""
     H, W = mask.shape
@@ -93,15 +94,20 @@ def ref_summary(refs, C, taus, widths):
     nan = float("nan")
 
     def iou(tp, gt, pr):
-        return [100 * tp[c] / (gt[c] + pr[c] - tp[c]) if gt[c] + pr[c] - tp[c] else nan for c in range(C)]
+        return [
+            100 * tp[c] / (gt[c] + pr[c] - tp[c]) if gt[c] + pr[c] - tp[c] else nan
+            for c in range(C)
+        ]
 
     def mean(v):
         v = [x for x in v if not math.isnan(x)]
         return sum(v) / len(v) if v else nan
 
-    out = {"IoU": iou(s["tp"], s["gt"], s["pr"]),
-           "Acc": [100 * s["tp"][c] / s["gt"][c] if s["gt"][c] else nan for c in range(C)],
-           "aAcc": 100 * s["tp"].sum() / s["gt"].sum() if s["gt"].sum() else nan}
+    out = {
+        "IoU": iou(s["tp"], s["gt"], s["pr"]),
+        "Acc": [100 * s["tp"][c] / s["gt"][c] if s["gt"][c] else nan for c in range(C)],
+        "aAcc": 100 * s["tp"].sum() / s["gt"].sum() if s["gt"].sum() else nan,
+    }
     out["mIoU"], out["mAcc"] = mean(out["IoU"]), mean(out["Acc"])
     for t, tau in enumerate(taus):
         f = []
@@ -113,15 +119,22 @@ def ref_summary(refs, C, taus, widths):
             R = s["tpg"][t, c] / s["ng"][c]
             f.append(100 * 2 * P * R / (P + R) if P + R else 0.0)
         out[f"BF@{tau:g}"], out[f"mBF@{tau:g}"] = f, mean(f)
-    out["BIoU"] = [100 * s["inter"][c] / (s["bg"][c] + s["bp"][c] - s["inter"][c])
-                   if s["bg"][c] + s["bp"][c] - s["inter"][c] else nan for c in range(C)]
+    out["BIoU"] = [
+        100 * s["inter"][c] / (s["bg"][c] + s["bp"][c] - s["inter"][c])
+        if s["bg"][c] + s["bp"][c] - s["inter"][c]
+        else nan
+        for c in range(C)
+    ]
     out["mBIoU"] = mean(out["BIoU"])
     for k, w in enumerate(widths):
         band = iou(s["btp"][k], s["bgt"][k], s["bpr"][k])
         inner = iou(s["tp"] - s["btp"][k], s["gt"] - s["bgt"][k], s["pr"] - s["bpr"][k])
         wrong = s["gt"].sum() - s["tp"].sum()
         out[("trimap", w)] = {
-            "band_IoU": band, "interior_IoU": inner, "band_mIoU": mean(band), "interior_mIoU": mean(inner),
+            "band_IoU": band,
+            "interior_IoU": inner,
+            "band_mIoU": mean(band),
+            "interior_mIoU": mean(inner),
             "band_aAcc": 100 * s["btp"][k].sum() / s["bgt"][k].sum() if s["bgt"][k].sum() else nan,
             "error_share": 100 * (s["bgt"][k].sum() - s["btp"][k].sum()) / wrong if wrong else nan,
         }
@@ -156,7 +169,9 @@ def image_pairs(draw, max_side=9):
     pairs = []
     for _ in range(n):
         if blocky:  # larger regions so that distances and bands are exercised
-            lab = np.repeat(np.repeat(rng.integers(0, C, (H // 3 + 1, W // 3 + 1)), 3, 0), 3, 1)[:H, :W]
+            lab = np.repeat(np.repeat(rng.integers(0, C, (H // 3 + 1, W // 3 + 1)), 3, 0), 3, 1)[
+                :H, :W
+            ]
             pred = lab.copy()
             flip = rng.random((H, W)) < 0.2
             pred[flip] = rng.integers(0, C, flip.sum())
@@ -185,11 +200,17 @@ def test_all_figures_match_brute_force(case):
     pi = ev.per_image
     for i, r in enumerate(refs):
         assert np.array_equal(pi["bf_np"][i], r["np"]) and np.array_equal(pi["bf_ng"][i], r["ng"])
-        assert np.array_equal(pi["bf_tpp"][i], r["tpp"]) and np.array_equal(pi["bf_tpg"][i], r["tpg"])
-        assert np.array_equal(pi["band_tp"][i], r["btp"]) and np.array_equal(pi["band_gt"][i], r["bgt"])
+        assert np.array_equal(pi["bf_tpp"][i], r["tpp"]) and np.array_equal(
+            pi["bf_tpg"][i], r["tpg"]
+        )
+        assert np.array_equal(pi["band_tp"][i], r["btp"]) and np.array_equal(
+            pi["band_gt"][i], r["bgt"]
+        )
     # band + interior = overall, and the confusion matrix agrees with the per-class sums
     for k in range(len(WIDTHS)):
-        assert (pi["band_gt"][:, k] <= pi["conf_gt"]).all() and (pi["band_tp"][:, k] <= pi["conf_tp"]).all()
+        assert (pi["band_gt"][:, k] <= pi["conf_gt"]).all() and (
+            pi["band_tp"][:, k] <= pi["conf_tp"]
+        ).all()
     assert np.array_equal(ev.confusion.sum(1), pi["conf_gt"].sum(0))
     assert np.array_equal(ev.confusion.sum(0), pi["conf_pred"].sum(0))
     assert np.array_equal(np.diag(ev.confusion), pi["conf_tp"].sum(0))
@@ -198,6 +219,7 @@ def test_all_figures_match_brute_force(case):
 # ------------------------------------------------------------------------------------------------
 # GSCNN protocol against a literal port of GSCNN's utils/f_boundary.py (skimage-free)
 # ------------------------------------------------------------------------------------------------
+
 
 def seg2bmap_ref(seg):
     seg = seg.astype(bool)
@@ -253,7 +275,11 @@ def test_gscnn_mode_matches_gscnn_code(case, fractions):
         ev.update(pred, lab)
         taus = gscnn_tolerances(lab.shape, fractions)
         for j, bp in enumerate(taus):
-            assert bp == (fractions[j] if fractions[j] >= 1 else math.ceil(fractions[j] * np.linalg.norm(lab.shape)))
+            assert bp == (
+                fractions[j]
+                if fractions[j] >= 1
+                else math.ceil(fractions[j] * np.linalg.norm(lab.shape))
+            )
             for c in range(C):
                 Fpc[j, c] += db_eval_boundary_ref(pred == c, lab == c, lab == V, bp)
     out = ev.compute()
@@ -300,7 +326,7 @@ def test_skimage_disk_of_half_integer_radius_is_an_off_centre_box():
     r = 2.5
     L = np.arange(-r, r + 1)
     X, Y = np.meshgrid(L, L)
-    fp = X ** 2 + Y ** 2 <= r ** 2
+    fp = X**2 + Y**2 <= r**2
     assert fp.shape == (6, 6)
     expected = np.zeros((6, 6), bool)
     expected[1:5, 1:5] = True  # a 4x4 box: offsets -2..1 or -1..2 around the origin pixel
@@ -325,6 +351,7 @@ def test_gscnn_non_integer_pixel_threshold_is_rejected(fractions):
 # hand-worked cases
 # ------------------------------------------------------------------------------------------------
 
+
 def test_one_pixel_object_and_empty_class():
     lab = np.zeros((5, 5), np.uint8)
     lab[2, 2] = 1
@@ -332,7 +359,11 @@ def test_one_pixel_object_and_empty_class():
     ev.update(lab.copy(), lab)
     out = ev.compute()
     assert out["mIoU"] == 100 and out["aAcc"] == 100
-    assert math.isnan(out["IoU"][2]) and out["left_out"]["mIoU"] == [2] and out["left_out"]["mBF"] == [2]
+    assert (
+        math.isnan(out["IoU"][2])
+        and out["left_out"]["mIoU"] == [2]
+        and out["left_out"]["mBF"] == [2]
+    )
     pi = ev.per_image
     assert pi["bf_ng"][0].tolist() == [4, 1, 0]  # the 4 pixels around the object, the object itself
     assert out["BF@1"][:2] == [100, 100] and math.isnan(out["BF@1"][2])
@@ -354,7 +385,10 @@ def test_objects_touching_the_border_and_void():
     ev = SegEvaluator(2, trimap_widths=(1,))
     ev.update(lab, lab)
     pi = ev.per_image
-    assert pi["bf_ng"][0].tolist() == [4, 4]  # only the interface columns; the image border is no boundary
+    assert pi["bf_ng"][0].tolist() == [
+        4,
+        4,
+    ]  # only the interface columns; the image border is no boundary
     assert ev.compute()["mBF@3"] == 100
     # a void column between the classes: every edge is against void, nothing is scored
     lab[:, 3] = V
@@ -364,7 +398,9 @@ def test_objects_touching_the_border_and_void():
     ev.update(pred, lab)
     out = ev.compute()
     assert out["left_out"]["mBF"] == [0, 1] and math.isnan(out["mBF@3"])
-    assert out["mIoU"] == 100 and ev.per_image["band_gt"].sum() == 0  # no label boundary between non-void
+    assert (
+        out["mIoU"] == 100 and ev.per_image["band_gt"].sum() == 0
+    )  # no label boundary between non-void
     assert ev.confusion.sum() == 4 * 5
 
 
@@ -382,7 +418,9 @@ def test_all_ignore_image_changes_nothing():
     alone = SegEvaluator(3)
     alone.update(np.zeros((4, 4), np.int64), np.full((4, 4), V))
     out = alone.compute()
-    assert math.isnan(out["mIoU"]) and math.isnan(out["aAcc"]) and out["left_out"]["mIoU"] == [0, 1, 2]
+    assert (
+        math.isnan(out["mIoU"]) and math.isnan(out["aAcc"]) and out["left_out"]["mIoU"] == [0, 1, 2]
+    )
 
 
 def test_band_plus_interior_is_overall():
@@ -449,6 +487,7 @@ def test_class_neighbourhood_many_classes():
 # API: inputs, errors, state, files, bootstrap
 # ------------------------------------------------------------------------------------------------
 
+
 def test_torch_batches_and_names():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(5)
@@ -485,8 +524,13 @@ def test_bad_inputs_raise_user_errors():
 
 def test_merge_state_save_and_bootstrap(tmp_path):
     rng = np.random.default_rng(6)
-    imgs = [(rng.integers(0, 4, (10, 12)), np.where(rng.random((10, 12)) < 0.1, V, rng.integers(0, 4, (10, 12))))
-            for _ in range(5)]
+    imgs = [
+        (
+            rng.integers(0, 4, (10, 12)),
+            np.where(rng.random((10, 12)) < 0.1, V, rng.integers(0, 4, (10, 12))),
+        )
+        for _ in range(5)
+    ]
     whole = SegEvaluator(4, gscnn=True, class_names=list("abcd"))
     parts = [SegEvaluator(4, gscnn=True, class_names=list("abcd")) for _ in range(2)]
     for i, (p, l) in enumerate(imgs):
@@ -506,7 +550,9 @@ def test_merge_state_save_and_bootstrap(tmp_path):
     path = tmp_path / "sub" / "counts.npz"
     whole.save_per_image(path)
     state = load_per_image(path)
-    assert state["names"] == [f"im{i}" for i in range(5)] and state["config"]["class_names"] == list("abcd")
+    assert state["names"] == [f"im{i}" for i in range(5)] and state["config"][
+        "class_names"
+    ] == list("abcd")
     assert close(summarize(state["counts"], state["config"])["mBF@1"], ref["mBF@1"])
     again = SegEvaluator.from_file(path).compute()
     assert close(again["mBF@5"], ref["mBF@5"]) and again["left_out"] == ref["left_out"]
@@ -548,7 +594,10 @@ def test_uint8_labels_with_other_ignore_index():
     a.update(pred, lab)
     b = SegEvaluator(3)
     b.update(pred, np.where(lab == 9, V, lab).astype(np.uint8))
-    assert a.compute()["IoU"] == b.compute()["IoU"] and a.per_image["bf_ng"].tolist() == b.per_image["bf_ng"].tolist()
+    assert (
+        a.compute()["IoU"] == b.compute()["IoU"]
+        and a.per_image["bf_ng"].tolist() == b.per_image["bf_ng"].tolist()
+    )
     c = SegEvaluator(3, ignore_index=-1)
     c.update(pred, np.where(lab == 9, -1, lab))
     assert c.compute()["mBF@3"] == b.compute()["mBF@3"]

@@ -11,8 +11,25 @@ from srcr.metrics import SegEvaluator
 
 def test_bench_metrics_small(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    rc = main(["bench", "metrics", "--images", "1", "--size", "48", "96", "--classes", "6",
-               "--baseline", "opencv,scipy", "--threads", "1", "--json", str(out)])
+    rc = main(
+        [
+            "bench",
+            "metrics",
+            "--images",
+            "1",
+            "--size",
+            "48",
+            "96",
+            "--classes",
+            "6",
+            "--baseline",
+            "opencv,scipy",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "boundary counts agree exactly" in text and "speed-up" in text

@@ -46,7 +46,9 @@ def random_loss(outputs: dict[str, torch.Tensor], seed: int = 0) -> torch.Tensor
     return sum((v * torch.randn(v.shape, generator=g)).sum() for v in outputs.values())
 
 
-@pytest.mark.parametrize("align,context", list(itertools.product(sorted(ALIGN_MODULES), sorted(CONTEXT_MODULES))))
+@pytest.mark.parametrize(
+    "align,context", list(itertools.product(sorted(ALIGN_MODULES), sorted(CONTEXT_MODULES)))
+)
 def test_every_combination_trains_one_step(align, context):
     torch.manual_seed(0)
     model = build_model(tiny_cfg(align=align, context=context))
@@ -69,7 +71,9 @@ def test_every_combination_trains_one_step(align, context):
         if name.endswith(SOFTMAX_SHIFT_PARAMS):
             # a bias added to every position before a softmax over positions cancels: its gradient is
             # zero analytically, and only float rounding made it nonzero on some CPUs
-            assert p.grad.abs().max() < 1e-6, f"{name}: gradient {p.grad} where the softmax cancels it"
+            assert p.grad.abs().max() < 1e-6, (
+                f"{name}: gradient {p.grad} where the softmax cancels it"
+            )
             continue
         assert p.grad.abs().sum() > 0, f"{name}: zero gradient"
     before = [p.detach().clone() for p in model.parameters()]
@@ -107,8 +111,17 @@ def test_optional_heads_and_attribute_names():
     out = model(torch.randn(1, 3, 33, 47))
     assert set(out) == {"logits", "logits_s4"}
     names = {n for n, _ in model.named_modules()}
-    for required in ("backbone", "decoder.context", "decoder.laterals", "decoder.align.0", "decoder.align.1",
-                     "decoder.align.2", "decoder.fpn_convs", "decoder.fuse", "head"):
+    for required in (
+        "backbone",
+        "decoder.context",
+        "decoder.laterals",
+        "decoder.align.0",
+        "decoder.align.1",
+        "decoder.align.2",
+        "decoder.fpn_convs",
+        "decoder.fuse",
+        "head",
+    ):
         assert required in names, required
     full = build_model(tiny_cfg())
     assert {"aux_head", "embed_head"} <= {n for n, _ in full.named_modules()}
@@ -132,7 +145,7 @@ def test_decoder_wiring_strides():
     assert list(steps.values()) == list(model.decoder.align)
     offsets = model.offsets()
     assert list(offsets) == ["s16", "s8", "s4"]
-    for (step, rec), feat in zip(offsets.items(), (feats[2], feats[1], feats[0])):
+    for (_step, rec), feat in zip(offsets.items(), (feats[2], feats[1], feats[0])):
         hw = feat.shape[-2:]
         assert rec["initial"].shape == (1, 2, *hw) and rec["refined"].shape == (1, 2, *hw)
         assert rec["weights"].shape == (1, 9, *hw)
@@ -182,28 +195,41 @@ def test_group_norm_decoder():
 # ---------------------------------------------------------------------------------------------
 # config checks
 
-@pytest.mark.parametrize("cfg,needles", [
-    (tiny_cfg(alignment="srm"), ["'alignment'", "align_options", "num_classes"]),
-    (tiny_cfg(align="deform"), ["model.align", "'deform'"] + sorted(ALIGN_MODULES)),
-    (tiny_cfg(context="aspp"), ["model.context", "'aspp'"] + sorted(CONTEXT_MODULES)),
-    ({"backbone": TINY}, ["model.num_classes", "required"]),
-    (tiny_cfg(num_classes=0), ["model.num_classes"]),
-    (tiny_cfg(fpn_dim=True), ["model.fpn_dim"]),
-    (tiny_cfg(embed_dim=-1), ["model.embed_dim"]),
-    (tiny_cfg(dropout=1.0), ["model.dropout"]),
-    (tiny_cfg(norm="ln"), ["model.norm", "bn", "gn"]),
-    (tiny_cfg(aux_head="yes"), ["model.aux_head"]),
-    (tiny_cfg(align_options=[3]), ["model.align_options"]),
-    (tiny_cfg(align_options={"kernel": 3}), ["model.align_options", "'kernel'", "kernel_size", "weight_norm"]),
-    (tiny_cfg(align="bilinear", align_options={"kernel_size": 3}), ["bilinear", "(none)"]),
-    (tiny_cfg(align_options={"weight_norm": "relu"}), ["weight_norm", "relu"]),
-    (tiny_cfg(backbone="resnet181"), ["model.backbone", "resnet181", "resnet18"]),
-    (tiny_cfg(backbone="test_vit"), ["model.backbone", "test_vit", "strides"]),
-    (tiny_cfg(backbone_options={"out_indices": (1, 2)}), ["model.backbone_options", "out_indices"]),
-    (tiny_cfg(backbone_options={"no_such_option": 1}), ["model.backbone_options"]),
-    (tiny_cfg(pretrained="/nonexistent/ckpt.pth"), ["model.pretrained", "/nonexistent/ckpt.pth"]),
-    ("srm", ["model", "mapping"]),
-])
+
+@pytest.mark.parametrize(
+    "cfg,needles",
+    [
+        (tiny_cfg(alignment="srm"), ["'alignment'", "align_options", "num_classes"]),
+        (tiny_cfg(align="deform"), ["model.align", "'deform'"] + sorted(ALIGN_MODULES)),
+        (tiny_cfg(context="aspp"), ["model.context", "'aspp'"] + sorted(CONTEXT_MODULES)),
+        ({"backbone": TINY}, ["model.num_classes", "required"]),
+        (tiny_cfg(num_classes=0), ["model.num_classes"]),
+        (tiny_cfg(fpn_dim=True), ["model.fpn_dim"]),
+        (tiny_cfg(embed_dim=-1), ["model.embed_dim"]),
+        (tiny_cfg(dropout=1.0), ["model.dropout"]),
+        (tiny_cfg(norm="ln"), ["model.norm", "bn", "gn"]),
+        (tiny_cfg(aux_head="yes"), ["model.aux_head"]),
+        (tiny_cfg(align_options=[3]), ["model.align_options"]),
+        (
+            tiny_cfg(align_options={"kernel": 3}),
+            ["model.align_options", "'kernel'", "kernel_size", "weight_norm"],
+        ),
+        (tiny_cfg(align="bilinear", align_options={"kernel_size": 3}), ["bilinear", "(none)"]),
+        (tiny_cfg(align_options={"weight_norm": "relu"}), ["weight_norm", "relu"]),
+        (tiny_cfg(backbone="resnet181"), ["model.backbone", "resnet181", "resnet18"]),
+        (tiny_cfg(backbone="test_vit"), ["model.backbone", "test_vit", "strides"]),
+        (
+            tiny_cfg(backbone_options={"out_indices": (1, 2)}),
+            ["model.backbone_options", "out_indices"],
+        ),
+        (tiny_cfg(backbone_options={"no_such_option": 1}), ["model.backbone_options"]),
+        (
+            tiny_cfg(pretrained="/nonexistent/ckpt.pth"),
+            ["model.pretrained", "/nonexistent/ckpt.pth"],
+        ),
+        ("srm", ["model", "mapping"]),
+    ],
+)
 def test_bad_config_raises_user_error(cfg, needles):
     with pytest.raises(UserError) as e:
         build_model(cfg)
@@ -214,6 +240,7 @@ def test_bad_config_raises_user_error(cfg, needles):
 # ---------------------------------------------------------------------------------------------
 # backbones
 
+
 def test_select_out_indices():
     assert select_out_indices([2, 4, 8, 16, 32]) == [1, 2, 3, 4]
     assert select_out_indices([4, 4, 8, 16, 16, 32]) == [1, 2, 4, 5]  # deepest map at each stride
@@ -221,18 +248,25 @@ def test_select_out_indices():
     assert select_out_indices([16, 16, 16]) is None
 
 
-@pytest.mark.parametrize("name,channels", [("test_efficientnet", [24, 32, 48, 64]),
-                                           ("test_convnext", [24, 32, 48, 64]),
-                                           ("resnet10t", [64, 128, 256, 512]),
-                                           ("test_mambaout", [16, 32, 48, 64]),
-                                           ("mscan_t", [32, 64, 160, 256])])
+@pytest.mark.parametrize(
+    "name,channels",
+    [
+        ("test_efficientnet", [24, 32, 48, 64]),
+        ("test_convnext", [24, 32, 48, 64]),
+        ("resnet10t", [64, 128, 256, 512]),
+        ("test_mambaout", [16, 32, 48, 64]),
+        ("mscan_t", [32, 64, 160, 256]),
+    ],
+)
 def test_backbone_strides_and_channels(name, channels):
     bb = build_backbone(name, {}, None)
     assert bb.feature_info.reduction() == [4, 8, 16, 32]
     assert bb.out_channels == channels and bb.out_strides == [4, 8, 16, 32]
     model = Segmentor(bb, nn.Identity(), nn.Identity())
     feats = model.extract(torch.randn(1, 3, 64, 96))  # NHWC backbones (mambaout) come back NCHW
-    assert [tuple(f.shape) for f in feats] == [(1, c, 64 // s, 96 // s) for c, s in zip(channels, (4, 8, 16, 32))]
+    assert [tuple(f.shape) for f in feats] == [
+        (1, c, 64 // s, 96 // s) for c, s in zip(channels, (4, 8, 16, 32))
+    ]
 
 
 def test_nhwc_backbone_in_a_full_model():
@@ -258,8 +292,12 @@ def test_pretrained_timm_checkpoint_loads_strictly(tmp_path, name, wrap):
     elif wrap == "module":
         obj = {"model": {f"module.{k}": v for k, v in sd.items()}}
     elif wrap == "mmseg":
-        obj = {"state_dict": {**{f"backbone.{k}": v for k, v in sd.items()},
-                              "decode_head.conv_seg.weight": torch.zeros(3, 8, 1, 1)}}
+        obj = {
+            "state_dict": {
+                **{f"backbone.{k}": v for k, v in sd.items()},
+                "decode_head.conv_seg.weight": torch.zeros(3, 8, 1, 1),
+            }
+        }
     else:
         obj = sd
     path = tmp_path / "ckpt.pth"
@@ -288,7 +326,12 @@ def test_pretrained_mismatch_is_a_user_error(tmp_path):
         build_backbone(TINY, {}, str(path))
     assert str(path) in str(e.value) and "missing keys" in str(e.value)
     # right layout, wrong width
-    torch.save(timm.create_model("test_efficientnet", pretrained=False, channel_multiplier=2.0).state_dict(), path)
+    torch.save(
+        timm.create_model(
+            "test_efficientnet", pretrained=False, channel_multiplier=2.0
+        ).state_dict(),
+        path,
+    )
     with pytest.raises(UserError, match="shape mismatches"):
         build_backbone(TINY, {}, str(path))
     path.write_bytes(b"not a checkpoint")
@@ -302,7 +345,9 @@ def test_mscan_checkpoint_goes_through_its_own_loader(tmp_path):
     full = timm.create_model("mscan_t", pretrained=False, **opts)
     path = tmp_path / "mscan.pth"
     torch.save({"state_dict": full.state_dict()}, path)
-    bb = build_model(tiny_cfg(backbone="mscan_t", backbone_options=opts, pretrained=str(path))).backbone
+    bb = build_model(
+        tiny_cfg(backbone="mscan_t", backbone_options=opts, pretrained=str(path))
+    ).backbone
     x = torch.randn(1, 3, 64, 64)
     full.eval()
     bb.eval()

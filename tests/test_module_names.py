@@ -22,7 +22,9 @@ def _model_enum(key: str) -> list[str]:
 
 def test_schema_enums_equal_the_registries():
     assert sorted(_model_enum("align")) == sorted(ALIGN_MODULES) == sorted(module_names.ALIGNS)
-    assert sorted(_model_enum("context")) == sorted(CONTEXT_MODULES) == sorted(module_names.CONTEXTS)
+    assert (
+        sorted(_model_enum("context")) == sorted(CONTEXT_MODULES) == sorted(module_names.CONTEXTS)
+    )
 
 
 def test_offset_names_derive_from_the_declarations():
@@ -40,7 +42,9 @@ def test_each_alignment_module_records_the_offsets_it_declares(name):
     with torch.no_grad():
         m(torch.randn(1, 4, 8, 10), torch.randn(1, 4, 4, 5))
     recorded = m.last_offsets or {}
-    offsets = {k for k, t in recorded.items() if t.shape[1] == 2}  # (B, 2, H, W) fields, not weights
+    offsets = {
+        k for k, t in recorded.items() if t.shape[1] == 2
+    }  # (B, 2, H, W) fields, not weights
     assert offsets == set(cls.offset_kinds)
 
 

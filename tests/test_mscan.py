@@ -11,8 +11,12 @@ import torch.nn.functional as F
 
 import srcr.models.backbones.mscan_timm  # noqa: F401  (registers the MSCAN models with timm)
 from srcr.errors import UserError
-from srcr.models.backbones.mscan import (MSCAN, load_mscan_checkpoint, official_to_srcr_key,
-                                         srcr_to_official_key)
+from srcr.models.backbones.mscan import (
+    MSCAN,
+    load_mscan_checkpoint,
+    official_to_srcr_key,
+    srcr_to_official_key,
+)
 
 SLIM = dict(embed_dims=[16, 32, 64, 128], depths=[1, 1, 2, 1])
 
@@ -27,7 +31,7 @@ CHANNELS = {
 PUBLISHED_PARAMS_M = {"mscan_t": 4.2, "mscan_s": 13.9, "mscan_b": 26.8, "mscan_l": 45.2}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _full(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
     return timm.create_model(name)
@@ -48,7 +52,8 @@ def test_features_only_shapes_and_feature_info(name):
     with torch.no_grad():
         outs = m(x)
     assert [tuple(o.shape) for o in outs] == [
-        (1, c, 64 // r, 96 // r) for c, r in zip(CHANNELS[name], [4, 8, 16, 32])]
+        (1, c, 64 // r, 96 // r) for c, r in zip(CHANNELS[name], [4, 8, 16, 32])
+    ]
     assert all(torch.isfinite(o).all() for o in outs)
 
 
@@ -56,8 +61,13 @@ def test_features_only_matches_forward_stages_and_out_indices():
     torch.manual_seed(0)
     full = timm.create_model("mscan_s", num_classes=0, **SLIM).eval()
     feats = timm.create_model("mscan_s", features_only=True, out_indices=(1, 3), **SLIM).eval()
-    feats.load_state_dict({k.replace("stages.", "stages_", 1): v for k, v in full.state_dict().items()
-                           if k.startswith("stages.")})
+    feats.load_state_dict(
+        {
+            k.replace("stages.", "stages_", 1): v
+            for k, v in full.state_dict().items()
+            if k.startswith("stages.")
+        }
+    )
     x = torch.randn(2, 3, 61, 77)  # odd sizes: every conv pads, strides round up
     with torch.no_grad():
         ref = full.forward_stages(x)
@@ -70,7 +80,9 @@ def test_features_only_matches_forward_stages_and_out_indices():
 
 
 def test_slim_kwargs_through_create_model():
-    m = timm.create_model("mscan_s", features_only=True, mlp_ratios=[2, 2, 2, 2], drop_path_rate=0.0, **SLIM)
+    m = timm.create_model(
+        "mscan_s", features_only=True, mlp_ratios=[2, 2, 2, 2], drop_path_rate=0.0, **SLIM
+    )
     assert m.feature_info.channels() == [16, 32, 64, 128]
     blocks = [k for k in m.state_dict() if k.endswith("layer_scale_1")]
     assert len(blocks) == sum(SLIM["depths"])
@@ -97,16 +109,29 @@ def test_layer_scale_and_norm_layout():
     m = timm.create_model("mscan_t")
     blk = m.stages[2].blocks[0]
     torch.testing.assert_close(blk.layer_scale_1.detach(), torch.full((160,), 1e-2))
-    assert isinstance(blk.norm1, torch.nn.BatchNorm2d) and isinstance(blk.norm2, torch.nn.BatchNorm2d)
+    assert isinstance(blk.norm1, torch.nn.BatchNorm2d) and isinstance(
+        blk.norm2, torch.nn.BatchNorm2d
+    )
     assert isinstance(m.stages[2].norm, torch.nn.LayerNorm)
     sgu = blk.attn.spatial_gating_unit
-    assert [tuple(getattr(sgu, n).kernel_size) for n in
-            ("conv0", "conv0_1", "conv0_2", "conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3")] == \
-        [(5, 5), (1, 7), (7, 1), (1, 11), (11, 1), (1, 21), (21, 1), (1, 1)]
+    assert [
+        tuple(getattr(sgu, n).kernel_size)
+        for n in (
+            "conv0",
+            "conv0_1",
+            "conv0_2",
+            "conv1_1",
+            "conv1_2",
+            "conv2_1",
+            "conv2_2",
+            "conv3",
+        )
+    ] == [(5, 5), (1, 7), (7, 1), (1, 11), (11, 1), (1, 21), (21, 1), (1, 1)]
 
 
 # ----------------------------------------------------------------------------------------------
 # The official checkpoint layout
+
 
 def _official_sd(model: MSCAN) -> dict[str, torch.Tensor]:
     return {srcr_to_official_key(k): v.clone() for k, v in model.state_dict().items()}
@@ -117,8 +142,16 @@ def _reference_forward(sd: dict[str, torch.Tensor], x: torch.Tensor, depths) -> 
     token-layout LayerNorm), independent of the module code under test."""
 
     def bn(x, p):
-        return F.batch_norm(x, sd[p + ".running_mean"], sd[p + ".running_var"], sd[p + ".weight"],
-                            sd[p + ".bias"], False, 0.0, 1e-5)
+        return F.batch_norm(
+            x,
+            sd[p + ".running_mean"],
+            sd[p + ".running_var"],
+            sd[p + ".weight"],
+            sd[p + ".bias"],
+            False,
+            0.0,
+            1e-5,
+        )
 
     def conv(x, p, stride=1, groups=1):
         w = sd[p + ".weight"]
@@ -141,9 +174,12 @@ def _reference_forward(sd: dict[str, torch.Tensor], x: torch.Tensor, depths) -> 
             u = F.gelu(conv(y, p + ".attn.proj_1"))
             g = p + ".attn.spatial_gating_unit"
             a = conv(u, g + ".conv0", groups=C)
-            a = a + conv(conv(a, g + ".conv0_1", groups=C), g + ".conv0_2", groups=C) \
-                + conv(conv(a, g + ".conv1_1", groups=C), g + ".conv1_2", groups=C) \
+            a = (
+                a
+                + conv(conv(a, g + ".conv0_1", groups=C), g + ".conv0_2", groups=C)
+                + conv(conv(a, g + ".conv1_1", groups=C), g + ".conv1_2", groups=C)
                 + conv(conv(a, g + ".conv2_1", groups=C), g + ".conv2_2", groups=C)
+            )
             y = conv(conv(a, g + ".conv3") * u, p + ".attn.proj_2") + y
             x = x + sd[p + ".layer_scale_1"][:, None, None] * y
             y = bn(x, p + ".norm2")
@@ -174,13 +210,27 @@ def _randomised(model: torch.nn.Module, seed: int) -> torch.nn.Module:
 def test_official_key_names():
     m = timm.create_model("mscan_t", num_classes=0)
     keys = set(_official_sd(m))
-    for k in ["patch_embed1.proj.0.weight", "patch_embed1.proj.1.running_mean", "patch_embed1.proj.4.bias",
-              "patch_embed2.proj.weight", "patch_embed2.norm.weight", "patch_embed4.norm.running_var",
-              "block1.0.norm1.weight", "block1.0.attn.proj_1.weight",
-              "block1.0.attn.spatial_gating_unit.conv0.weight", "block1.0.attn.spatial_gating_unit.conv2_2.bias",
-              "block1.0.attn.spatial_gating_unit.conv3.weight", "block1.0.attn.proj_2.bias",
-              "block1.0.layer_scale_1", "block1.0.layer_scale_2", "block3.4.mlp.fc1.weight",
-              "block3.4.mlp.dwconv.dwconv.weight", "block4.1.mlp.fc2.bias", "norm1.weight", "norm4.bias"]:
+    for k in [
+        "patch_embed1.proj.0.weight",
+        "patch_embed1.proj.1.running_mean",
+        "patch_embed1.proj.4.bias",
+        "patch_embed2.proj.weight",
+        "patch_embed2.norm.weight",
+        "patch_embed4.norm.running_var",
+        "block1.0.norm1.weight",
+        "block1.0.attn.proj_1.weight",
+        "block1.0.attn.spatial_gating_unit.conv0.weight",
+        "block1.0.attn.spatial_gating_unit.conv2_2.bias",
+        "block1.0.attn.spatial_gating_unit.conv3.weight",
+        "block1.0.attn.proj_2.bias",
+        "block1.0.layer_scale_1",
+        "block1.0.layer_scale_2",
+        "block3.4.mlp.fc1.weight",
+        "block3.4.mlp.dwconv.dwconv.weight",
+        "block4.1.mlp.fc2.bias",
+        "norm1.weight",
+        "norm4.bias",
+    ]:
         assert k in keys, k
     for k in keys:
         assert srcr_to_official_key(official_to_srcr_key(k)) == k
@@ -208,8 +258,12 @@ def test_load_official_checkpoint_roundtrip(tmp_path, wrapped):
     if wrapped == "mmcv":
         obj = {"meta": {"epoch": 300}, "state_dict": sd}
     elif wrapped == "mmseg_segmentor":
-        obj = {"state_dict": {**{f"backbone.{k}": v for k, v in sd.items()},
-                              "decode_head.conv_seg.weight": torch.zeros(19, 256, 1, 1)}}
+        obj = {
+            "state_dict": {
+                **{f"backbone.{k}": v for k, v in sd.items()},
+                "decode_head.conv_seg.weight": torch.zeros(19, 256, 1, 1),
+            }
+        }
     else:
         obj = sd
     path = tmp_path / "mscan_s.pth"
@@ -287,7 +341,9 @@ def test_bad_checkpoints_raise_user_error(tmp_path):
         load_mscan_checkpoint(m, p)
 
     # a checkpoint of another size: shape mismatch
-    other = _official_sd(timm.create_model("mscan_t", num_classes=0, **{**SLIM, "embed_dims": [8, 16, 32, 64]}))
+    other = _official_sd(
+        timm.create_model("mscan_t", num_classes=0, **{**SLIM, "embed_dims": [8, 16, 32, 64]})
+    )
     torch.save(other, p)
     with pytest.raises(UserError, match="shape mismatch"):
         load_mscan_checkpoint(m, p)

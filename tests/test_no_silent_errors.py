@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-from test_evaluate import save_ckpt, tiny_cfg
-from test_train import final_state, syn_root  # noqa: F401 (a fixture)
-from test_train import tiny_cfg as train_cfg
+from eval_helpers import save_ckpt, tiny_cfg
+from train_helpers import final_state
+from train_helpers import tiny_cfg as train_cfg
 
 from srcr.errors import UserError
 
@@ -50,8 +50,14 @@ def test_evaluate_refuses_model_settings_other_than_the_checkpoints(eval_root, t
     ckpt = save_ckpt(cfg, tmp_path / "run" / "checkpoints" / "final.pth")
     out = tmp_path / "eval"
     # the weights fit (same shapes), but the model computes something else
-    shifted = tiny_cfg(eval_root, "model.align=srm", "eval.num_vis=0", "eval.offset_images=0",
-                       "model.coarse_shift=1.0", "model.align_options={weight_norm: sigmoid}")
+    shifted = tiny_cfg(
+        eval_root,
+        "model.align=srm",
+        "eval.num_vis=0",
+        "eval.offset_images=0",
+        "model.coarse_shift=1.0",
+        "model.align_options={weight_norm: sigmoid}",
+    )
     with pytest.raises(UserError) as e:
         evaluate(shifted, ckpt, out, device="cpu", progress=False)
     msg = str(e.value)
@@ -61,8 +67,9 @@ def test_evaluate_refuses_model_settings_other_than_the_checkpoints(eval_root, t
     assert not (out / "metrics.json").exists() and not (out / "per_image.npz").exists()
     # the normalisation counts too
     with pytest.raises(UserError, match=r"data\.mean"):
-        evaluate(tiny_cfg(eval_root, "data.mean=[1, 2, 3]"), ckpt, out, device="cpu",
-                 progress=False)
+        evaluate(
+            tiny_cfg(eval_root, "data.mean=[1, 2, 3]"), ckpt, out, device="cpu", progress=False
+        )
     # eval settings may differ freely; an explicit override is recorded
     rec = evaluate(shifted, ckpt, out, device="cpu", progress=False, allow_config_mismatch=True)
     stored = json.loads((out / "metrics.json").read_text())["config_mismatch"]
@@ -85,8 +92,9 @@ def test_a_key_defined_twice_is_refused_naming_file_line_and_key(tmp_path):
     assert f"{run_cfg}, line 4: duplicate key 'align' (first defined on line 3)" in str(e.value)
 
     grid = (REPO / "ablations" / "grid.yaml").read_text()
-    again = ("  srm_none:\n    description: FAM under the name srm_none\n"
-             "    set: {model.align: fam}\n")
+    again = (
+        "  srm_none:\n    description: FAM under the name srm_none\n    set: {model.align: fam}\n"
+    )
     assert "\n  bilinear_crm:\n" in grid
     dup = tmp_path / "grid.yaml"  # srm_none defined a second time, after its real definition
     dup.write_text(grid.replace("\n  bilinear_crm:\n", "\n" + again + "  bilinear_crm:\n", 1))
@@ -107,7 +115,7 @@ def test_a_key_defined_twice_is_refused_naming_file_line_and_key(tmp_path):
 
 def _damage(path: Path, at: int = 200) -> None:
     data = bytearray(path.read_bytes())
-    data[at:at + 64] = bytes(64)
+    data[at : at + 64] = bytes(64)
     path.write_bytes(bytes(data))
 
 
@@ -179,15 +187,19 @@ def test_report_refuses_swapped_counts_and_variants_with_missing_seeds(tmp_path,
     table = out / "synthetic" / "tables" / "main.csv"
 
     def report(**kw):
-        return make_report([results], grid, out, tables=["main"], n_boot=100, progress=False,
-                           figures=False, **kw)
+        return make_report(
+            [results], grid, out, tables=["main"], n_boot=100, progress=False, figures=False, **kw
+        )
 
     # seed 0's per-image counts copied over seed 1's: refused, no table written
     seed1 = results / "better" / "seed1" / "eval"
     kept = (seed1 / "per_image.npz").read_bytes()
     shutil.copy(results / "better" / "seed0" / "eval" / "per_image.npz", seed1 / "per_image.npz")
-    with pytest.raises(UserError, match=rf"{seed1 / 'per_image.npz'} does not reproduce "
-                                        rf"{seed1 / 'metrics.json'} \(aAcc .* recorded"):
+    with pytest.raises(
+        UserError,
+        match=rf"{seed1 / 'per_image.npz'} does not reproduce "
+        rf"{seed1 / 'metrics.json'} \(aAcc .* recorded",
+    ):
         report()
     assert not table.exists()
     (seed1 / "per_image.npz").write_bytes(kept)
@@ -230,8 +242,9 @@ def test_truncated_per_image_npz_is_named_and_not_taken_as_complete(eval_root, t
 # 6 ------------------------------------------------------------------------------------------
 
 
-def test_failed_writes_name_path_and_cause_and_leave_nothing_half_written(eval_root, tmp_path,
-                                                                          monkeypatch, capsys):
+def test_failed_writes_name_path_and_cause_and_leave_nothing_half_written(
+    eval_root, tmp_path, monkeypatch, capsys
+):
     import errno
 
     import numpy as np
@@ -251,8 +264,9 @@ def test_failed_writes_name_path_and_cause_and_leave_nothing_half_written(eval_r
 
     # torch on a full disk: "unexpected pos" without a path
     def full_disk(obj, f, *a, **k):
-        raise RuntimeError("[enforce fail at inline_container.cc:595] . "
-                           "unexpected pos 3107712 vs 3107604")
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:595] . unexpected pos 3107712 vs 3107604"
+        )
 
     monkeypatch.setattr(torch, "save", full_disk)
     monkeypatch.setattr(io.shutil, "disk_usage", lambda p: type("U", (), {"free": 1024})())
@@ -279,8 +293,18 @@ def test_failed_writes_name_path_and_cause_and_leave_nothing_half_written(eval_r
     cfg_path = tmp_path / "cfg.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     out = tmp_path / "eval"
-    args = ["evaluate", "--config", str(cfg_path), "--checkpoint", str(ckpt), "--out", str(out),
-            "--device", "cpu", "--no-progress"]
+    args = [
+        "evaluate",
+        "--config",
+        str(cfg_path),
+        "--checkpoint",
+        str(ckpt),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     assert main(args) == 0 and (out / "metrics.json").is_file() and (out / "vis").is_dir()
     real = np.savez_compressed
 
@@ -293,8 +317,9 @@ def test_failed_writes_name_path_and_cause_and_leave_nothing_half_written(eval_r
     capsys.readouterr()
     assert main(args + ["--set", "eval.flip=true"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == (f"srcr evaluate: error: no space left on device while writing "
-                       f"{out / 'per_image.npz'}")
+    assert err[-1] == (
+        f"srcr evaluate: error: no space left on device while writing {out / 'per_image.npz'}"
+    )
     assert sorted(p.name for p in out.iterdir()) == []
 
 
@@ -319,8 +344,11 @@ def test_a_second_train_on_one_run_folder_is_refused_naming_pid_and_host(trained
     host = socket.gethostname()
     with RunLocks() as locks:
         locks.take([run])
-        with pytest.raises(UserError, match=rf"{run} is in use by another srcr train \(PID "
-                                             rf"{os.getpid()} on host {host}, since .*{LOCK_NAME}"):
+        with pytest.raises(
+            UserError,
+            match=rf"{run} is in use by another srcr train \(PID "
+            rf"{os.getpid()} on host {host}, since .*{LOCK_NAME}",
+        ):
             train(cfg, run, progress=False)
     assert {p: p.stat().st_mtime_ns for p in (run / "checkpoints").iterdir()} == mtimes
     # another host's lock: refused, naming the file to remove
@@ -329,8 +357,9 @@ def test_a_second_train_on_one_run_folder_is_refused_naming_pid_and_host(trained
     with pytest.raises(UserError, match=rf"PID 1 on host elsewhere.*remove {lock}"):
         train(cfg, run, progress=False)
     # a lock left by a process of this host that has ended: taken over
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     lock.write_text(json.dumps({"pid": int(dead), "host": host, "since": "then"}))
     capsys.readouterr()
     assert train(cfg, run, progress=False)["status"] == "trained"
@@ -374,18 +403,23 @@ def test_ctrl_c_is_a_stop_request_and_failures_reach_events_log(trained, tmp_pat
 # 10 -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("var,value", [("SRCR_THREADS", "0"), ("SRCR_THREADS", "-2"),
-                                       ("SLURM_CPUS_PER_TASK", "0")])
-def test_a_thread_count_below_one_from_the_environment_is_refused(var, value, tmp_path,
-                                                                   monkeypatch, capsys):
+@pytest.mark.parametrize(
+    "var,value", [("SRCR_THREADS", "0"), ("SRCR_THREADS", "-2"), ("SLURM_CPUS_PER_TASK", "0")]
+)
+def test_a_thread_count_below_one_from_the_environment_is_refused(
+    var, value, tmp_path, monkeypatch, capsys
+):
     from srcr.cli import main
     from srcr.utils.threads import resolve_threads
 
     for v in ("SRCR_THREADS", "SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"):
         monkeypatch.delenv(v, raising=False)
     monkeypatch.setenv(var, value)
-    with pytest.raises(UserError, match=rf"environment variable {var}='{value}': expected a thread "
-                                        r"count >= 1"):
+    with pytest.raises(
+        UserError,
+        match=rf"environment variable {var}='{value}': expected a thread "
+        r"count >= 1",
+    ):
         resolve_threads(None)
     assert resolve_threads(3) == 3  # --threads decides
     cfg = tmp_path / "cfg.yaml"

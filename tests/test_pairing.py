@@ -15,14 +15,19 @@ from srcr.train import build_train_dataset, init_model
 
 REPO = Path(__file__).resolve().parents[1]
 GRID = load_grid(REPO / "ablations" / "grid.yaml")
-SMALL = ["data.synthetic={n_train: 8, n_val: 4, size: [32, 64], seed: 0}",
-         "data.train_pipeline.scale=[32, 64]", "data.train_pipeline.crop_size=[32, 32]"]
+SMALL = [
+    "data.synthetic={n_train: 8, n_val: 4, size: [32, 64], seed: 0}",
+    "data.train_pipeline.scale=[32, 64]",
+    "data.train_pipeline.crop_size=[32, 32]",
+]
 
 
 def variant_cfg(variant: str, seed: int, root: Path | None = None) -> dict:
     extra = [f"data.root={root}"] if root else []
-    return load_config(REPO / "config" / "default.yaml",
-                       SMALL + extra + list(GRID.variants[variant].overrides) + [f"seed={seed}"])
+    return load_config(
+        REPO / "config" / "default.yaml",
+        SMALL + extra + list(GRID.variants[variant].overrides) + [f"seed={seed}"],
+    )
 
 
 def backbone_state(cfg: dict) -> dict:
@@ -61,13 +66,18 @@ def test_every_variant_sees_the_same_batches(tmp_path):
     ref = first_batches("bilinear_none")
     for v in ("srm_crm", "fam_crm", "srm_crm_ce", "srm_dappm"):
         got = first_batches(v)
-        assert all(torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
-                   for a, b in zip(ref, got)), v
+        assert all(
+            torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+            for a, b in zip(ref, got)
+        ), v
 
 
 def decoder_state(cfg: dict) -> dict:
-    return {k: v.clone() for k, v in init_model(cfg).state_dict().items()
-            if not k.startswith("backbone.") and v.is_floating_point()}
+    return {
+        k: v.clone()
+        for k, v in init_model(cfg).state_dict().items()
+        if not k.startswith("backbone.") and v.is_floating_point()
+    }
 
 
 @pytest.mark.parametrize("seed", [0, 3])
@@ -78,10 +88,14 @@ def test_decoder_parts_that_variants_share_start_from_the_same_weights(seed):
     for v in ("srm_crm", "fam_crm", "srm_dappm", "srm_crm_k5", "bilinear_crm_shift"):
         state = decoder_state(variant_cfg(v, seed))
         shared = [k for k in ref if k in state and state[k].shape == ref[k].shape]
-        assert {"decoder.fuse.0.weight", "head.1.weight", "decoder.laterals.2.0.weight"} <= set(shared), v
+        assert {"decoder.fuse.0.weight", "head.1.weight", "decoder.laterals.2.0.weight"} <= set(
+            shared
+        ), v
         assert all(torch.equal(state[k], ref[k]) for k in shared), v
     other = decoder_state(variant_cfg("bilinear_none", seed + 1))
-    assert not torch.equal(other["decoder.fuse.0.weight"], ref["decoder.fuse.0.weight"])  # the seed does
+    assert not torch.equal(
+        other["decoder.fuse.0.weight"], ref["decoder.fuse.0.weight"]
+    )  # the seed does
     assert not torch.equal(other["head.1.weight"], ref["head.1.weight"])
 
 

@@ -24,12 +24,12 @@ SHARED = {
     "train.optimizer.betas": [0.9, 0.999],
     "train.optimizer.head_lr_mult": 10.0,
     "train.optimizer.grouping": "mmcv",
-    "train.optimizer.custom_keys": None,   # SegNeXt's keys, head lr x head_lr_mult
+    "train.optimizer.custom_keys": None,  # SegNeXt's keys, head lr x head_lr_mult
     "train.schedule.power": 1.0,
     "train.schedule.warmup_iters": 1500,
     "train.schedule.warmup_ratio": 1.0e-6,
     "train.schedule.min_lr": 0.0,
-    "train.amp": True,                     # recorded deviation: bf16 autocast (SegNeXt: fp32)
+    "train.amp": True,  # recorded deviation: bf16 autocast (SegNeXt: fp32)
     "train.loss.class_weight": None,
     "train.loss.ohem.enabled": False,
     "data.train_pipeline.ratio_range": [0.5, 2.0],
@@ -38,15 +38,15 @@ SHARED = {
     "data.train_pipeline.photometric": True,
     "model.backbone": "mscan_s",
     "model.backbone_options.drop_path_rate": 0.1,
-    "model.aux_head": False,               # SegNeXt-S has no auxiliary head
-    "model.align_corners": False,          # SegNeXt's head upsamples with align_corners=False
+    "model.aux_head": False,  # SegNeXt-S has no auxiliary head
+    "model.align_corners": False,  # SegNeXt's head upsamples with align_corners=False
     "eval.scales": [1.0],
     "eval.flip": False,
     "eval.preset": None,
 }
 RECIPES = {
     "cityscapes": {
-        "train.batch_size": 32,            # samples_per_gpu=4 x 8 GPUs
+        "train.batch_size": 32,  # samples_per_gpu=4 x 8 GPUs
         "data.train_pipeline.crop_size": [1024, 1024],
         "data.train_pipeline.scale": [1024, 2048],
         "eval.mode": "slide",
@@ -57,16 +57,16 @@ RECIPES = {
         "gpus": 8,
     },
     "ade20k": {
-        "train.batch_size": 16,            # mmseg 1.x's 1xb16 (SegNeXt repo: 8 per GPU)
+        "train.batch_size": 16,  # mmseg 1.x's 1xb16 (SegNeXt repo: 8 per GPU)
         "data.train_pipeline.crop_size": [512, 512],
         "data.train_pipeline.scale": [512, 2048],
         "eval.mode": "whole",
         "eval.scale": [512, 2048],
-        "eval.size_divisor": 32,           # ResizeToMultiple(size_divisor=32)
+        "eval.size_divisor": 32,  # ResizeToMultiple(size_divisor=32)
         "gpus": 2,
     },
     "bdd100k": {
-        "train.batch_size": 16,            # the BDD100K model zoo's 8 GPUs x 2
+        "train.batch_size": 16,  # the BDD100K model zoo's 8 GPUs x 2
         "data.train_pipeline.crop_size": [512, 1024],
         "data.train_pipeline.scale": [720, 1280],
         "eval.mode": "whole",
@@ -106,8 +106,12 @@ def test_paper_config_decay_groups_are_segnext_s(dataset):
     opt = build_optimizer(build_model(cfg["model"]), cfg["train"]["optimizer"])
     groups = {g["name"]: g for g in opt.param_groups}
     # key:head.offset: SRM's offset convs at offset_lr_mult 0.1 of the head's lr
-    want = {"base": (6e-5, 0.01), "key:head": (6e-4, 0.01), "key:norm": (6e-5, 0.0),
-            "key:head.offset": (6e-5, 0.01)}
+    want = {
+        "base": (6e-5, 0.01),
+        "key:head": (6e-4, 0.01),
+        "key:norm": (6e-5, 0.0),
+        "key:head.offset": (6e-5, 0.01),
+    }
     assert set(groups) == set(want)
     for name, (lr, wd) in want.items():
         assert (groups[name]["lr"], groups[name]["weight_decay"]) == pytest.approx((lr, wd)), name

@@ -108,8 +108,9 @@ def test_plan_refuses_a_one_seed_pilot_and_a_pilot_of_another_grid(tmp_path, cap
     assert main(["plan", "--pilot", str(results), "--grid", str(grid), "--no-progress"]) == 2
     assert "srcr plan: error:" in capsys.readouterr().err
     suite = tmp_path / "suite.yaml"
-    suite.write_text(yaml.safe_dump({"name": "x", "base_config": "config/default.yaml",
-                                     "seeds": [0]}))
+    suite.write_text(
+        yaml.safe_dump({"name": "x", "base_config": "config/default.yaml", "seeds": [0]})
+    )
     assert main(["plan", "--pilot", str(results), "--suite", str(suite)]) == 2
     assert "suite config key 'tables' is missing" in capsys.readouterr().err
     other, grid2 = make_tree(tmp_path / "other", seeds=(0, 1), variants=["base", "better"])
@@ -163,9 +164,24 @@ def test_plan_command_with_a_suite_prints_seeds_and_cost(tmp_path, capsys):
     assert cost["train_pflops"] == pytest.approx(cost["seeds"] * cost["train_pflops_per_seed"])
     assert "PFLOPs of training per seed" in text and cost["gpu_hours"] is None  # nothing measured
     # a measured rate (srcr cost's --images-per-second) turns the FLOPs into GPU-hours
-    args = ["plan", "--pilot", str(results), "--suite", str(suite), "--bootstrap", "100",
-            "--no-progress", "--effect", "1", "--json", str(out), "--images-per-second", "4",
-            "--reference", "config/default.yaml"]
+    args = [
+        "plan",
+        "--pilot",
+        str(results),
+        "--suite",
+        str(suite),
+        "--bootstrap",
+        "100",
+        "--no-progress",
+        "--effect",
+        "1",
+        "--json",
+        str(out),
+        "--images-per-second",
+        "4",
+        "--reference",
+        "config/default.yaml",
+    ]
     assert main(args) == 0
     measured = json.loads(out.read_text())["cost"]
     assert measured["train_pflops"] == pytest.approx(cost["train_pflops"])

@@ -41,7 +41,9 @@ def test_readme_block_gives_the_three_commands():
 
 def test_ci_runs_the_readme_commands_first_and_nothing_of_its_own_before():
     lines = _ci_lines()
-    runs = {kind: f'bash -euo pipefail -c "$(readme {kind})' for kind in ("install", "suite", "test")}
+    runs = {
+        kind: f'bash -euo pipefail -c "$(readme {kind})' for kind in ("install", "suite", "test")
+    }
     at = {}
     for kind, prefix in runs.items():
         hits = [i for i, ln in enumerate(lines) if ln.startswith(prefix)]
@@ -50,9 +52,13 @@ def test_ci_runs_the_readme_commands_first_and_nothing_of_its_own_before():
     assert at["install"] < at["suite"] < at["test"]
     # exactly as the README has them; the test output may be kept for the browser step
     assert lines[at["install"]] == 'bash -euo pipefail -c "$(readme install)"'
-    assert re.fullmatch(r'bash -euo pipefail -c "\$\(readme test\)"( 2>&1 \| tee \S+)?', lines[at["test"]])
+    assert re.fullmatch(
+        r'bash -euo pipefail -c "\$\(readme test\)"( 2>&1 \| tee \S+)?', lines[at["test"]]
+    )
     before = lines[: at["test"]]
-    own = [ln for ln in before if re.search(r"pip install|pytest|apt-get", ln) and "readme" not in ln]
+    own = [
+        ln for ln in before if re.search(r"pip install|pytest|apt-get", ln) and "readme" not in ln
+    ]
     assert not own, f".ci/run installs or tests something before the README's commands: {own}"
     assert any("readme_commands.py" in ln for ln in lines)
 

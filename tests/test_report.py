@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-
 from report_fixtures import N_IMAGES, make_tree
+
 from srcr.errors import UserError
 from srcr.metrics import load_per_image
 from srcr.metrics.summary import summarize
@@ -31,8 +31,12 @@ def _stats(tmp_path, seeds, n_boot=100):
     return Statistics(suite, make_layout(suite, 4), n_boot, seed=0, progress=False)
 
 
-@pytest.mark.parametrize("seeds,method", [((0, 1, 2, 3, 4), HIER), ((0, 1), POOLED), ((0,), IMAGES)])
-def test_interval_covers_planted_difference_and_zero_difference_is_not_significant(tmp_path, seeds, method):
+@pytest.mark.parametrize(
+    "seeds,method", [((0, 1, 2, 3, 4), HIER), ((0, 1), POOLED), ((0,), IMAGES)]
+)
+def test_interval_covers_planted_difference_and_zero_difference_is_not_significant(
+    tmp_path, seeds, method
+):
     st = _stats(tmp_path, seeds)
     i = st.layout.index("mIoU")
     d = st.diff("better", "base")  # 10% against 30% of pixels wrong: a large planted gain
@@ -47,7 +51,9 @@ def test_interval_covers_planted_difference_and_zero_difference_is_not_significa
 def test_resamples_are_deterministic_and_paired(tmp_path):
     st = _stats(tmp_path, (0, 1), n_boot=100)
     a = st.resampled("base", (0, 1), IMAGES)
-    b = Statistics(st.suite, st.layout, 100, seed=0, progress=False).resampled("base", (0, 1), IMAGES)
+    b = Statistics(st.suite, st.layout, 100, seed=0, progress=False).resampled(
+        "base", (0, 1), IMAGES
+    )
     assert np.array_equal(a, b, equal_nan=True)
     # "same" has the baseline's predictions: on every paired resample the difference is zero
     assert np.nanmax(np.abs(st.resampled("same", (0, 1), IMAGES) - a)) == 0
@@ -61,7 +67,9 @@ def test_table_values_equal_the_inputs(tmp_path):
     for _, row in df.iterrows():
         per_seed = []
         for s in (0, 1):
-            m = json.loads((results / row["variant"] / f"seed{s}" / "eval" / "metrics.json").read_text())["metrics"]
+            m = json.loads(
+                (results / row["variant"] / f"seed{s}" / "eval" / "metrics.json").read_text()
+            )["metrics"]
             st = load_per_image(results / row["variant"] / f"seed{s}" / "eval" / "per_image.npz")
             again = summarize(st["counts"], st["config"])
             assert again["mIoU"] == pytest.approx(m["mIoU"])
@@ -90,15 +98,34 @@ def test_figures_and_reports_are_written_and_non_empty(tmp_path):
     written = make_report([results], grid, out, n_boot=100, progress=False, offset_images=2)
     assert all(p.stat().st_size > 0 for p in written)
     figs = out / "synthetic" / "figures"
-    for name in ("mIoU_vs_gflops", "trimap_curves", "band_vs_interior", "per_class_iou", "per_class_bf",
-                 "error_share_curves", "class_error_shares", "class_changes_main", "class_changes_align",
-                 "offset_correctness", "offsets/offs_0", "offsets/offs_1"):
+    for name in (
+        "mIoU_vs_gflops",
+        "trimap_curves",
+        "band_vs_interior",
+        "per_class_iou",
+        "per_class_bf",
+        "error_share_curves",
+        "class_error_shares",
+        "class_changes_main",
+        "class_changes_align",
+        "offset_correctness",
+        "offsets/offs_0",
+        "offsets/offs_1",
+    ):
         for ext in ("png", "pdf"):
             assert (figs / f"{name}.{ext}").stat().st_size > 1000, name
-    for name in ("report.md", "errors.md", "tables/offset_correctness.csv", "tables/class_changes.csv",
-                 "tables/class_error_shares.csv"):
+    for name in (
+        "report.md",
+        "errors.md",
+        "tables/offset_correctness.csv",
+        "tables/class_changes.csv",
+        "tables/class_error_shares.csv",
+    ):
         assert (out / "synthetic" / name).stat().st_size > 0
-    assert "![error share curves](figures/error_share_curves.png)" in (out / "synthetic" / "errors.md").read_text()
+    assert (
+        "![error share curves](figures/error_share_curves.png)"
+        in (out / "synthetic" / "errors.md").read_text()
+    )
     assert "does NOT cover training noise" in (out / "synthetic" / "tables" / "main.md").read_text()
     assert not (out / "index.md").exists()  # one suite: its report.md is the front page
     # the list a workflow rule declares is exactly what was written
@@ -107,7 +134,9 @@ def test_figures_and_reports_are_written_and_non_empty(tmp_path):
 
     # in two processes (bootstrap and offset figures): the same files, the same pixels
     two = tmp_path / "reports2"
-    written2 = make_report([results], grid, two, n_boot=100, progress=False, offset_images=2, workers=2)
+    written2 = make_report(
+        [results], grid, two, n_boot=100, progress=False, offset_images=2, workers=2
+    )
     assert [p.relative_to(two) for p in written2] == [p.relative_to(out) for p in written]
     for p in written:
         q = two / p.relative_to(out)
@@ -120,8 +149,13 @@ def test_figures_and_reports_are_written_and_non_empty(tmp_path):
 def test_expected_outputs_of_the_default_grid():
     grid = Path(__file__).resolve().parents[1] / "ablations" / "grid.yaml"
     out = expected_outputs(grid, ["synthetic"])
-    assert "synthetic/tables/components.tex" in out and "synthetic/figures/offsets/fam_crm_1.pdf" in out
-    assert not any("offsets/bilinear" in p for p in out) and not any(p.startswith("cross/") for p in out)
+    assert (
+        "synthetic/tables/components.tex" in out
+        and "synthetic/figures/offsets/fam_crm_1.pdf" in out
+    )
+    assert not any("offsets/bilinear" in p for p in out) and not any(
+        p.startswith("cross/") for p in out
+    )
     assert "cross/loss.csv" in expected_outputs(grid, ["synthetic", "cityscapes"], tables=["loss"])
 
 
@@ -129,7 +163,9 @@ def test_cross_dataset_table_has_one_block_per_suite(tmp_path):
     results, grid = make_tree(tmp_path, seeds=(0,))
     other, _ = make_tree(tmp_path / "b", seeds=(0, 1), name="other")
     out = tmp_path / "reports"
-    make_report([results, other], grid, out, tables=["main"], n_boot=100, progress=False, figures=False)
+    make_report(
+        [results, other], grid, out, tables=["main"], n_boot=100, progress=False, figures=False
+    )
     cross = (out / "cross" / "main.md").read_text()
     assert "synthetic: mIoU" in cross and "other: Δ mIoU [95% CI]" in cross
     df = pd.read_csv(out / "cross" / "main.csv")
@@ -152,7 +188,9 @@ def test_offset_correctness_hand_built_fields():
     field[0] = np.where(own == 0, -3.0, 3.0)
     learned, zero, n = correctness(field, lab, 4, True, 2, width=1)
     assert n > 0 and learned == pytest.approx(100.0)
-    assert zero < 100.0  # bilinear reads the mixed coarse cell 2 (five class-0 columns) for class-1 pixels
+    assert (
+        zero < 100.0
+    )  # bilinear reads the mixed coarse cell 2 (five class-0 columns) for class-1 pixels
     # zero offsets score exactly the zero-offset share
     learned0, zero0, _ = correctness(np.zeros_like(field), lab, 4, True, 2, width=1)
     assert learned0 == zero0 == zero
@@ -184,7 +222,10 @@ def test_control_table_detects_the_handicap_and_measures_recovery(tmp_path):
     g = yaml.safe_load(grid.read_text())
     # "base" (30% of pixels wrong) and "offs" (20%) as handicapped twins of "better" (10%); "same"
     # has exactly base's predictions, so it recovers nothing of the reference loss
-    g["tables"]["controls"] = {"title": "Control", "twins": {"base": "better", "same": "better", "offs": "better"}}
+    g["tables"]["controls"] = {
+        "title": "Control",
+        "twins": {"base": "better", "same": "better", "offs": "better"},
+    }
     grid.write_text(yaml.safe_dump(g))
     out = tmp_path / "reports"
     make_report([results], grid, out, n_boot=100, progress=False, figures=False)
@@ -193,7 +234,9 @@ def test_control_table_detects_the_handicap_and_measures_recovery(tmp_path):
     assert ref < -10 and df.loc["base", "d_mIoU_significant"] and df.loc["base", "d_mIoU_hi"] < 0
     assert df.loc["same", "recovered_pct"] == pytest.approx(0.0, abs=1e-9)
     assert 0 < df.loc["offs", "recovered_pct"] < 100
-    assert df.loc["offs", "recovered_pct"] == pytest.approx(100 * (1 - df.loc["offs", "d_mIoU"] / ref))
+    assert df.loc["offs", "recovered_pct"] == pytest.approx(
+        100 * (1 - df.loc["offs", "d_mIoU"] / ref)
+    )
     md = (out / "synthetic" / "tables" / "controls.md").read_text()
     assert "reference" in md and "A control, not a paper table" in md
     rels = expected_outputs(grid, ["synthetic", "other"])
@@ -216,17 +259,27 @@ def test_context_tables_state_the_map_size_the_context_modules_saw():
     from srcr.report.tables import context_maps
 
     cfg = load_config(REPO / "config" / "default.yaml")
-    assert context_maps(cfg) == ("Context modules: they see the stride-32 map, 4x4 cells in training (128x128 "
-                                 "crops) and 4x8 at evaluation (128x256 images).")
-    bigger = load_config(REPO / "config" / "default.yaml", ["data.train_pipeline.crop_size=[256, 256]",
-                                                             "eval.scale=[256, 512]"])
-    assert "8x8 cells in training" in context_maps(bigger) and "8x16 at evaluation" in context_maps(bigger)
+    assert context_maps(cfg) == (
+        "Context modules: they see the stride-32 map, 4x4 cells in training (128x128 "
+        "crops) and 4x8 at evaluation (128x256 images)."
+    )
+    bigger = load_config(
+        REPO / "config" / "default.yaml",
+        ["data.train_pipeline.crop_size=[256, 256]", "eval.scale=[256, 512]"],
+    )
+    assert "8x8 cells in training" in context_maps(bigger) and "8x16 at evaluation" in context_maps(
+        bigger
+    )
     city = load_config(REPO / "config" / "cityscapes_mscan_s.yaml")
     assert "at evaluation" in context_maps(city)
-    assert context_maps({"model": {"context": "crm"}}) is None  # a config that does not say: no note
+    assert (
+        context_maps({"model": {"context": "crm"}}) is None
+    )  # a config that does not say: no note
 
 
-def test_paper_column_tables_name_the_evaluation_mode_and_show_a_second_ms_flip_evaluation(tmp_path):
+def test_paper_column_tables_name_the_evaluation_mode_and_show_a_second_ms_flip_evaluation(
+    tmp_path,
+):
     from srcr.report.paper import eval_mode
     from srcr.report.tables import build_table, cross_table
 
@@ -243,8 +296,11 @@ def test_paper_column_tables_name_the_evaluation_mode_and_show_a_second_ms_flip_
         rec["inference"] = {"scales": [1.0], "flip": False}
         if run.parent.name == "better":  # the full model: SRM + CRM with the contrastive term
             rec["config"]["model"].update(align="srm", context="crm")
-            ms_rec = {**rec, "metrics": {**rec["metrics"], "mIoU": rec["metrics"]["mIoU"] + 1.25},
-                      "inference": {"scales": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75], "flip": True}}
+            ms_rec = {
+                **rec,
+                "metrics": {**rec["metrics"], "mIoU": rec["metrics"]["mIoU"] + 1.25},
+                "inference": {"scales": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75], "flip": True},
+            }
             (run / "eval_ms_flip").mkdir()
             (run / "eval_ms_flip" / "metrics.json").write_text(json.dumps(ms_rec))
             ms["better"] = ms_rec["metrics"]["mIoU"]
@@ -255,18 +311,25 @@ def test_paper_column_tables_name_the_evaluation_mode_and_show_a_second_ms_flip_
     t = build_table(st, "main", spec, {})
     shown = t.shown.set_index("variant")
     assert list(shown["eval"]) == ["ss", "ss"]
-    assert shown.loc["better", "mIoU (ms+flip)"] == f"{ms['better']:.2f}" and shown.loc["base", "mIoU (ms+flip)"] == "–"
+    assert (
+        shown.loc["better", "mIoU (ms+flip)"] == f"{ms['better']:.2f}"
+        and shown.loc["base", "mIoU (ms+flip)"] == "–"
+    )
     assert shown.loc["better", "reported mIoU (paper)"] == "84.5"
     notes = " ".join(t.notes)
     assert "82.5" in notes and "81.3 ss and 82.7 ms+flip" in notes and "beside both" in notes
     assert "Evaluation of mIoU and the other measured columns: ss" in notes
     cross = cross_table("x", "x", [t])
-    assert "synthetic: mIoU (ss)" in cross.shown.columns  # the suite (directory) name heads the block
+    assert (
+        "synthetic: mIoU (ss)" in cross.shown.columns
+    )  # the suite (directory) name heads the block
     # a second evaluation of another checkpoint, or in another mode, is refused
     bad = results / "better" / "seed0" / "eval_ms_flip" / "metrics.json"
     good = bad.read_text()
     bad.write_text(json.dumps({**json.loads(good), "checkpoint": {"sha256": "other"}}))
-    with pytest.raises(UserError, match=r"eval_ms_flip/metrics\.json: evaluates another checkpoint"):
+    with pytest.raises(
+        UserError, match=r"eval_ms_flip/metrics\.json: evaluates another checkpoint"
+    ):
         build_table(st, "main", spec, {})
     bad.write_text(json.dumps({**json.loads(good), "inference": {"scales": [1.0], "flip": True}}))
     with pytest.raises(UserError, match=r"is a scales 1 \+ flip evaluation, expected ms\+flip"):

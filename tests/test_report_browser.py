@@ -20,8 +20,14 @@ import pytest
 from workflow_helpers import run_snakemake, workflow_copy
 
 SUITE = "config/suite_smoke.yaml"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 # every category the workflow flags outputs for (workflow/rules/common.smk, aggregate.smk)
 CATEGORIES = {"Data", "Errors", "Figures", "Offsets", "Reports", "Runs", "Tables"}
 
@@ -107,16 +113,21 @@ def _view(page, path: str, uri: str) -> dict | None:
         return {"frame": None, "text": "", "widths": [shown.evaluate("e => e.naturalWidth")]}
     frame = shown.content_frame()
     frame.wait_for_load_state()
-    return {"frame": frame, "text": frame.evaluate("document.body ? document.body.innerText : ''"),
-            "widths": frame.evaluate("[...document.images].map(i => i.complete && i.naturalWidth)")}
+    return {
+        "frame": frame,
+        "text": frame.evaluate("document.body ? document.body.innerText : ''"),
+        "widths": frame.evaluate("[...document.images].map(i => i.complete && i.naturalWidth)"),
+    }
 
 
 def _caption_shown(page, path: str, caption_html: str) -> bool:
     """Click the info button of ``path``: does the menu show the caption?"""
     row = page.locator("nav tr", has=page.locator("td", has_text=_exactly(path)))
     row.locator("a[iconname=information-circle]").click()
-    words = page.evaluate("h => { const d = document.createElement('div'); d.innerHTML = h; "
-                          "return d.textContent; }", caption_html).split()
+    words = page.evaluate(
+        "h => { const d = document.createElement('div'); d.innerHTML = h; return d.textContent; }",
+        caption_html,
+    ).split()
     page.wait_for_timeout(200)
     return " ".join(words) in " ".join(page.locator("nav").first.inner_text().split())
 
@@ -146,8 +157,7 @@ def test_every_item_of_the_html_report_is_shown_inline(smoke_report, artifacts):
         page = browser.new_page(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
         page.on("download", lambda d: downloads.append(d.suggested_filename))
         page.goto(report.as_uri())
-        page.wait_for_function("window.categories && window.results",
-                               timeout=60_000)
+        page.wait_for_function("window.categories && window.results", timeout=60_000)
         categories = page.evaluate("categories")  # {category: {subcategory: [result path]}}
         results = page.evaluate("results")
         assert set(categories) == CATEGORIES

@@ -76,8 +76,9 @@ def test_large_figures_are_shrunk_until_the_page_fits_an_inline_view(tmp_path):
     page = markdown_page(tmp_path / "big.md")
     assert len(page.encode()) <= MAX_PAGE_BYTES
     data = _images(page)
-    assert len(data) == 3 and all(len(b) < (tmp_path / "figures" / "f0.png").stat().st_size
-                                  for b in data)  # each one re-encoded smaller
+    assert len(data) == 3 and all(
+        len(b) < (tmp_path / "figures" / "f0.png").stat().st_size for b in data
+    )  # each one re-encoded smaller
     shown = [Image.open(io.BytesIO(b)) for b in data]
     assert all(320 <= im.width <= 900 for im in shown) and min(im.width for im in shown) < 900
     assert all(abs(im.height / im.width - 600 / 900) < 0.01 for im in shown)
@@ -100,22 +101,47 @@ def test_csv_page_keeps_the_cells_as_written(tmp_path):
 
 
 def test_which_files_get_a_rendering():
-    rels = ["s/report.md", "s/tables/a.md", "s/tables/a.tex", "s/tables/a.csv",
-            "s/tables/shares.csv", "s/figures/f.png"]
-    assert [html_twin(p) for p in html_sources(rels)] == ["s/report.html", "s/tables/a.html",
-                                                         "s/tables/shares.html"]
+    rels = [
+        "s/report.md",
+        "s/tables/a.md",
+        "s/tables/a.tex",
+        "s/tables/a.csv",
+        "s/tables/shares.csv",
+        "s/figures/f.png",
+    ]
+    assert [html_twin(p) for p in html_sources(rels)] == [
+        "s/report.html",
+        "s/tables/a.html",
+        "s/tables/shares.html",
+    ]
 
 
 def test_srcr_aggregate_html_shows_every_run_as_in_the_csv(tmp_path):
-    from test_suite import fabricate
+    from suite_helpers import fabricate
 
     from srcr.cli import main
 
     results = tmp_path / "results" / "x"
     fabricate(results, {("a", 0): 70.0, ("b", 0): 71.25})
     runs, page = tmp_path / "runs.csv", tmp_path / "runs.html"
-    assert main(["aggregate", "--results", str(results), "--variants", "a,b", "--seeds", "0",
-                 "--out", str(runs), "--html", str(page)]) == 0
+    assert (
+        main(
+            [
+                "aggregate",
+                "--results",
+                str(results),
+                "--variants",
+                "a,b",
+                "--seeds",
+                "0",
+                "--out",
+                str(runs),
+                "--html",
+                str(page),
+            ]
+        )
+        == 0
+    )
     assert page.read_text() == csv_page(runs)
     cells = re.findall(r"<td [^>]*>([^<]*)</td>", page.read_text())
     assert cells[:3] == ["a", "0", "90.0000"] and "71.2500" in cells
@@ -124,5 +150,7 @@ def test_srcr_aggregate_html_shows_every_run_as_in_the_csv(tmp_path):
 def test_an_escaped_pipe_stays_inside_its_table_cell():
     from srcr.report.html_pages import markdown_body
 
-    html = markdown_body("| variant | Δ mIoU |\n|---|---|\n| a | +0.1 n.s.; \\|Δ\\| ≥ 0.41 excluded |\n")
+    html = markdown_body(
+        "| variant | Δ mIoU |\n|---|---|\n| a | +0.1 n.s.; \\|Δ\\| ≥ 0.41 excluded |\n"
+    )
     assert "<td>+0.1 n.s.; |Δ| ≥ 0.41 excluded</td>" in html and html.count("<td>") == 2

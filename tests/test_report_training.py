@@ -38,8 +38,11 @@ def test_run_geometry_pools_lengths_and_outside_share(tmp_path):
     refined = np.zeros((2, 2, 4, 8), np.float32)
     refined[:, 0] = 3.0  # length 3 everywhere; columns 5-7 outside
     refined[1, 1] = 4.0  # second image: length 5, and every row from 0 on pushed below row 3
-    arrays = {"image_ids": np.array(["a", "b"]), "s8_refined": refined,
-              "s8_initial": np.full((2, 2, 4, 8), 100.0, np.float32)}
+    arrays = {
+        "image_ids": np.array(["a", "b"]),
+        "s8_refined": refined,
+        "s8_initial": np.full((2, 2, 4, 8), 100.0, np.float32),
+    }
     np.savez(path, **arrays)
     g = run_geometry(path)
     assert g[("s8", "refined")]["median_px"] == pytest.approx(4.0)  # half 3, half 5
@@ -58,7 +61,9 @@ def test_curve_figure_data_equal_the_logged_values(tmp_path):
     summary = curve_summary(frame)
     terms, left_out = terms_of(frame)
     assert terms == ["loss", "ce", "aux", "contrast", "lr"] and left_out == []
-    assert terms_of(frame.assign(value=frame["value"].where(frame["term"] != "aux", 0.0)))[1] == ["aux"]
+    assert terms_of(frame.assign(value=frame["value"].where(frame["term"] != "aux", 0.0)))[1] == [
+        "aux"
+    ]
     fig = draw_curves(summary, variants, terms, "t")
     lines = {line.get_gid(): line for ax in fig.axes for line in ax.get_lines()}
     for v in variants:
@@ -90,7 +95,9 @@ def test_confusion_rows_normalise_and_pool_seeds(tmp_path):
     assert pooled(suite, "better").sum() == 2 * 16 * 32 * 32
     # the planted error rates: 10% and 30% of pixels moved off the diagonal
     acc = {v: np.trace(pooled(suite, v)) / pooled(suite, v).sum() for v in ("better", "base")}
-    assert acc["better"] == pytest.approx(0.9, abs=0.01) and acc["base"] == pytest.approx(0.7, abs=0.01)
+    assert acc["better"] == pytest.approx(0.9, abs=0.01) and acc["base"] == pytest.approx(
+        0.7, abs=0.01
+    )
 
 
 def _garble(path):
@@ -101,15 +108,18 @@ def _bad_line(path):
     path.write_text(path.read_text() + "{not json\n")
 
 
-@pytest.mark.parametrize("rel, spoil", [
-    ("eval/per_image.npz", lambda p: p.unlink()),
-    ("eval/per_image.npz", _garble),
-    ("eval/metrics.json", lambda p: p.unlink()),
-    ("eval/metrics.json", lambda p: p.write_text("{\"metrics\": ")),
-    ("log.jsonl", lambda p: p.unlink()),
-    ("log.jsonl", _bad_line),
-    ("log.jsonl", lambda p: p.write_text("")),
-])
+@pytest.mark.parametrize(
+    "rel, spoil",
+    [
+        ("eval/per_image.npz", lambda p: p.unlink()),
+        ("eval/per_image.npz", _garble),
+        ("eval/metrics.json", lambda p: p.unlink()),
+        ("eval/metrics.json", lambda p: p.write_text('{"metrics": ')),
+        ("log.jsonl", lambda p: p.unlink()),
+        ("log.jsonl", _bad_line),
+        ("log.jsonl", lambda p: p.write_text("")),
+    ],
+)
 def test_an_unreadable_run_file_is_named_and_nothing_is_written(tmp_path, rel, spoil):
     results, grid = make_tree(tmp_path, seeds=(0, 1), variants=["base", "better", "same"])
     path = results / "same" / "seed1" / rel

@@ -9,15 +9,14 @@ import shlex
 import pandas as pd
 import pytest
 import torch
+from suite_helpers import fabricate, suite
+from train_helpers import TINY_MODEL
+from workflow_helpers import job_counts, run_snakemake, tiny_suite, workflow_copy
 
 from srcr.bench.model import bench_model
 from srcr.cli import main
 from srcr.config import load_config
 from srcr.suite.plan import LATENCY_DEFAULTS, make_plan
-
-from test_suite import fabricate, suite
-from test_train import TINY_MODEL
-from workflow_helpers import job_counts, run_snakemake, tiny_suite, workflow_copy
 
 
 def test_plan_latency_is_off_by_default_and_filled_with_defaults():

@@ -23,8 +23,11 @@ SMALL = (48, 96)
 
 
 def _hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _samples(n: int, size=(128, 256), seed: int = 0, split: str = "train", instances: bool = False):
@@ -94,7 +97,9 @@ def test_files_match_generate_sample_and_modes(tmp_path):
             image, label = sg.generate_sample(3, split, i, SMALL)
             im = Image.open(tmp_path / "d" / "images" / split / f"{i:05d}.png")
             lb = Image.open(tmp_path / "d" / "labels" / split / f"{i:05d}.png")
-            assert im.mode == "RGB" and lb.mode == "L" and im.size == (SMALL[1], SMALL[0]) == lb.size
+            assert (
+                im.mode == "RGB" and lb.mode == "L" and im.size == (SMALL[1], SMALL[0]) == lb.size
+            )
             np.testing.assert_array_equal(np.array(im), image)
             np.testing.assert_array_equal(np.array(lb), label)
 
@@ -103,13 +108,18 @@ def test_meta_content(tmp_path):
     sg.generate_dataset(tmp_path / "d", 4, 2, SMALL, seed=5, workers=1, progress=False)
     meta = json.loads((tmp_path / "d" / "meta.json").read_text())
     assert meta["format"] == "srcr-synthetic"
-    assert meta["generator_version"] == sg.GENERATOR_VERSION and isinstance(meta["generator_version"], int)
+    assert meta["generator_version"] == sg.GENERATOR_VERSION and isinstance(
+        meta["generator_version"], int
+    )
     assert meta["seed"] == 5 and meta["size"] == list(SMALL)
     assert meta["splits"] == {"train": 4, "val": 2}
     assert meta["ignore_index"] == 255
     assert meta["classes"] == sg.CLASSES and 8 <= len(meta["classes"]) <= 12
     assert len(meta["palette"]) == len(meta["classes"])
-    assert all(len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c) for c in meta["palette"])
+    assert all(
+        len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
+        for c in meta["palette"]
+    )
     assert len({tuple(c) for c in meta["palette"]}) == len(meta["palette"])
     assert set(meta["class_descriptions"]) == set(meta["classes"])
     assert ["car", "boat"] in meta["groups"]["context_pairs"]
@@ -120,8 +130,10 @@ def test_meta_content(tmp_path):
     hist = np.zeros(256, np.int64)
     for p in sorted((tmp_path / "d" / "labels" / "val").iterdir()):
         hist += np.bincount(np.array(Image.open(p)).ravel(), minlength=256)
-    assert meta["pixel_counts"]["val"] == {**{c: int(hist[k]) for k, c in enumerate(sg.CLASSES)},
-                                          "void": int(hist[255])}
+    assert meta["pixel_counts"]["val"] == {
+        **{c: int(hist[k]) for k, c in enumerate(sg.CLASSES)},
+        "void": int(hist[255]),
+    }
 
 
 @pytest.mark.parametrize("size", [(32, 32), (32, 64), (37, 50), (64, 128)])
@@ -134,17 +146,17 @@ def test_small_and_odd_sizes(size):
 
 def test_label_values_and_every_class_appears(scenes):
     seen = np.zeros(256, bool)
-    for image, label, _ in scenes[:15]:
+    for _image, label, _ in scenes[:15]:
         values = np.unique(label)
         assert np.all((values < sg.NUM_CLASSES) | (values == 255)), values
         seen[values] = True
-    assert seen[:sg.NUM_CLASSES].all(), [c for k, c in enumerate(sg.CLASSES) if not seen[k]]
+    assert seen[: sg.NUM_CLASSES].all(), [c for k, c in enumerate(sg.CLASSES) if not seen[k]]
     assert seen[255], "no void pixels at all"
 
 
 def test_class_frequencies_not_absurdly_skewed(scenes):
     hist = sum(np.bincount(lb.ravel(), minlength=256) for _, lb, _ in scenes)
-    freq = hist[:sg.NUM_CLASSES] / hist[:sg.NUM_CLASSES].sum()
+    freq = hist[: sg.NUM_CLASSES] / hist[: sg.NUM_CLASSES].sum()
     assert freq.max() < 0.4 and freq.min() > 0.004, dict(zip(sg.CLASSES, freq.round(4)))
     void = hist[255] / hist.sum()
     assert 0.003 < void < 0.08
@@ -152,6 +164,7 @@ def test_class_frequencies_not_absurdly_skewed(scenes):
 
 # ---------------------------------------------------------------------------------------------
 # the design: thin structures, small objects, context classes
+
 
 @pytest.mark.parametrize("name", ["pole", "lane"])
 def test_thin_structures_are_2_to_4_px_wide(scenes, name):
@@ -163,8 +176,8 @@ def test_thin_structures_are_2_to_4_px_wide(scenes, name):
         survived += ndimage.binary_erosion(m, structure=np.ones((5, 5), bool)).sum()
         survived3 += ndimage.binary_erosion(m, structure=np.ones((3, 3), bool)).sum()
     assert total > 2000
-    assert survived / total < 0.01           # nothing is 5 px wide
-    assert survived3 / total < 0.45          # a 3x3 erosion leaves at most the middle 2 px of a 4 px line
+    assert survived / total < 0.01  # nothing is 5 px wide
+    assert survived3 / total < 0.45  # a 3x3 erosion leaves at most the middle 2 px of a 4 px line
     # and not sub-pixel: every image that has the class has whole pixels of it in several rows
     assert sum((label == k).any() for _, label, _ in scenes) >= 0.6 * len(scenes)
 
@@ -174,7 +187,7 @@ def test_pole_widths_cover_2_3_and_4_px(scenes):
     widths = set()
     for _, label, _ in scenes:
         m = (label == k).astype(np.int8)
-        for row in m[: label.shape[0] // 3]:        # the top third: vertical pole shafts in the sky
+        for row in m[: label.shape[0] // 3]:  # the top third: vertical pole shafts in the sky
             d = np.diff(np.concatenate([[0], row, [0]]))
             starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
             widths.update((ends - starts).tolist())
@@ -227,7 +240,7 @@ def test_cars_and_boats_look_alike_statistically():
             sub = np.zeros(label.shape, bool)
             y0, x0 = max(top, 0), max(left, 0)
             y1, x1 = min(top + h, label.shape[0]), min(left + w, label.shape[1])
-            sub[y0:y1, x0:x1] = d["mask"][y0 - top:y1 - top, x0 - left:x1 - left]
+            sub[y0:y1, x0:x1] = d["mask"][y0 - top : y1 - top, x0 - left : x1 - left]
             visible = sub & (label == d["cls"])
             if visible.sum() < 10:
                 continue
@@ -280,14 +293,17 @@ def test_void_rims_and_hood(scenes):
         rims = np.isin(comp, [c for c in range(1, n + 1) if c not in at_bottom])
         if rims.any():
             veh = np.isin(label, [sg.CAR, sg.BOAT])
-            assert not ndimage.binary_erosion(rims, np.ones((3, 3), bool)).any()    # 1 px thin
-            assert (rims & ~ndimage.binary_dilation(veh, np.ones((3, 3), bool))).sum() < 0.05 * rims.sum()
+            assert not ndimage.binary_erosion(rims, np.ones((3, 3), bool)).any()  # 1 px thin
+            assert (
+                rims & ~ndimage.binary_dilation(veh, np.ones((3, 3), bool))
+            ).sum() < 0.05 * rims.sum()
         rim_px += rims.sum()
     assert rim_px > 500 and 2 <= hood_images <= 20
 
 
 # ---------------------------------------------------------------------------------------------
 # ensure_synthetic
+
 
 def test_ensure_generates_then_reuses(tmp_path, monkeypatch):
     root = tmp_path / "syn"
@@ -301,15 +317,20 @@ def test_ensure_generates_then_reuses(tmp_path, monkeypatch):
     monkeypatch.setattr(sg, "generate_dataset", boom)
     sg.ensure_synthetic(root, 3, 2, list(SMALL), 0)
     assert _hashes(root) == before
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]   # no temporary folders left
+    assert not [
+        p for p in tmp_path.iterdir() if p.name.startswith(".")
+    ]  # no temporary folders left
 
 
-@pytest.mark.parametrize("kwargs,key", [
-    (dict(seed=1), "seed"),
-    (dict(size=(48, 64)), "size"),
-    (dict(n_train=4), "splits"),
-    (dict(n_val=1), "splits"),
-])
+@pytest.mark.parametrize(
+    "kwargs,key",
+    [
+        (dict(seed=1), "seed"),
+        (dict(size=(48, 64)), "size"),
+        (dict(n_train=4), "splits"),
+        (dict(n_val=1), "splits"),
+    ],
+)
 def test_ensure_rejects_mismatching_meta(tmp_path, kwargs, key):
     root = tmp_path / "syn"
     base = dict(n_train=3, n_val=2, size=SMALL, seed=0)
@@ -333,13 +354,15 @@ def test_ensure_rejects_old_generator_version_and_broken_trees(tmp_path):
     (root / "labels" / "val" / "00001.png").unlink()
     with pytest.raises(UserError, match=r"labels/val/00001\.png: missing"):
         sg.ensure_synthetic(root, 3, 2, SMALL, 0)
-    (root / "labels" / "val" / "00001.png").write_bytes((root / "labels" / "val" / "00000.png").read_bytes())
+    (root / "labels" / "val" / "00001.png").write_bytes(
+        (root / "labels" / "val" / "00000.png").read_bytes()
+    )
 
     (root / "images" / "train" / "00099.png").write_bytes(b"x")
     with pytest.raises(UserError, match=r"00099\.png: unexpected"):
         sg.ensure_synthetic(root, 3, 2, SMALL, 0)
     (root / "images" / "train" / "00099.png").unlink()
-    sg.ensure_synthetic(root, 3, 2, SMALL, 0)             # intact again
+    sg.ensure_synthetic(root, 3, 2, SMALL, 0)  # intact again
 
     (root / "meta.json").write_text("{not json")
     with pytest.raises(UserError, match="meta.json: cannot read JSON"):
@@ -388,12 +411,12 @@ def test_concurrent_install_loses_gracefully(tmp_path, monkeypatch):
     real = sg._install
 
     def racing(tmp, root_, replace):
-        os.rename(other, root_)            # the other process finishes first
+        os.rename(other, root_)  # the other process finishes first
         return real(tmp, root_, replace)
 
     monkeypatch.setattr(sg, "_install", racing)
     sg.ensure_synthetic(root, 2, 1, SMALL, 0, workers=1, progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["syn"]      # our temporary copy is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["syn"]  # our temporary copy is gone
     assert _hashes(root) == winner
 
     # and a root that appears before we even start is simply checked
@@ -414,9 +437,27 @@ def test_concurrent_install_loses_gracefully(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # `srcr synth`
 
+
 def _synth(out, *extra, seed="1"):
-    return main(["synth", "--out", str(out), "--n-train", "3", "--n-val", "2", "--size", "40x64",
-                 "--seed", seed, "--workers", "1", "--no-progress", *extra])
+    return main(
+        [
+            "synth",
+            "--out",
+            str(out),
+            "--n-train",
+            "3",
+            "--n-val",
+            "2",
+            "--size",
+            "40x64",
+            "--seed",
+            seed,
+            "--workers",
+            "1",
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def test_cli_round_trip(tmp_path, capsys):
@@ -425,15 +466,17 @@ def test_cli_round_trip(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "wrote 5 images of 40x64" in captured.out and "pixel share" in captured.out
     meta = json.loads((out / "meta.json").read_text())
-    assert meta["size"] == [40, 64] and meta["seed"] == 1 and meta["splits"] == {"train": 3, "val": 2}
+    assert (
+        meta["size"] == [40, 64] and meta["seed"] == 1 and meta["splits"] == {"train": 3, "val": 2}
+    )
     assert Image.open(out / "images" / "val" / "00001.png").size == (64, 40)
     first = _hashes(out)
 
-    assert _synth(out) == 0                                 # same request: nothing to do
+    assert _synth(out) == 0  # same request: nothing to do
     assert "nothing to do" in capsys.readouterr().err
     assert _hashes(out) == first
 
-    assert _synth(out, seed="2") == 2                       # different request without --force
+    assert _synth(out, seed="2") == 2  # different request without --force
     err = capsys.readouterr().err
     assert "meta.json" in err and "'seed'" in err and "--force" in err
     assert _hashes(out) == first

@@ -13,17 +13,24 @@ import time
 import pytest
 import torch
 import yaml
+from train_helpers import (
+    PY,
+    REPO,
+    TINY_MODEL,
+    assert_same_state,
+    final_state,
+    log_values,
+    tiny_cfg,
+    tiny_overrides,
+    write_cfg,
+)
 
 from srcr.config import load_config
 from srcr.engine.checkpoint import list_checkpoints
-from srcr.engine.train_log import read_log
 from srcr.engine.sampler import InfiniteSeededSampler
+from srcr.engine.train_log import read_log
 from srcr.errors import UserError
 from srcr.train import TrainingDiverged, train
-
-from train_helpers import (PY, REPO, TINY_MODEL, assert_same_state, final_state, log_values,
-                           tiny_cfg, tiny_overrides, write_cfg)
-
 
 # ----------------------------------------------------------------------------------------------------
 # the sampler
@@ -31,7 +38,9 @@ from train_helpers import (PY, REPO, TINY_MODEL, assert_same_state, final_state,
 
 def test_sampler_is_a_pure_function_of_seed_and_iteration_and_shards_the_global_batch():
     single = InfiniteSeededSampler(10, seed=3, global_batch=4)
-    stream = [single.batch(i) for i in range(7)]  # crosses epoch boundaries (10 items, 4 per iteration)
+    stream = [
+        single.batch(i) for i in range(7)
+    ]  # crosses epoch boundaries (10 items, 4 per iteration)
     # every epoch is a permutation of the dataset
     flat = [idx for b in stream for idx, _ in b]
     assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:20]) == list(range(10))
@@ -64,18 +73,26 @@ def test_train_end_to_end_determinism_and_completion(syn_root, tmp_path, one_thr
     # resolved config, log, newest K checkpoints + final
     assert yaml.safe_load((run / "config.yaml").read_text()) == cfg
     assert [i for i, _ in list_checkpoints(run / "checkpoints")] == [4, 6]
-    ckpt = torch.load(run / "checkpoints" / "iter_0000006.pth", map_location="cpu", weights_only=True)
+    ckpt = torch.load(
+        run / "checkpoints" / "iter_0000006.pth", map_location="cpu", weights_only=True
+    )
     assert ckpt["iteration"] == 6 and ckpt["config"] == cfg and "optimizer" in ckpt
     log = read_log(run / "log.jsonl")
     assert [r["iteration"] for r in log] == [1, 2, 3, 4, 5, 6]
     for r in log:
         assert {"loss", "ce", "aux", "contrast", "lr", "images_per_s"} <= set(r)
         assert r["loss"] == pytest.approx(r["ce"] + r["aux"] + r["contrast"], rel=1e-5)
-    assert log[0]["contrast"] == 0.0 and log[-1]["contrast"] > 0  # contrastive warm-up of 2 iterations
+    assert (
+        log[0]["contrast"] == 0.0 and log[-1]["contrast"] > 0
+    )  # contrastive warm-up of 2 iterations
     assert log[0]["lr"] < log[2]["lr"]  # warm-up
 
     # same seed -> identical weights, also with DataLoader workers (augmentation is per-sample seeded)
-    train(load_config(None, tiny_overrides(syn_root) + ["data.num_workers=2"]), tmp_path / "b", progress=False)
+    train(
+        load_config(None, tiny_overrides(syn_root) + ["data.num_workers=2"]),
+        tmp_path / "b",
+        progress=False,
+    )
     assert_same_state(final_state(run), final_state(tmp_path / "b"))
     assert log_values(run) == log_values(tmp_path / "b")
     # another seed -> other weights
@@ -97,7 +114,9 @@ def test_train_end_to_end_determinism_and_completion(syn_root, tmp_path, one_thr
         train(tiny_cfg(syn_root, "train.iterations=8", "model.align=bilinear"), run, progress=False)
     assert "train.iterations: saved 6, now 8" in str(e.value) and "model.align" in str(e.value)
     # data.num_workers does not change results, so it may differ
-    assert train(tiny_cfg(syn_root, "data.num_workers=1"), run, progress=False)["status"] == "complete"
+    assert (
+        train(tiny_cfg(syn_root, "data.num_workers=1"), run, progress=False)["status"] == "complete"
+    )
 
 
 def test_resume_after_sigkill_is_bit_exact(syn_root, tmp_path, one_thread):
@@ -107,8 +126,19 @@ def test_resume_after_sigkill_is_bit_exact(syn_root, tmp_path, one_thread):
 
     cfg_path = write_cfg(tmp_path / "cfg.yaml", cfg)
     run = tmp_path / "killed"
-    cmd = [PY, "-m", "srcr.cli", "train", "--config", str(cfg_path), "--out", str(run), "--threads", "1",
-           "--no-progress"]
+    cmd = [
+        PY,
+        "-m",
+        "srcr.cli",
+        "train",
+        "--config",
+        str(cfg_path),
+        "--out",
+        str(run),
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
@@ -121,7 +151,9 @@ def test_resume_after_sigkill_is_bit_exact(syn_root, tmp_path, one_thread):
     proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
     done = [i for i, _ in list_checkpoints(run / "checkpoints")]
-    assert not (run / "checkpoints" / "final.pth").exists() and max(done) < 24, "killed too late to test resume"
+    assert not (run / "checkpoints" / "final.pth").exists() and max(done) < 24, (
+        "killed too late to test resume"
+    )
 
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
@@ -165,7 +197,9 @@ def test_nonfinite_loss_stops_with_iteration_and_term(syn_root, tmp_path, monkey
 
     cfg_path = write_cfg(tmp_path / "cfg.yaml", cfg)
     capsys.readouterr()
-    rc = main(["train", "--config", str(cfg_path), "--out", str(tmp_path / "nan2"), "--no-progress"])
+    rc = main(
+        ["train", "--config", str(cfg_path), "--out", str(tmp_path / "nan2"), "--no-progress"]
+    )
     assert rc != 0
     assert "non-finite loss at iteration 5: term 'aux'" in capsys.readouterr().err
 
@@ -180,11 +214,15 @@ def test_cli_rejects_bad_config_before_running(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "model.align" in err and "bilinear, fam, alignfa, srm" in err
     assert not (tmp_path / "run").exists()
-    rc = main(["train", "--config", str(bad), "--out", str(tmp_path / "run"), "--set", "model.alignn=srm"])
+    rc = main(
+        ["train", "--config", str(bad), "--out", str(tmp_path / "run"), "--set", "model.alignn=srm"]
+    )
     assert rc == 2 and "unknown key 'model.alignn'" in capsys.readouterr().err
     # a class_weight of the wrong length: refused before the data is generated or the run dir written
-    bad.write_text(f"model: {{num_classes: 10}}\ndata: {{dataset: synthetic, root: {tmp_path / 'syn'}}}\n"
-                   "train: {loss: {class_weight: [1.0, 2.0]}}\n")
+    bad.write_text(
+        f"model: {{num_classes: 10}}\ndata: {{dataset: synthetic, root: {tmp_path / 'syn'}}}\n"
+        "train: {loss: {class_weight: [1.0, 2.0]}}\n"
+    )
     rc = main(["train", "--config", str(bad), "--out", str(tmp_path / "run")])
     assert rc == 2
     assert "train.loss.class_weight: expected null or a list of 10" in capsys.readouterr().err
@@ -208,13 +246,22 @@ def test_paper_configs_train_two_iterations_on_fixtures(name, tmp_path, one_thre
 
     maker, kwargs = PAPER[name]
     root = getattr(dataset_fixtures, maker)(tmp_path / "data", **kwargs)
-    cfg = load_config(REPO / "config" / name, TINY_MODEL + [
-        f"data.root={root}", "data.num_workers=0",
-        "data.train_pipeline.scale=[64, 128]", "data.train_pipeline.crop_size=[32, 32]",
-        "train.iterations=2", "train.batch_size=2", "train.schedule.warmup_iters=1",
-        "train.loss.contrastive.warmup=0", "train.loss.contrastive.max_samples=64",
-        "train.loss.contrastive.max_views=8",
-    ])
+    cfg = load_config(
+        REPO / "config" / name,
+        TINY_MODEL
+        + [
+            f"data.root={root}",
+            "data.num_workers=0",
+            "data.train_pipeline.scale=[64, 128]",
+            "data.train_pipeline.crop_size=[32, 32]",
+            "train.iterations=2",
+            "train.batch_size=2",
+            "train.schedule.warmup_iters=1",
+            "train.loss.contrastive.warmup=0",
+            "train.loss.contrastive.max_samples=64",
+            "train.loss.contrastive.max_views=8",
+        ],
+    )
     assert cfg["model"]["backbone"] == "mscan_t"
     out = train(cfg, tmp_path / "run", progress=False)
     assert out["status"] == "trained"
@@ -231,12 +278,32 @@ def test_bench_train_compares_variants(syn_root, tmp_path, capsys):
     from srcr.bench.train import _split_overrides
     from srcr.cli import main
 
-    assert _split_overrides("model.align=bilinear,eval.crop_size=[64, 64],x={a: 1, b: 2}") == \
-        ["model.align=bilinear", "eval.crop_size=[64, 64]", "x={a: 1, b: 2}"]
+    assert _split_overrides("model.align=bilinear,eval.crop_size=[64, 64],x={a: 1, b: 2}") == [
+        "model.align=bilinear",
+        "eval.crop_size=[64, 64]",
+        "x={a: 1, b: 2}",
+    ]
     cfg_path = write_cfg(tmp_path / "cfg.yaml", tiny_cfg(syn_root))
-    rc = main(["bench", "train", "--config", str(cfg_path), "--iters", "1", "--warmup", "0", "--threads", "1",
-               "--device", "cpu", "--compare", "model.align=bilinear,model.context=none",
-               "--json", str(tmp_path / "bench.json")])
+    rc = main(
+        [
+            "bench",
+            "train",
+            "--config",
+            str(cfg_path),
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            "--compare",
+            "model.align=bilinear,model.context=none",
+            "--json",
+            str(tmp_path / "bench.json"),
+        ]
+    )
     assert rc == 0
     table = capsys.readouterr().out
     assert "MFU" in table and "model.align=bilinear,model.context=none" in table
@@ -245,7 +312,9 @@ def test_bench_train_compares_variants(syn_root, tmp_path, capsys):
     assert base["variant"] == "config" and base["batch_size"] == 4 and base["crop_size"] == [32, 32]
     for r in (base, other):
         assert r["images_per_s"] > 0 and 0 < r["mfu"]
-        assert r["train_flops_per_s"] == pytest.approx(3 * r["forward_flops_per_image"] * r["images_per_s"])
+        assert r["train_flops_per_s"] == pytest.approx(
+            3 * r["forward_flops_per_image"] * r["images_per_s"]
+        )
     # SRM + CRM cost more FLOPs than bilinear + a 1x1 context
     assert base["forward_flops_per_image"] > other["forward_flops_per_image"]
     assert base["flops_counted"].startswith("training-mode")

@@ -11,12 +11,12 @@ import sys
 
 import pytest
 import torch
+from train_helpers import assert_same_state, final_state, log_values, tiny_cfg, write_cfg
 
 from srcr.engine.checkpoint import list_checkpoints
 from srcr.errors import UserError
 from srcr.models.feature_cache import FeatureCache, share_backbone
 from srcr.train import train, train_runs
-from train_helpers import assert_same_state, final_state, log_values, tiny_cfg, write_cfg
 
 PY = sys.executable
 
@@ -28,8 +28,11 @@ VARIANTS = {
     "alignfa_dappm_shift": ["model.align=alignfa", "model.context=dappm", "model.coarse_shift=0.5"],
     "srm_dam_ce": ["model.align=srm", "model.context=dam", "train.loss.contrastive.weight=0.0"],
     "srm_ccam": ["model.align=srm", "model.context=ccam"],
-    "bilinear_ccam_dran": ["model.align=bilinear", "model.context=ccam_dran",
-                           "model.context_options={compact: 2}"],
+    "bilinear_ccam_dran": [
+        "model.align=bilinear",
+        "model.context=ccam_dran",
+        "model.context_options={compact: 2}",
+    ],
 }
 
 
@@ -42,11 +45,18 @@ def pretrained(syn_root, tmp_path_factory):
 
 
 def fine_tune_cfg(root, pretrained, variant, *more):
-    return tiny_cfg(root, f"model.pretrained={pretrained}", "train.freeze_backbone=true",
-                    *VARIANTS[variant], *more)
+    return tiny_cfg(
+        root,
+        f"model.pretrained={pretrained}",
+        "train.freeze_backbone=true",
+        *VARIANTS[variant],
+        *more,
+    )
 
 
-def test_a_group_on_a_frozen_backbone_ends_exactly_as_its_runs_alone(syn_root, pretrained, tmp_path):
+def test_a_group_on_a_frozen_backbone_ends_exactly_as_its_runs_alone(
+    syn_root, pretrained, tmp_path
+):
     torch.set_num_threads(1)
     specs = [(fine_tune_cfg(syn_root, pretrained, v), tmp_path / "group" / v) for v in VARIANTS]
     train_runs(specs, progress=False)
@@ -57,13 +67,18 @@ def test_a_group_on_a_frozen_backbone_ends_exactly_as_its_runs_alone(syn_root, p
         assert log_values(out) == log_values(alone), out.name
         summary = json.loads((out / "summary.json").read_text())
         assert summary["runs_in_process"] == len(VARIANTS) and summary["shared_backbone"] is True
-    assert json.loads((tmp_path / "alone" / "srm_crm" / "summary.json").read_text())["shared_backbone"] is False
+    assert (
+        json.loads((tmp_path / "alone" / "srm_crm" / "summary.json").read_text())["shared_backbone"]
+        is False
+    )
 
 
 def test_a_group_resumes_each_run_from_its_own_checkpoint(syn_root, pretrained, tmp_path):
     torch.set_num_threads(1)
-    cfgs = {v: fine_tune_cfg(syn_root, pretrained, v, "train.keep_checkpoints=3")
-            for v in ("bilinear_none", "srm_crm", "fam_ppm")}
+    cfgs = {
+        v: fine_tune_cfg(syn_root, pretrained, v, "train.keep_checkpoints=3")
+        for v in ("bilinear_none", "srm_crm", "fam_ppm")
+    }
     for v, cfg in cfgs.items():
         train(cfg, tmp_path / "alone" / v, progress=False)
     group = {v: tmp_path / "group" / v for v in cfgs}
@@ -85,7 +100,10 @@ def test_a_group_resumes_each_run_from_its_own_checkpoint(syn_root, pretrained, 
 
 def test_an_unfrozen_group_shares_the_data_but_not_the_backbone(syn_root, tmp_path):
     torch.set_num_threads(1)
-    specs = [(tiny_cfg(syn_root, *VARIANTS[v]), tmp_path / "group" / v) for v in ("bilinear_none", "srm_crm")]
+    specs = [
+        (tiny_cfg(syn_root, *VARIANTS[v]), tmp_path / "group" / v)
+        for v in ("bilinear_none", "srm_crm")
+    ]
     train_runs(specs, progress=False)
     for cfg, out in specs:
         train(cfg, tmp_path / "alone" / out.name, progress=False)
@@ -93,26 +111,58 @@ def test_an_unfrozen_group_shares_the_data_but_not_the_backbone(syn_root, tmp_pa
         assert json.loads((out / "summary.json").read_text())["shared_backbone"] is False
 
 
-def test_runs_that_would_see_different_batches_are_refused_before_anything_is_written(syn_root, tmp_path):
+def test_runs_that_would_see_different_batches_are_refused_before_anything_is_written(
+    syn_root, tmp_path
+):
     a = tiny_cfg(syn_root)
-    for more, key in ((["seed=1"], "seed"), (["train.batch_size=2"], "train.batch_size"),
-                      (["data.train_pipeline.crop_size=[16, 16]"], "data.train_pipeline.crop_size")):
-        with pytest.raises(UserError, match=rf"--run .*b cannot train in one process .*differ in {key}"):
-            train_runs([(a, tmp_path / "a"), (tiny_cfg(syn_root, *more), tmp_path / "b")], progress=False)
+    for more, key in (
+        (["seed=1"], "seed"),
+        (["train.batch_size=2"], "train.batch_size"),
+        (["data.train_pipeline.crop_size=[16, 16]"], "data.train_pipeline.crop_size"),
+    ):
+        with pytest.raises(
+            UserError, match=rf"--run .*b cannot train in one process .*differ in {key}"
+        ):
+            train_runs(
+                [(a, tmp_path / "a"), (tiny_cfg(syn_root, *more), tmp_path / "b")], progress=False
+            )
     with pytest.raises(UserError, match="the same run directory is given twice"):
         train_runs([(a, tmp_path / "a"), (a, tmp_path / "x" / ".." / "a")], progress=False)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     # what does not decide the batches may differ: the loader's workers, the iterations
-    train_runs([(a, tmp_path / "c"), (tiny_cfg(syn_root, "train.iterations=4", "data.num_workers=1"),
-                                      tmp_path / "d")], progress=False)
+    train_runs(
+        [
+            (a, tmp_path / "c"),
+            (tiny_cfg(syn_root, "train.iterations=4", "data.num_workers=1"), tmp_path / "d"),
+        ],
+        progress=False,
+    )
     assert json.loads((tmp_path / "d" / "summary.json").read_text())["iterations"] == 4
 
 
 def test_the_command_line_gives_each_run_its_own_sets(syn_root, tmp_path):
     cfg_path = write_cfg(tmp_path / "base.yaml", tiny_cfg(syn_root))
-    cmd = [PY, "-m", "srcr.cli", "train", "--config", str(cfg_path), "--set", "train.iterations=3",
-           "--run", str(tmp_path / "a"), "--set", "model.align=srm",
-           "--run", str(tmp_path / "b"), "--set", "model.align=fam", "--threads", "1", "--no-progress"]
+    cmd = [
+        PY,
+        "-m",
+        "srcr.cli",
+        "train",
+        "--config",
+        str(cfg_path),
+        "--set",
+        "train.iterations=3",
+        "--run",
+        str(tmp_path / "a"),
+        "--set",
+        "model.align=srm",
+        "--run",
+        str(tmp_path / "b"),
+        "--set",
+        "model.align=fam",
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     import yaml
@@ -120,12 +170,23 @@ def test_the_command_line_gives_each_run_its_own_sets(syn_root, tmp_path):
     saved = {r: yaml.safe_load((tmp_path / r / "config.yaml").read_text()) for r in "ab"}
     assert [saved[r]["model"]["align"] for r in "ab"] == ["srm", "fam"]
     assert all(saved[r]["train"]["iterations"] == 3 for r in "ab")
-    both = subprocess.run(cmd[:6] + ["--out", str(tmp_path / "c"), "--run", str(tmp_path / "d")],
-                          capture_output=True, text=True)
-    assert both.returncode != 0 and "either --out RUN_DIR or one --run RUN_DIR per run" in both.stderr
-    bad = subprocess.run(cmd[:6] + ["--run", str(tmp_path / "e"), "--set", "model.align=nope"],
-                         capture_output=True, text=True)
-    assert bad.returncode != 0 and f"--run {tmp_path / 'e'}: {cfg_path}: invalid configuration" in bad.stderr
+    both = subprocess.run(
+        cmd[:6] + ["--out", str(tmp_path / "c"), "--run", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        both.returncode != 0 and "either --out RUN_DIR or one --run RUN_DIR per run" in both.stderr
+    )
+    bad = subprocess.run(
+        cmd[:6] + ["--run", str(tmp_path / "e"), "--set", "model.align=nope"],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        bad.returncode != 0
+        and f"--run {tmp_path / 'e'}: {cfg_path}: invalid configuration" in bad.stderr
+    )
     assert "model.align: 'nope' is not allowed" in bad.stderr
 
 
@@ -186,7 +247,11 @@ def test_share_backbone_needs_frozen_equal_backbones():
             self.backbone.w.data.fill_(w)
 
     a, b = M(), M()
-    assert share_backbone([a, b]) is not None and b.backbone is a.backbone and a.feature_cache is b.feature_cache
+    assert (
+        share_backbone([a, b]) is not None
+        and b.backbone is a.backbone
+        and a.feature_cache is b.feature_cache
+    )
     c, d = M(), M(2.0)
     assert share_backbone([c, d]) is None and d.backbone is not c.backbone
     e, f = M(), M()

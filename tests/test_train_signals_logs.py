@@ -13,26 +13,43 @@ import time
 from pathlib import Path
 
 import pytest
+from train_helpers import PY, REPO, assert_same_state, final_state, tiny_cfg, write_cfg
 
 from srcr.engine.checkpoint import list_checkpoints
 from srcr.engine.train_log import read_log
 from srcr.errors import EXIT_INTERRUPTED
 
-from train_helpers import PY, REPO, assert_same_state, final_state, tiny_cfg, write_cfg
-
 
 def _cmd(cfg_path: Path, run: Path) -> list[str]:
-    return [PY, "-m", "srcr.cli", "train", "--config", str(cfg_path), "--out", str(run), "--threads", "1"]
+    return [
+        PY,
+        "-m",
+        "srcr.cli",
+        "train",
+        "--config",
+        str(cfg_path),
+        "--out",
+        str(run),
+        "--threads",
+        "1",
+    ]
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(syn_root, tmp_path_factory):
     # checkpoint_interval beyond the run: without the signal handler nothing would be saved
-    cfg = tiny_cfg(syn_root, "train.iterations=40", "train.checkpoint_interval=1000", "train.log_interval=1")
+    cfg = tiny_cfg(
+        syn_root, "train.iterations=40", "train.checkpoint_interval=1000", "train.log_interval=1"
+    )
     tmp = tmp_path_factory.mktemp("sig")
     cfg_path = write_cfg(tmp / "cfg.yaml", cfg)
-    ref = subprocess.run(_cmd(cfg_path, tmp / "ref"), env={**os.environ, "PYTHONPATH": str(REPO)},
-                         capture_output=True, text=True, timeout=300)
+    ref = subprocess.run(
+        _cmd(cfg_path, tmp / "ref"),
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ref.returncode == 0, ref.stderr
     return cfg_path, tmp / "ref"
 
@@ -43,8 +60,9 @@ def test_stop_signal_checkpoints_mid_interval_and_resumes_exactly(sig, uninterru
     env = {**os.environ, "PYTHONPATH": str(REPO)}
 
     run = tmp_path / "stopped"
-    proc = subprocess.Popen(_cmd(cfg_path, run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        _cmd(cfg_path, run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 120
     while len(read_log(run / "log.jsonl")) < 3:
         assert proc.poll() is None, proc.stderr.read()
@@ -62,7 +80,11 @@ def test_stop_signal_checkpoints_mid_interval_and_resumes_exactly(sig, uninterru
     assert res.returncode == 0, res.stderr
     assert f"from iter_{done[0]:07d}.pth" in res.stderr
     events = (run / "events.log").read_text()
-    assert events.count(" training ") == 2 and f"interrupted by {sig.name}" in events and "resuming" in events
+    assert (
+        events.count(" training ") == 2
+        and f"interrupted by {sig.name}" in events
+        and "resuming" in events
+    )
     assert_same_state(final_state(ref), final_state(run))
     strip = lambda recs: [{k: v for k, v in r.items() if k != "images_per_s"} for r in recs]  # noqa: E731
     assert strip(read_log(ref / "log.jsonl")) == strip(read_log(run / "log.jsonl"))
@@ -73,8 +95,13 @@ def test_log_file_gets_plain_lines_not_bar_redraws(syn_root, tmp_path):
     cfg_path = write_cfg(tmp_path / "cfg.yaml", cfg)
     log_path = tmp_path / "train.log"
     with open(log_path, "w") as f:  # stderr is a file, as under Snakemake's log: or SLURM
-        res = subprocess.run(_cmd(cfg_path, tmp_path / "run"), env={**os.environ, "PYTHONPATH": str(REPO)},
-                             stdout=f, stderr=subprocess.STDOUT, timeout=300)
+        res = subprocess.run(
+            _cmd(cfg_path, tmp_path / "run"),
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            timeout=300,
+        )
     text = log_path.read_text()
     assert res.returncode == 0, text
     assert "\r" not in text and "it/s" not in text  # no tqdm redraws

@@ -26,14 +26,22 @@ def _rng(seed):
 
 # --- sizes ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("hw,scale,expected", [
-    ((1024, 2048), (1024, 2048), (1024, 2048)),
-    ((1024, 2048), (512, 1024), (512, 1024)),
-    ((1024, 2048), (2048, 512), (512, 1024)),    # mmseg's (2048, 512): long edge <= 2048, short <= 512
-    ((375, 500), (2048, 512), (512, 683)),       # int(500 * 512/375 + 0.5) = 683
-    ((512, 683), (512, 2048), (512, 683)),
-    ((720, 1280), (1024, 2048), (1024, 1820)),   # short edge limits: 1280 * 1024/720 = 1820.4
-])
+
+@pytest.mark.parametrize(
+    "hw,scale,expected",
+    [
+        ((1024, 2048), (1024, 2048), (1024, 2048)),
+        ((1024, 2048), (512, 1024), (512, 1024)),
+        (
+            (1024, 2048),
+            (2048, 512),
+            (512, 1024),
+        ),  # mmseg's (2048, 512): long edge <= 2048, short <= 512
+        ((375, 500), (2048, 512), (512, 683)),  # int(500 * 512/375 + 0.5) = 683
+        ((512, 683), (512, 2048), (512, 683)),
+        ((720, 1280), (1024, 2048), (1024, 1820)),  # short edge limits: 1280 * 1024/720 = 1820.4
+    ],
+)
 def test_rescale_size_known_answers(hw, scale, expected):
     assert T.rescale_size(hw, scale) == expected
 
@@ -58,8 +66,16 @@ def test_resize_nearest_reference():
         a = rng.integers(0, 256, size=(H, W)).astype(np.uint8)
         out = T.resize_nearest(a, (h, w))
         # OpenCV's INTER_NEAREST rule, src = floor(dst * (1 / (dst_n / src_n))), pixel by pixel
-        ref = np.array([[a[min(int(y * (1.0 / (h / H))), H - 1), min(int(x * (1.0 / (w / W))), W - 1)]
-                         for x in range(w)] for y in range(h)], dtype=np.uint8).reshape(h, w)
+        ref = np.array(
+            [
+                [
+                    a[min(int(y * (1.0 / (h / H))), H - 1), min(int(x * (1.0 / (w / W))), W - 1)]
+                    for x in range(w)
+                ]
+                for y in range(h)
+            ],
+            dtype=np.uint8,
+        ).reshape(h, w)
         np.testing.assert_array_equal(out, ref)
 
 
@@ -99,6 +115,7 @@ def test_eval_resize_keeps_label():
 
 # --- crop / pad / flip ----------------------------------------------------------------------------
 
+
 def test_random_crop_window_from_rng():
     img, lab = _sample(40, 60)
     t = T.RandomCrop((16, 24), cat_max_ratio=1.0)
@@ -106,8 +123,8 @@ def test_random_crop_window_from_rng():
         r = _rng(seed)
         y, x = int(r.integers(0, 40 - 16 + 1)), int(r.integers(0, 60 - 24 + 1))
         ci, cl = t(img, lab, _rng(seed))
-        np.testing.assert_array_equal(ci, img[y:y + 16, x:x + 24])
-        np.testing.assert_array_equal(cl, lab[y:y + 16, x:x + 24])
+        np.testing.assert_array_equal(ci, img[y : y + 16, x : x + 24])
+        np.testing.assert_array_equal(cl, lab[y : y + 16, x : x + 24])
 
 
 def test_random_crop_cat_max_ratio():
@@ -157,6 +174,7 @@ def test_flip_flips_both():
 
 # --- photometric / normalize ----------------------------------------------------------------------
 
+
 def test_normalize_numbers():
     img = np.zeros((2, 2, 3), np.uint8)
     img[0, 0] = [124, 116, 104]
@@ -166,8 +184,10 @@ def test_normalize_numbers():
     np.testing.assert_allclose(out[0, 0], (np.array([124, 116, 104]) - MEAN) / STD, rtol=1e-6)
     np.testing.assert_allclose(out[1, 1], (255 - MEAN) / STD, rtol=1e-6)
     np.testing.assert_allclose(out[0, 1], -MEAN / STD, rtol=1e-6)
-    np.testing.assert_allclose(T.Normalize([10, 20, 30], [2, 4, 5])(np.full((1, 1, 3), 40, np.uint8), None)[0],
-                               [[[15.0, 5.0, 2.0]]])
+    np.testing.assert_allclose(
+        T.Normalize([10, 20, 30], [2, 4, 5])(np.full((1, 1, 3), 40, np.uint8), None)[0],
+        [[[15.0, 5.0, 2.0]]],
+    )
     with pytest.raises(UserError):
         T.Normalize([1, 2], [1, 2, 3])
 
@@ -195,8 +215,13 @@ def test_photometric_distortion():
 
 
 def test_hsv_known_answers(monkeypatch):
-    rgb = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [128, 128, 128], [255, 255, 0], [0, 0, 0]]], np.uint8)
-    expected = np.array([[[0, 255, 255], [60, 255, 255], [120, 255, 255], [0, 0, 128], [30, 255, 255], [0, 0, 0]]])
+    rgb = np.array(
+        [[[255, 0, 0], [0, 255, 0], [0, 0, 255], [128, 128, 128], [255, 255, 0], [0, 0, 0]]],
+        np.uint8,
+    )
+    expected = np.array(
+        [[[0, 255, 255], [60, 255, 255], [120, 255, 255], [0, 0, 128], [30, 255, 255], [0, 0, 0]]]
+    )
     for backend in ("default", "numpy"):
         if backend == "numpy":
             monkeypatch.setattr(T, "cv2", None)
@@ -211,21 +236,37 @@ def test_hsv_numpy_fallback_matches_opencv(monkeypatch):
     monkeypatch.setattr(T, "cv2", None)
     hsv_np = T.rgb_to_hsv(img)
     dh = np.abs(hsv_np[..., 0].astype(int) - hsv_cv[..., 0])
-    assert np.minimum(dh, 180 - dh).max() <= 1 and np.abs(hsv_np[..., 1:].astype(int) - hsv_cv[..., 1:]).max() <= 1
+    assert (
+        np.minimum(dh, 180 - dh).max() <= 1
+        and np.abs(hsv_np[..., 1:].astype(int) - hsv_cv[..., 1:]).max() <= 1
+    )
     assert np.abs(T.hsv_to_rgb(hsv_cv).astype(int) - rgb_cv).max() <= 1
 
 
 # --- whole pipelines ------------------------------------------------------------------------------
 
-PIPE = {"scale": [48, 96], "ratio_range": [0.5, 2.0], "crop_size": [32, 32], "cat_max_ratio": 0.75,
-        "flip_prob": 0.5, "photometric": True}
+PIPE = {
+    "scale": [48, 96],
+    "ratio_range": [0.5, 2.0],
+    "crop_size": [32, 32],
+    "cat_max_ratio": 0.75,
+    "flip_prob": 0.5,
+    "photometric": True,
+}
 
 
 def test_train_pipeline_deterministic_and_labels_preserved():
     img, lab = _sample(40, 80)
     t = T.build_train_transforms(PIPE, T.IMAGENET_MEAN, T.IMAGENET_STD)
     names = [type(x).__name__ for x in t.transforms]
-    assert names == ["RandomResize", "RandomCrop", "RandomFlip", "PhotoMetricDistortion", "Normalize", "Pad"]
+    assert names == [
+        "RandomResize",
+        "RandomCrop",
+        "RandomFlip",
+        "PhotoMetricDistortion",
+        "Normalize",
+        "Pad",
+    ]
     outs = {}
     for seed in range(12):
         a_img, a_lab = t(img, lab, _rng(seed))
@@ -243,7 +284,9 @@ def test_train_pipeline_deterministic_and_labels_preserved():
 
 
 def test_build_options_and_errors():
-    t = T.build_train_transforms({"scale": None, "crop_size": None, "flip_prob": 0, "photometric": False})
+    t = T.build_train_transforms(
+        {"scale": None, "crop_size": None, "flip_prob": 0, "photometric": False}
+    )
     assert [type(x).__name__ for x in t.transforms] == ["Normalize"]
     data_cfg = {"train_pipeline": PIPE, "mean": [0, 0, 0], "std": [1, 1, 1]}
     t = T.build_train_transforms(data_cfg)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from srcr.suite.grid import load_grid
 from dataset_fixtures import make_folder
 from workflow_helpers import REPO, job_counts, run_snakemake, workflow_copy
+
+from srcr.suite.grid import load_grid
 
 pytest.importorskip("snakemake")
 
@@ -58,9 +58,17 @@ def test_default_grid_has_17_distinct_variants_over_5_tables_and_a_control():
     grid = load_grid(REPO / "ablations" / "grid.yaml")
     assert len(grid.variants) == 17 and len(grid.tables) == 6
     assert [t.name for t in grid.tables.values() if t.twins] == ["controls"]
-    assert grid.variants_of(list(grid.tables)) == list(grid.variants)  # every declared variant is used
-    assert {t.baseline for t in grid.tables.values()} == {"bilinear_none", "bilinear_crm", "srm_none",
-                                                          "srm_crm_ce", "srm_crm_k1", None}
+    assert grid.variants_of(list(grid.tables)) == list(
+        grid.variants
+    )  # every declared variant is used
+    assert {t.baseline for t in grid.tables.values()} == {
+        "bilinear_none",
+        "bilinear_crm",
+        "srm_none",
+        "srm_crm_ce",
+        "srm_crm_k1",
+        None,
+    }
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -69,8 +77,12 @@ def test_dry_run_job_counts(wf, suite, profile):
     for d in ("data", "results", ".snakemake"):
         shutil.rmtree(wf / d, ignore_errors=True)
     if suite in NEEDS_DATA:
-        NEEDS_DATA[suite](wf / yaml.safe_load((REPO / suite).read_text())["data_root"], n_per_split=1)
-    res = run_snakemake(wf, "-n", "--profile", f"profiles/{profile}", "--configfile", suite, "--cores", "2")
+        NEEDS_DATA[suite](
+            wf / yaml.safe_load((REPO / suite).read_text())["data_root"], n_per_split=1
+        )
+    res = run_snakemake(
+        wf, "-n", "--profile", f"profiles/{profile}", "--configfile", suite, "--cores", "2"
+    )
     assert job_counts(res.stdout) == expected_counts(suite), res.stdout[-3000:]
 
 
@@ -98,12 +110,17 @@ def test_bad_suite_config_is_refused_before_any_job(wf, tmp_path):
 
 def test_multi_gpu_training_runs_under_torchrun_with_one_process_per_gpu(wf):
     shutil.rmtree(wf / ".snakemake", ignore_errors=True)
-    res = run_snakemake(wf, "-n", "-p", "--cores", "16", "--configfile", "config/suite_cityscapes.yaml")
+    res = run_snakemake(
+        wf, "-n", "-p", "--cores", "16", "--configfile", "config/suite_cityscapes.yaml"
+    )
     lines = [ln.removeprefix("Shell command: ") for ln in res.stdout.splitlines()]
     train_cmds = [ln for ln in lines if " train --config " in ln]
     assert len(train_cmds) == 13
     # 8 GPUs: 8 processes; the job's 16 threads (32 asked, capped by --cores) split over them
-    assert all(ln.startswith("torchrun --standalone --nproc_per_node 8 -m srcr.cli train") for ln in train_cmds)
+    assert all(
+        ln.startswith("torchrun --standalone --nproc_per_node 8 -m srcr.cli train")
+        for ln in train_cmds
+    )
     assert all("--threads 2 --device cuda" in ln for ln in train_cmds)
     evals = [ln for ln in lines if " evaluate --config " in ln]
     assert evals and all(ln.startswith("srcr evaluate") and "--device cuda" in ln for ln in evals)
@@ -135,7 +152,9 @@ def test_folder_suite_takes_its_data_root_and_class_count_from_the_command_line(
     shutil.rmtree(wf / ".snakemake", ignore_errors=True)
     args = ["-n", "-p", "--cores", "16", "--configfile", "config/suite_folder.yaml"]
     res = run_snakemake(wf, *args, "--config", f"data_root={tmp_path}", check=False)
-    assert res.returncode != 0 and f"{tmp_path / 'classes.yaml'} not found" in res.stdout + res.stderr
+    assert (
+        res.returncode != 0 and f"{tmp_path / 'classes.yaml'} not found" in res.stdout + res.stderr
+    )
     root = make_folder(tmp_path / "mine", n_per_split=1)
     res = run_snakemake(wf, *args, "--config", f"data_root={root}")
     trains = [ln for ln in res.stdout.splitlines() if " train --config " in ln]

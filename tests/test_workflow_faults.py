@@ -34,16 +34,19 @@ def test_a_data_root_with_a_space_is_quoted_in_every_rule(wf, tmp_path):
     root = "data/my data"
     for d in ("data", "results", ".snakemake"):
         shutil.rmtree(wf / d, ignore_errors=True)
-    res = run_snakemake(wf, "-n", "-p", "--cores", "1", "--configfile", str(suite),
-                        "--config", f"data_root={root}")
-    lines = [ln.strip().removeprefix("Shell command: ")
-             for ln in (res.stdout + res.stderr).splitlines()]
+    res = run_snakemake(
+        wf, "-n", "-p", "--cores", "1", "--configfile", str(suite), "--config", f"data_root={root}"
+    )
+    lines = [
+        ln.strip().removeprefix("Shell command: ") for ln in (res.stdout + res.stderr).splitlines()
+    ]
     shells = [ln for ln in lines if ln.startswith("srcr ")]
     assert any(ln.startswith("srcr synth --out 'data/my data' ") for ln in shells), shells
     assert any("--set 'data.root=data/my data'" in ln for ln in shells if " train " in ln), shells
     # the synth rule runs for real and writes the dataset under the spaced path
-    run_snakemake(wf, root, "--cores", "1", "--configfile", str(suite), "--config",
-                  f"data_root={root}")
+    run_snakemake(
+        wf, root, "--cores", "1", "--configfile", str(suite), "--config", f"data_root={root}"
+    )
     assert (wf / root / "meta.json").is_file()
 
 

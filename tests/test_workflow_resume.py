@@ -10,17 +10,17 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
+from workflow_helpers import env, run_snakemake, snakemake_cmd, tiny_suite, workflow_copy
 
 from srcr.engine.checkpoint import list_checkpoints
-from workflow_helpers import env, run_snakemake, snakemake_cmd, tiny_suite, workflow_copy
 
 pytestmark = pytest.mark.slow  # whole Snakemake suites end to end (`pytest -m "not slow"` skips)
 
 pytest.importorskip("snakemake")
+
 
 def mtimes(paths) -> dict:
     return {p: p.stat().st_mtime_ns for p in paths}
@@ -32,13 +32,26 @@ def test_sigkill_mid_training_then_restart_resumes_and_a_finished_suite_does_not
     results = wf / "results" / "resume"
     done_run = results / "srm_crm_ce" / "seed0"
     # one run finished before the kill ...
-    run_snakemake(wf, str(done_run.relative_to(wf) / "eval" / "metrics.json"), "--cores", "2", "--configfile", cfg)
+    run_snakemake(
+        wf,
+        str(done_run.relative_to(wf) / "eval" / "metrics.json"),
+        "--cores",
+        "2",
+        "--configfile",
+        cfg,
+    )
     finished = mtimes([done_run / "checkpoints" / "final.pth", done_run / "eval" / "metrics.json"])
 
     # ... and one killed mid-training, with Snakemake and the job together
     killed = results / "srm_crm" / "seed0"
-    proc = subprocess.Popen(snakemake_cmd() + ["--cores", "2", "--configfile", cfg], cwd=wf, env=env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        snakemake_cmd() + ["--cores", "2", "--configfile", cfg],
+        cwd=wf,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     while not [i for i, _ in list_checkpoints(killed / "checkpoints") if i >= 20]:
         assert proc.poll() is None, "snakemake ended before the run could be killed"
@@ -61,15 +74,40 @@ def test_sigkill_mid_training_then_restart_resumes_and_a_finished_suite_does_not
     assert "Nothing to be done" in again.stdout + again.stderr
 
     # the resumed run equals the same `srcr train` call run by hand, uninterrupted
-    from srcr.suite.plan import make_plan
     from srcr.config import load_yaml
+    from srcr.suite.plan import make_plan
 
-    plan = make_plan({**load_yaml(cfg), "grid": str(wf / "ablations/grid.yaml"),
-                      "base_config": str(wf / "config/default.yaml")})
+    plan = make_plan(
+        {
+            **load_yaml(cfg),
+            "grid": str(wf / "ablations/grid.yaml"),
+            "base_config": str(wf / "config/default.yaml"),
+        }
+    )
     by_hand = tmp_path / "by_hand"
     sets = [a for o in plan.overrides("srm_crm", 0) for a in ("--set", o)]
-    subprocess.run([sys.executable, "-m", "srcr.cli", "train", "--config", "config/default.yaml", "--out", str(by_hand), "--threads", "1",
-                    "--device", "cpu", *sets], cwd=wf, env=env(), check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "srcr.cli",
+            "train",
+            "--config",
+            "config/default.yaml",
+            "--out",
+            str(by_hand),
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            *sets,
+        ],
+        cwd=wf,
+        env=env(),
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     a = torch.load(killed / "checkpoints" / "final.pth", weights_only=True)["model"]
     b = torch.load(by_hand / "checkpoints" / "final.pth", weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

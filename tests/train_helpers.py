@@ -15,19 +15,27 @@ from srcr.engine.train_log import read_log
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
-TINY_MODEL = ["model.backbone=mscan_t",
-              "model.backbone_options={embed_dims: [8, 16, 16, 16], depths: [1, 1, 1, 1], drop_path_rate: 0.0}",
-              "model.fpn_dim=8", "model.embed_dim=8"]
+TINY_MODEL = [
+    "model.backbone=mscan_t",
+    "model.backbone_options={embed_dims: [8, 16, 16, 16], depths: [1, 1, 1, 1], drop_path_rate: 0.0}",
+    "model.fpn_dim=8",
+    "model.embed_dim=8",
+]
 
 
 def tiny_overrides(root: Path, **extra) -> list[str]:
     over = TINY_MODEL + [
         "model.num_classes=10",
-        f"data.root={root}", "data.num_workers=0",
+        f"data.root={root}",
+        "data.num_workers=0",
         "data.synthetic={n_train: 8, n_val: 4, size: [32, 64], seed: 0}",
         "data.train_pipeline={scale: [32, 64], ratio_range: [0.75, 1.25], crop_size: [32, 32]}",
-        "train.iterations=6", "train.batch_size=4", "train.optimizer.lr=1e-3",
-        "train.schedule.warmup_iters=2", "train.checkpoint_interval=2", "train.log_interval=1",
+        "train.iterations=6",
+        "train.batch_size=4",
+        "train.optimizer.lr=1e-3",
+        "train.schedule.warmup_iters=2",
+        "train.checkpoint_interval=2",
+        "train.log_interval=1",
         "train.loss.contrastive={warmup: 2, max_samples: 64, max_views: 8}",
         "eval.mode=whole",
     ]
@@ -44,7 +52,9 @@ def write_cfg(path: Path, cfg: dict) -> Path:
 
 
 def final_state(run: Path) -> dict:
-    return torch.load(run / "checkpoints" / "final.pth", map_location="cpu", weights_only=True)["model"]
+    return torch.load(run / "checkpoints" / "final.pth", map_location="cpu", weights_only=True)[
+        "model"
+    ]
 
 
 def assert_same_state(a: dict, b: dict) -> None:
@@ -55,4 +65,7 @@ def assert_same_state(a: dict, b: dict) -> None:
 
 def log_values(run: Path) -> list[tuple]:
     # everything except the wall-clock throughput
-    return [tuple((k, v) for k, v in r.items() if k != "images_per_s") for r in read_log(run / "log.jsonl")]
+    return [
+        tuple((k, v) for k, v in r.items() if k != "images_per_s")
+        for r in read_log(run / "log.jsonl")
+    ]

@@ -24,15 +24,28 @@ from ..errors import UserError
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="YAML config")
-    parser.add_argument("--iters", type=int, default=10, help="timed training steps per variant (default 10)")
+    parser.add_argument(
+        "--iters", type=int, default=10, help="timed training steps per variant (default 10)"
+    )
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config entry for every variant (repeatable)")
-    parser.add_argument("--compare", action="append", default=[], metavar="K=V[,K=V...]",
-                        help="a variant: comma-separated overrides on top of the config (repeatable), "
-                             "e.g. --compare 'model.align=bilinear,model.context=none'")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config entry for every variant (repeatable)",
+    )
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="K=V[,K=V...]",
+        help="a variant: comma-separated overrides on top of the config (repeatable), "
+        "e.g. --compare 'model.align=bilinear,model.context=none'",
+    )
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
 
 
@@ -54,8 +67,11 @@ def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
 
     matmul = matmul_rate(device)
-    print(f"device {device} ({threads} threads); fp32 matmul {matmul['n']}x{matmul['n']}: "
-          f"{matmul['flops_per_s'] / 1e9:.1f} GFLOP/s (1 multiply-add = 1 FLOP)", file=sys.stderr)
+    print(
+        f"device {device} ({threads} threads); fp32 matmul {matmul['n']}x{matmul['n']}: "
+        f"{matmul['flops_per_s'] / 1e9:.1f} GFLOP/s (1 multiply-add = 1 FLOP)",
+        file=sys.stderr,
+    )
     results = []
     for label, cfg in variants:
         r = bench_variant(cfg, device, args.iters, args.warmup)
@@ -67,7 +83,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         from ..utils.io import write_json
 
-        write_json(args.json, {"device": str(device), "threads": threads, "matmul": matmul, "variants": results})
+        write_json(
+            args.json,
+            {"device": str(device), "threads": threads, "matmul": matmul, "variants": results},
+        )
     return 0
 
 
@@ -118,7 +137,7 @@ def matmul_rate(device, min_seconds: float = 0.5) -> dict:
     finally:
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = prev
-    return {"n": n, "seconds_per_matmul": elapsed / reps, "flops_per_s": n ** 3 * reps / elapsed}
+    return {"n": n, "seconds_per_matmul": elapsed / reps, "flops_per_s": n**3 * reps / elapsed}
 
 
 class TrainForward(nn.Module):
@@ -139,9 +158,9 @@ class TrainForward(nn.Module):
 
 def train_forward_flops(model, crop_size) -> tuple[int, str]:
     """Forward FLOPs per image of the training-mode model; falls back to the eval-mode count."""
-    from ..flops import count_flops
-
     import torch
+
+    from ..flops import count_flops
 
     probe = copy.deepcopy(model).cpu().float()
     # batch 1 where it runs (the counts are linear in the batch: half the work of batch 2);
@@ -170,7 +189,9 @@ def bench_variant(cfg: dict, device, iters: int, warmup: int) -> dict:
     crop = cfg["data"]["train_pipeline"]["crop_size"]
     batch = int(tcfg["batch_size"])
     num_classes = int(cfg["model"]["num_classes"])
-    model = build_model({**cfg["model"], "pretrained": None})  # speed does not depend on the weights
+    model = build_model(
+        {**cfg["model"], "pretrained": None}
+    )  # speed does not depend on the weights
     flops_per_image, counted = train_forward_flops(model, crop)
     model = model.to(device).train()
     channels_last = bool(tcfg["channels_last"])  # as srcr.train: on any device
@@ -203,35 +224,56 @@ def bench_variant(cfg: dict, device, iters: int, warmup: int) -> dict:
         step()
     _sync(device)
     t0 = time.perf_counter()
-    for _ in tqdm(range(iters), desc="bench train", file=sys.stderr, leave=False, dynamic_ncols=True):
+    for _ in tqdm(
+        range(iters), desc="bench train", file=sys.stderr, leave=False, dynamic_ncols=True
+    ):
         step()
     _sync(device)
     elapsed = time.perf_counter() - t0
     ips = batch * iters / elapsed
     return {
-        "batch_size": batch, "crop_size": list(crop), "iters": iters, "seconds": elapsed,
-        "images_per_s": ips, "step_ms": 1000 * elapsed / iters,
-        "forward_flops_per_image": flops_per_image, "flops_counted": counted,
+        "batch_size": batch,
+        "crop_size": list(crop),
+        "iters": iters,
+        "seconds": elapsed,
+        "images_per_s": ips,
+        "step_ms": 1000 * elapsed / iters,
+        "forward_flops_per_image": flops_per_image,
+        "flops_counted": counted,
         "train_flops_per_s": 3 * flops_per_image * ips,
-        "amp_bf16": amp_enabled(tcfg["amp"], device), "channels_last": bool(channels_last),
+        "amp_bf16": amp_enabled(tcfg["amp"], device),
+        "channels_last": bool(channels_last),
     }
 
 
 def format_table(results: list[dict], matmul: dict) -> str:
     base = results[0]["images_per_s"]
     width = max(12, max(len(r["variant"]) for r in results))
-    lines = [f"{'variant':<{width}}  {'img/s':>9}  {'step ms':>8}  {'fwd GFLOPs/img':>14}  "
-             f"{'train GFLOP/s':>13}  {'MFU':>7}  {'vs config':>9}"]
+    lines = [
+        f"{'variant':<{width}}  {'img/s':>9}  {'step ms':>8}  {'fwd GFLOPs/img':>14}  "
+        f"{'train GFLOP/s':>13}  {'MFU':>7}  {'vs config':>9}"
+    ]
     for r in results:
-        lines.append(f"{r['variant']:<{width}}  {r['images_per_s']:>9.2f}  {r['step_ms']:>8.1f}  "
-                     f"{r['forward_flops_per_image'] / 1e9:>14.3f}  {r['train_flops_per_s'] / 1e9:>13.2f}  "
-                     f"{100 * r['mfu']:>6.2f}%  {r['images_per_s'] / base:>8.2f}x")
-    lines.append(f"MFU = 3 x forward FLOPs x img/s / fp32 matmul {matmul['n']}^2 rate "
-                 f"({matmul['flops_per_s'] / 1e9:.1f} GFLOP/s); 1 multiply-add = 1 FLOP; batch "
-                 f"{results[0]['batch_size']} at {results[0]['crop_size'][0]}x{results[0]['crop_size'][1]}, "
-                 f"random data (no loading)")
+        lines.append(
+            f"{r['variant']:<{width}}  {r['images_per_s']:>9.2f}  {r['step_ms']:>8.1f}  "
+            f"{r['forward_flops_per_image'] / 1e9:>14.3f}  {r['train_flops_per_s'] / 1e9:>13.2f}  "
+            f"{100 * r['mfu']:>6.2f}%  {r['images_per_s'] / base:>8.2f}x"
+        )
+    lines.append(
+        f"MFU = 3 x forward FLOPs x img/s / fp32 matmul {matmul['n']}^2 rate "
+        f"({matmul['flops_per_s'] / 1e9:.1f} GFLOP/s); 1 multiply-add = 1 FLOP; batch "
+        f"{results[0]['batch_size']} at {results[0]['crop_size'][0]}x{results[0]['crop_size'][1]}, "
+        f"random data (no loading)"
+    )
     return "\n".join(lines)
 
 
-__all__ = ["configure", "run", "bench_variant", "matmul_rate", "train_forward_flops", "format_table",
-           "TrainForward"]
+__all__ = [
+    "configure",
+    "run",
+    "bench_variant",
+    "matmul_rate",
+    "train_forward_flops",
+    "format_table",
+    "TrainForward",
+]

@@ -84,8 +84,10 @@ def checkpoint_damage(path: str | Path, sha: str | None = None) -> str | None:
     actual = sha or file_sha256(path)
     if recorded != [actual]:
         want = recorded[0][:12] + "..." if recorded else "(nothing)"
-        return (f"its sha256 {actual[:12]}... differs from the {want} recorded in {side.name} when "
-                f"it was written ({path.stat().st_size} bytes now)")
+        return (
+            f"its sha256 {actual[:12]}... differs from the {want} recorded in {side.name} when "
+            f"it was written ({path.stat().st_size} bytes now)"
+        )
     return None
 
 
@@ -118,7 +120,9 @@ def model_state_from(ckpt: dict, path: str | Path) -> dict:
 
     if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
         return ckpt
-    raise UserError(f"checkpoint {path}: no model weights found (expected a 'model' or 'state_dict' entry)")
+    raise UserError(
+        f"checkpoint {path}: no model weights found (expected a 'model' or 'state_dict' entry)"
+    )
 
 
 def final_damage(path: Path) -> str | None:

@@ -60,16 +60,24 @@ def init_distributed(device: str = "auto", group: bool = False) -> DistContext:
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     dev = pick_device(device, local_rank)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", init_method="env://",
-                                rank=rank, world_size=world_size)
+        dist.init_process_group(
+            "nccl" if dev.type == "cuda" else "gloo",
+            init_method="env://",
+            rank=rank,
+            world_size=world_size,
+        )
     return DistContext(rank, world_size, local_rank, dev, grouped=True)
 
 
 def init_process(rank: int, world_size: int, init_method: str, device: str = "cpu") -> DistContext:
     """Join a process group explicitly (e.g. torch.multiprocessing.spawn with init_method='file://...')."""
     dev = pick_device(device, rank)
-    dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", init_method=init_method,
-                            rank=rank, world_size=world_size)
+    dist.init_process_group(
+        "nccl" if dev.type == "cuda" else "gloo",
+        init_method=init_method,
+        rank=rank,
+        world_size=world_size,
+    )
     return DistContext(rank, world_size, rank, dev, grouped=True)
 
 
@@ -110,7 +118,12 @@ class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
             raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        sync = self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        sync = (
+            self.training
+            and dist.is_available()
+            and dist.is_initialized()
+            and dist.get_world_size() > 1
+        )
         if not sync:
             return super().forward(x)
         from torch.distributed.nn.functional import all_reduce
@@ -128,7 +141,11 @@ class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
-                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                momentum = (
+                    self.momentum
+                    if self.momentum is not None
+                    else 1.0 / float(self.num_batches_tracked)
+                )
                 unbiased = var * (total / max(total - 1.0, 1.0))
                 self.running_mean.mul_(1 - momentum).add_(mean.detach() * momentum)
                 self.running_var.mul_(1 - momentum).add_(unbiased.detach() * momentum)
@@ -147,9 +164,16 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module
 
 def _convert_cpu(module: nn.Module) -> nn.Module:
     out = module
-    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, CPUSyncBatchNorm):
-        out = CPUSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                               module.track_running_stats)
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(
+        module, CPUSyncBatchNorm
+    ):
+        out = CPUSyncBatchNorm(
+            module.num_features,
+            module.eps,
+            module.momentum,
+            module.affine,
+            module.track_running_stats,
+        )
         if module.affine:
             with torch.no_grad():
                 out.weight = module.weight
@@ -163,5 +187,15 @@ def _convert_cpu(module: nn.Module) -> nn.Module:
     return out
 
 
-__all__ = ["DistContext", "init_distributed", "init_process", "barrier", "any_flag", "broadcast_object",
-           "cleanup", "CPUSyncBatchNorm", "convert_sync_batchnorm", "pick_device"]
+__all__ = [
+    "DistContext",
+    "init_distributed",
+    "init_process",
+    "barrier",
+    "any_flag",
+    "broadcast_object",
+    "cleanup",
+    "CPUSyncBatchNorm",
+    "convert_sync_batchnorm",
+    "pick_device",
+]

@@ -31,12 +31,15 @@ def keep_ratio_size(h: int, w: int, scale: tuple[int, int] | list[int]) -> tuple
 # mmseg's standard multi-scale test ratios (the commented-out img_ratios of its dataset configs)
 MMSEG_MS_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 # eval.preset -> the eval keys it sets; "ss" is the single-scale default
-EVAL_PRESETS = {"ss": {"scales": [1.0], "flip": False},
-                "ms_flip": {"scales": list(MMSEG_MS_RATIOS), "flip": True}}
+EVAL_PRESETS = {
+    "ss": {"scales": [1.0], "flip": False},
+    "ms_flip": {"scales": list(MMSEG_MS_RATIOS), "flip": True},
+}
 
 
-def pass_sizes(h: int, w: int, scale, ratio: float = 1.0,
-               size_divisor: int | None = None) -> list[tuple[int, int]]:
+def pass_sizes(
+    h: int, w: int, scale, ratio: float = 1.0, size_divisor: int | None = None
+) -> list[tuple[int, int]]:
     """The sizes an (h, w) image is resized to, in turn, for one test ratio (module docstring):
     the keep-ratio size, then (with ``size_divisor``) that size rounded up to its multiples."""
     base = (h, w) if scale is None else (int(scale[0]), int(scale[1]))
@@ -48,8 +51,9 @@ def pass_sizes(h: int, w: int, scale, ratio: float = 1.0,
     return sizes
 
 
-def scaled_input(images: torch.Tensor, scale=None, ratio: float = 1.0,
-               size_divisor: int | None = None) -> torch.Tensor:
+def scaled_input(
+    images: torch.Tensor, scale=None, ratio: float = 1.0, size_divisor: int | None = None
+) -> torch.Tensor:
     """``images`` (original size) resized as the test pipeline does for ``ratio``."""
     x = images
     for size in pass_sizes(*images.shape[-2:], scale, ratio, size_divisor):
@@ -100,8 +104,9 @@ def slide_logits(model, images: torch.Tensor, num_classes: int, crop_size, strid
     return preds / count
 
 
-def infer_logits(model, images: torch.Tensor, num_classes: int, mode: str = "whole",
-                 crop_size=None, stride=None) -> torch.Tensor:
+def infer_logits(
+    model, images: torch.Tensor, num_classes: int, mode: str = "whole", crop_size=None, stride=None
+) -> torch.Tensor:
     if mode == "whole":
         return whole_logits(model, images)
     if mode == "slide":
@@ -110,9 +115,19 @@ def infer_logits(model, images: torch.Tensor, num_classes: int, mode: str = "who
 
 
 @torch.no_grad()
-def predict_probs(model, images: torch.Tensor, out_size: tuple[int, int], num_classes: int,
-                  mode: str = "whole", crop_size=None, stride=None, scale=None, flip: bool = False,
-                  scales=(1.0,), size_divisor: int | None = None) -> torch.Tensor:
+def predict_probs(
+    model,
+    images: torch.Tensor,
+    out_size: tuple[int, int],
+    num_classes: int,
+    mode: str = "whole",
+    crop_size=None,
+    stride=None,
+    scale=None,
+    flip: bool = False,
+    scales=(1.0,),
+    size_divisor: int | None = None,
+) -> torch.Tensor:
     """Class probabilities (B, K, *out_size), averaged over scales and flips.
 
     ``images`` are at their original size; each ratio of ``scales`` resizes them afresh
@@ -123,7 +138,7 @@ def predict_probs(model, images: torch.Tensor, out_size: tuple[int, int], num_cl
     passes = 0
     for s in scales:
         x = scaled_input(images, scale, s, size_divisor)
-        for flipped in ((False, True) if flip else (False,)):
+        for flipped in (False, True) if flip else (False,):
             xi = x.flip(-1) if flipped else x
             logits = infer_logits(model, xi, num_classes, mode, crop_size, stride)
             if flipped:
@@ -139,10 +154,19 @@ def predict_label(model, image: torch.Tensor, out_size: tuple[int, int], cfg: di
     original size with the ``eval`` section of ``cfg`` (test sizes: module docstring): the one
     prediction of `srcr evaluate` and `srcr predict`."""
     ev = cfg["eval"]
-    probs = predict_probs(model, image, tuple(out_size), int(cfg["model"]["num_classes"]),
-                          mode=ev["mode"], crop_size=ev["crop_size"], stride=ev["stride"],
-                          scale=ev["scale"], flip=ev["flip"], scales=ev["scales"],
-                          size_divisor=ev["size_divisor"])
+    probs = predict_probs(
+        model,
+        image,
+        tuple(out_size),
+        int(cfg["model"]["num_classes"]),
+        mode=ev["mode"],
+        crop_size=ev["crop_size"],
+        stride=ev["stride"],
+        scale=ev["scale"],
+        flip=ev["flip"],
+        scales=ev["scales"],
+        size_divisor=ev["size_divisor"],
+    )
     # max(1).indices: the same first-maximum index as argmax(1), which is 5x slower on CPU
     return probs.max(1).indices[0].cpu()
 
@@ -152,5 +176,8 @@ def model_offsets(model, image: torch.Tensor) -> dict:
     """Each alignment step's offsets of a whole-image forward, ``{"STEP_KIND": (C, h, w) float32}``
     (srm / fam / alignfa models; empty for the others)."""
     model(image)
-    return {f"{step}_{kind}": t[0].float().cpu().numpy()
-            for step, steps in model.offsets().items() for kind, t in steps.items()}
+    return {
+        f"{step}_{kind}": t[0].float().cpu().numpy()
+        for step, steps in model.offsets().items()
+        for kind, t in steps.items()
+    }

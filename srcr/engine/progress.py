@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO, Mapping
+from collections.abc import Mapping
+from typing import IO
 
 
 def is_terminal(stream: IO | None = None) -> bool:
@@ -21,13 +22,17 @@ def is_terminal(stream: IO | None = None) -> bool:
         return False
 
 
-def progress_bar(total: int, desc: str, *, initial: int = 0, unit: str = "it", enabled: bool = True):
+def progress_bar(
+    total: int, desc: str, *, initial: int = 0, unit: str = "it", enabled: bool = True
+):
     """A tqdm bar on stderr when it is a terminal and ``enabled``; otherwise None."""
     if not (enabled and is_terminal()):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, file=sys.stderr, dynamic_ncols=True, unit=unit)
+    return tqdm(
+        total=total, initial=initial, desc=desc, file=sys.stderr, dynamic_ncols=True, unit=unit
+    )
 
 
 def format_eta(seconds: float) -> str:
@@ -54,8 +59,14 @@ class PlainProgress:
             return None
         return (time.perf_counter() - self.t0) / done * (self.total - iteration)
 
-    def line(self, iteration: int, values: Mapping[str, float], lr: float | None = None,
-             rate: float | None = None, unit: str = "img/s") -> str:
+    def line(
+        self,
+        iteration: int,
+        values: Mapping[str, float],
+        lr: float | None = None,
+        rate: float | None = None,
+        unit: str = "img/s",
+    ) -> str:
         pct = 100.0 * iteration / max(self.total, 1)
         parts = [f"{self.desc}: iter {iteration}/{self.total} ({pct:.0f}%)"]
         if values:

@@ -44,8 +44,10 @@ def _alive(pid) -> bool:
 
 def _busy(run_dir: Path, path: Path, holder: dict | None, why: str) -> UserError:
     h = holder or {}
-    return UserError(f"{run_dir} is in use by another srcr train (PID {h.get('pid', '?')} on host "
-                     f"{h.get('host', '?')}, since {h.get('since', '?')}; lock file {path}): {why}")
+    return UserError(
+        f"{run_dir} is in use by another srcr train (PID {h.get('pid', '?')} on host "
+        f"{h.get('host', '?')}, since {h.get('since', '?')}; lock file {path}): {why}"
+    )
 
 
 def acquire(run_dir: Path):
@@ -60,16 +62,27 @@ def acquire(run_dir: Path):
             raise _busy(run_dir, path, _holder(f), "wait for it to finish or stop it") from None
         holder = _holder(f)
         if holder is not None and holder.get("host") != host:
-            raise _busy(run_dir, path, holder, "another host's process cannot be checked from "
-                        f"here; if it has ended, remove {path}")
+            raise _busy(
+                run_dir,
+                path,
+                holder,
+                "another host's process cannot be checked from "
+                f"here; if it has ended, remove {path}",
+            )
         if holder is not None and holder.get("pid") != os.getpid():
             state = "no longer running" if not _alive(holder.get("pid")) else "holding no lock"
-            print(f"taking over the lock of {run_dir} from PID {holder.get('pid')} ({state})",
-                  file=sys.stderr)
+            print(
+                f"taking over the lock of {run_dir} from PID {holder.get('pid')} ({state})",
+                file=sys.stderr,
+            )
         f.seek(0)
         f.truncate()
-        f.write(json.dumps({"pid": os.getpid(), "host": host,
-                            "since": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+        f.write(
+            json.dumps(
+                {"pid": os.getpid(), "host": host, "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            )
+            + "\n"
+        )
         f.flush()
         return f
     except BaseException:
@@ -100,7 +113,7 @@ class RunLocks:
             if key not in self.held:
                 self.held[key] = acquire(Path(d))
 
-    def __enter__(self) -> "RunLocks":
+    def __enter__(self) -> RunLocks:
         return self
 
     def __exit__(self, *exc) -> None:

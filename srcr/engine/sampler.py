@@ -9,7 +9,7 @@ single-process stream, and resuming at iteration i only needs i.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from torch.utils.data import Sampler
@@ -20,8 +20,15 @@ STREAM_PERMUTATION = 0x5EED_0001
 
 
 class InfiniteSeededSampler(Sampler):
-    def __init__(self, dataset_len: int, seed: int, global_batch: int, rank: int = 0, world_size: int = 1,
-                 start_iter: int = 0):
+    def __init__(
+        self,
+        dataset_len: int,
+        seed: int,
+        global_batch: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start_iter: int = 0,
+    ):
         if dataset_len < 1:
             raise ValueError("cannot sample from an empty dataset")
         if global_batch % world_size:

@@ -31,7 +31,7 @@ class StopRequest:
             raise KeyboardInterrupt  # the second Ctrl-C
         self.signal_name = signal.Signals(signum).name
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
             for s in self.signals:
                 self._previous[s] = signal.signal(s, self._handle)

@@ -56,7 +56,7 @@ class JsonlLog:
         if not self._f.closed:
             self._f.close()
 
-    def __enter__(self) -> "JsonlLog":
+    def __enter__(self) -> JsonlLog:
         return self
 
     def __exit__(self, *exc) -> None:

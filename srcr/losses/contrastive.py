@@ -34,9 +34,14 @@ def _randperm(n: int, generator: torch.Generator | None, device: torch.device) -
     return torch.randperm(n, generator=generator, device=generator.device).to(device)
 
 
-def sample_anchors(labels: torch.Tensor, preds: torch.Tensor, max_samples: int = 1024,
-                   max_views: int = 100, ignore_index: int = IGNORE_INDEX,
-                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_anchors(
+    labels: torch.Tensor,
+    preds: torch.Tensor,
+    max_samples: int = 1024,
+    max_views: int = 100,
+    ignore_index: int = IGNORE_INDEX,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Segmentation-aware hard anchor sampling (ContrastiveSeg ``_hard_anchor_sampling``).
 
     labels, preds: int64 (B, P) on the embedding grid (P = h*w). Returns ``(indices, classes)``:
@@ -49,23 +54,27 @@ def sample_anchors(labels: torch.Tensor, preds: torch.Tensor, max_samples: int =
     other (always possible: n_hard + n_easy > max_views >= n).
     """
     if labels.shape != preds.shape or labels.dim() != 2:
-        raise ValueError(f"labels and preds must both be (B, P); got {tuple(labels.shape)} and "
-                         f"{tuple(preds.shape)}")
+        raise ValueError(
+            f"labels and preds must both be (B, P); got {tuple(labels.shape)} and "
+            f"{tuple(preds.shape)}"
+        )
     device = labels.device
     batch, pixels = labels.shape
-    empty = (torch.zeros((0, 0), dtype=torch.long, device=device),
-             torch.zeros((0,), dtype=torch.long, device=device))
+    empty = (
+        torch.zeros((0, 0), dtype=torch.long, device=device),
+        torch.zeros((0,), dtype=torch.long, device=device),
+    )
     valid = (labels != ignore_index) & (labels >= 0)
     if not bool(valid.any()):
         return empty
     num_keys = int(labels[valid].max()) + 1
     lab = labels.masked_fill(~valid, 0)
     image = torch.arange(batch, device=device).unsqueeze(1)
-    class_key = image * num_keys + lab                      # (image, class) pair, image-major
+    class_key = image * num_keys + lab  # (image, class) pair, image-major
     easy = (preds == labels).long()
-    group = class_key * 2 + easy                            # hard (0) sorts before easy (1)
+    group = class_key * 2 + easy  # hard (0) sorts before easy (1)
 
-    cand = valid.flatten().nonzero().squeeze(1)             # only labelled pixels are ever drawn
+    cand = valid.flatten().nonzero().squeeze(1)  # only labelled pixels are ever drawn
     cand_group = group.flatten()[cand]
     group_counts = torch.bincount(cand_group, minlength=2 * batch * num_keys)
     class_counts = group_counts.view(-1, 2).sum(1)
@@ -87,19 +96,29 @@ def sample_anchors(labels: torch.Tensor, preds: torch.Tensor, max_samples: int =
     n_easy = group_counts[2 * qualifying + 1]
     hard_ok = 2 * n_hard >= n_view
     easy_ok = 2 * n_easy >= n_view
-    hard_keep = torch.where(hard_ok & easy_ok, torch.full_like(n_hard, n_view // 2),
-                            torch.where(hard_ok, n_view - n_easy, n_hard))
+    hard_keep = torch.where(
+        hard_ok & easy_ok,
+        torch.full_like(n_hard, n_view // 2),
+        torch.where(hard_ok, n_view - n_easy, n_hard),
+    )
     slot = torch.arange(n_view, device=device).unsqueeze(0)
     hk = hard_keep.unsqueeze(1)
-    position = torch.where(slot < hk, group_start[2 * qualifying].unsqueeze(1) + slot,
-                           group_start[2 * qualifying + 1].unsqueeze(1) + slot - hk)
+    position = torch.where(
+        slot < hk,
+        group_start[2 * qualifying].unsqueeze(1) + slot,
+        group_start[2 * qualifying + 1].unsqueeze(1) + slot - hk,
+    )
     indices = sorted_pixels[position]
     classes = qualifying % num_keys
     return indices, classes
 
 
-def info_nce(feats: torch.Tensor, classes: torch.Tensor, temperature: float = 0.1,
-             base_temperature: float = 0.07) -> torch.Tensor:
+def info_nce(
+    feats: torch.Tensor,
+    classes: torch.Tensor,
+    temperature: float = 0.1,
+    base_temperature: float = 0.07,
+) -> torch.Tensor:
     """Supervised InfoNCE of ContrastiveSeg's ``_contrastive``.
 
     feats: (A, V, D) sampled embeddings (A anchor classes x V views); classes: (A,). Over the
@@ -136,8 +155,14 @@ def info_nce(feats: torch.Tensor, classes: torch.Tensor, temperature: float = 0.
 class PixelContrastLoss(nn.Module):
     """ContrastiveSeg's pixel contrast loss (Wang et al., ICCV 2021), memory bank off."""
 
-    def __init__(self, temperature: float = 0.1, base_temperature: float = 0.07,
-                 max_samples: int = 1024, max_views: int = 100, ignore_index: int = IGNORE_INDEX):
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        base_temperature: float = 0.07,
+        max_samples: int = 1024,
+        max_views: int = 100,
+        ignore_index: int = IGNORE_INDEX,
+    ):
         super().__init__()
         self.temperature = float(temperature)
         self.base_temperature = float(base_temperature)
@@ -145,8 +170,13 @@ class PixelContrastLoss(nn.Module):
         self.max_views = int(max_views)
         self.ignore_index = int(ignore_index)
 
-    def forward(self, embed: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        embed: torch.Tensor,
+        labels: torch.Tensor,
+        logits: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """embed: (B, D, h, w), L2-normalised; labels: int64 (B, H, W); logits: (B, K, h', w')
         (the stride-4 logits; resized bilinearly to (h, w) if they differ) -> scalar loss."""
         batch, _, h, w = embed.shape
@@ -158,12 +188,17 @@ class PixelContrastLoss(nn.Module):
             else:
                 lab = labels.long()
             pred = resize(logits.detach(), (h, w), mode="bilinear", align_corners=True).argmax(1)
-            indices, classes = sample_anchors(lab.reshape(batch, -1), pred.reshape(batch, -1),
-                                              self.max_samples, self.max_views, self.ignore_index,
-                                              generator)
+            indices, classes = sample_anchors(
+                lab.reshape(batch, -1),
+                pred.reshape(batch, -1),
+                self.max_samples,
+                self.max_views,
+                self.ignore_index,
+                generator,
+            )
         if indices.numel() == 0:
             return embed.sum() * 0.0
         pixels = h * w
         # Index (B, D, h*w) directly instead of permuting the full embedding to (B*h*w, D).
-        feats = embed.flatten(2)[indices // pixels, :, indices % pixels]   # (A, V, D)
+        feats = embed.flatten(2)[indices // pixels, :, indices % pixels]  # (A, V, D)
         return info_nce(feats, classes, self.temperature, self.base_temperature)

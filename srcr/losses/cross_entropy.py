@@ -58,8 +58,12 @@ class _PixelCrossEntropy(torch.autograd.Function):
         return out.scatter_add_(1, target, -g), None, None
 
 
-def _masked_mean(per_pixel: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
-                 class_weight: torch.Tensor | None) -> torch.Tensor:
+def _masked_mean(
+    per_pixel: torch.Tensor,
+    mask: torch.Tensor,
+    labels: torch.Tensor,
+    class_weight: torch.Tensor | None,
+) -> torch.Tensor:
     # The mean over the masked pixels, weighted by their true class's weight when given (torch's
     # weighted-mean convention: divided by the sum of the weights, so scaling every weight by a
     # constant changes nothing). With an empty mask: a zero still connected to the graph, not 0/0.
@@ -69,8 +73,12 @@ def _masked_mean(per_pixel: torch.Tensor, mask: torch.Tensor, labels: torch.Tens
     return (per_pixel * w).sum() / w.sum().clamp_min(torch.finfo(w.dtype).tiny)
 
 
-def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX,
-                  class_weight: torch.Tensor | None = None) -> torch.Tensor:
+def cross_entropy(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    ignore_index: int = IGNORE_INDEX,
+    class_weight: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Mean cross-entropy over the valid (non-ignored) pixels, optionally class-weighted.
 
     logits: (B, K, h, w), resized to the labels' (H, W) when the sizes differ; labels: int64 (B, H, W);
@@ -84,8 +92,13 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int 
 
 
 @torch.no_grad()
-def ohem_mask(logits: torch.Tensor, labels: torch.Tensor, thresh: float, min_kept: int,
-              ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+def ohem_mask(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    thresh: float,
+    min_kept: int,
+    ignore_index: int = IGNORE_INDEX,
+) -> torch.Tensor:
     """Boolean (B, H, W) mask of the pixels OHEM keeps (mmseg ``OHEMPixelSampler`` with ``thresh``).
 
     Kept: valid pixels whose softmax probability of the true class is < ``thresh``, plus, whatever
@@ -94,10 +107,14 @@ def ohem_mask(logits: torch.Tensor, labels: torch.Tensor, thresh: float, min_kep
     ``sorted_prob[min_kept * B]``; selecting by rank instead keeps exactly that many even when
     probabilities tie (e.g. saturated at 1.0) and never drops the last pixel of a small crop.
     """
-    return _ohem_keep(_per_pixel(logits.float(), labels, ignore_index), labels != ignore_index, thresh, min_kept)
+    return _ohem_keep(
+        _per_pixel(logits.float(), labels, ignore_index), labels != ignore_index, thresh, min_kept
+    )
 
 
-def _ohem_keep(per_pixel: torch.Tensor, valid: torch.Tensor, thresh: float, min_kept: int) -> torch.Tensor:
+def _ohem_keep(
+    per_pixel: torch.Tensor, valid: torch.Tensor, thresh: float, min_kept: int
+) -> torch.Tensor:
     # The true-class probability is exp(-CE): selecting on the per-pixel cross-entropy the loss
     # needs anyway saves a second softmax over the full-resolution logits.
     per_pixel = per_pixel.detach()
@@ -115,8 +132,14 @@ def _ohem_keep(per_pixel: torch.Tensor, valid: torch.Tensor, thresh: float, min_
     return keep
 
 
-def ohem_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, thresh: float, min_kept: int,
-                       ignore_index: int = IGNORE_INDEX, class_weight: torch.Tensor | None = None) -> torch.Tensor:
+def ohem_cross_entropy(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    thresh: float,
+    min_kept: int,
+    ignore_index: int = IGNORE_INDEX,
+    class_weight: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Cross-entropy averaged over the pixels ``ohem_mask`` keeps.
 
     Normalised by the number of kept pixels (as HRNet/DDRNet's OhemCrossEntropy), or by their summed

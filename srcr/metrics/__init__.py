@@ -6,5 +6,11 @@ from .evaluator import SegEvaluator, load_per_image
 from .gscnn import GSCNN_FRACTIONS, gscnn_tolerances
 from .summary import image_weights, summarize
 
-__all__ = ["SegEvaluator", "summarize", "load_per_image", "image_weights", "GSCNN_FRACTIONS",
-           "gscnn_tolerances"]
+__all__ = [
+    "SegEvaluator",
+    "summarize",
+    "load_per_image",
+    "image_weights",
+    "GSCNN_FRACTIONS",
+    "gscnn_tolerances",
+]

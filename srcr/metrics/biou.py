@@ -9,8 +9,14 @@ import numpy as np
 from .maps import ClassNeighbourhood
 
 
-def inner_bands(lab: np.ndarray, pred: np.ndarray, nonvoid: np.ndarray, ref_g: ClassNeighbourhood,
-                ref_p: ClassNeighbourhood, width: float) -> tuple[np.ndarray, np.ndarray]:
+def inner_bands(
+    lab: np.ndarray,
+    pred: np.ndarray,
+    nonvoid: np.ndarray,
+    ref_g: ClassNeighbourhood,
+    ref_p: ClassNeighbourhood,
+    width: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Boolean maps: union over classes of band(G_c) and of band(P_c).
 
     A pixel q with label c is in band(G_c) iff a boundary pixel of G_c lies within ``width``;

@@ -16,8 +16,14 @@ def boundary_pixels(bmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return idx, flat[idx]
 
 
-def bf_counts(bg: np.ndarray, bp: np.ndarray, ref_g: ClassNeighbourhood, ref_p: ClassNeighbourhood,
-              tolerances, num_classes: int) -> dict[str, np.ndarray]:
+def bf_counts(
+    bg: np.ndarray,
+    bp: np.ndarray,
+    ref_g: ClassNeighbourhood,
+    ref_p: ClassNeighbourhood,
+    tolerances,
+    num_classes: int,
+) -> dict[str, np.ndarray]:
     """Per-class counts of one image: ``bf_np``/``bf_ng`` (predicted / label boundary pixels) and
     ``bf_tpp``/``bf_tpg`` (T x C: those within tau of a same-class boundary pixel of the other map).
 

@@ -8,8 +8,15 @@ import cv2
 import numpy as np
 
 
-def joint_histogram(lab: np.ndarray, pred: np.ndarray, widx: np.ndarray, band_g: np.ndarray,
-                    band_p: np.ndarray, num_classes: int, num_widths: int) -> np.ndarray:
+def joint_histogram(
+    lab: np.ndarray,
+    pred: np.ndarray,
+    widx: np.ndarray,
+    band_g: np.ndarray,
+    band_p: np.ndarray,
+    num_classes: int,
+    num_widths: int,
+) -> np.ndarray:
     """int64 array (K+1, 2, 2, C, C): pixel counts by width index, label inner band, prediction
     inner band, label class, predicted class, over the non-void pixels.
 
@@ -24,7 +31,9 @@ def joint_histogram(lab: np.ndarray, pred: np.ndarray, widx: np.ndarray, band_g:
     key *= dt(C + 1)
     key += np.minimum(lab, np.uint8(C))  # void (255) -> the dropped bin C
     key *= dt(C)
-    key += np.minimum(pred, np.uint8(C - 1))  # prediction codes off the class range occur only at void
+    key += np.minimum(
+        pred, np.uint8(C - 1)
+    )  # prediction codes off the class range occur only at void
     if dt is np.uint16 and key.size < 1 << 24:
         # OpenCV's histogram counts in int32 and returns float32, exact below 2^24 pixels; about
         # twice as fast as np.bincount, which first widens the keys to int64
@@ -51,8 +60,14 @@ def reduce_histogram(h: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     p = h[:, :, 1].sum((0, 1))  # prediction inner band
     inter = np.diagonal(h[:, 1, 1].sum(0)).copy()
     counts = {
-        "conf_tp": tp, "conf_gt": gt, "conf_pred": pr,
-        "band_tp": btp, "band_gt": bgt, "band_pred": bpr,
-        "biou_inter": inter, "biou_g": g.sum(1), "biou_p": p.sum(0),
+        "conf_tp": tp,
+        "conf_gt": gt,
+        "conf_pred": pr,
+        "band_tp": btp,
+        "band_gt": bgt,
+        "band_pred": bpr,
+        "biou_inter": inter,
+        "biou_g": g.sum(1),
+        "biou_p": p.sum(0),
     }
     return counts, conf

@@ -8,7 +8,8 @@ import math
 import threading
 import zipfile
 import zlib
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import cv2
 import numpy as np
@@ -20,8 +21,17 @@ from .biou import inner_bands
 from .boundary import bf_counts
 from .confusion import joint_histogram, reduce_histogram
 from .gscnn import GSCNN_FRACTIONS, check_gscnn_fractions, gscnn_counts
-from .maps import (BAD, MAX_CLASSES, VOID, as_numpy, bad_values, class_boundaries,
-                   single_class_reference, to_codes, trimap_boundary)
+from .maps import (
+    BAD,
+    MAX_CLASSES,
+    VOID,
+    as_numpy,
+    bad_values,
+    class_boundaries,
+    single_class_reference,
+    to_codes,
+    trimap_boundary,
+)
 from .trimap import width_index
 
 FORMAT = "srcr-per-image-counts/1"
@@ -79,17 +89,31 @@ class SegEvaluator:
     protocol, labelled in ``gscnn_protocol``); ``left_out`` (class indices left out of each mean).
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = 255, bf_tolerances=(1, 3, 5),
-                 biou_width: float | None = 3, trimap_widths=(1, 2, 4, 8, 16, 32), gscnn: bool = False,
-                 class_names: Iterable[str] | None = None, gscnn_fractions=GSCNN_FRACTIONS):
+    def __init__(
+        self,
+        num_classes: int,
+        ignore_index: int = 255,
+        bf_tolerances=(1, 3, 5),
+        biou_width: float | None = 3,
+        trimap_widths=(1, 2, 4, 8, 16, 32),
+        gscnn: bool = False,
+        class_names: Iterable[str] | None = None,
+        gscnn_fractions=GSCNN_FRACTIONS,
+    ):
         if not isinstance(num_classes, (int, np.integer)) or not 1 <= num_classes <= MAX_CLASSES:
-            raise UserError(f"num_classes must be an integer in 1..{MAX_CLASSES}, got {num_classes!r}")
+            raise UserError(
+                f"num_classes must be an integer in 1..{MAX_CLASSES}, got {num_classes!r}"
+            )
         if not isinstance(ignore_index, (int, np.integer)) or 0 <= ignore_index < num_classes:
-            raise UserError(f"ignore_index must be an integer outside the classes 0..{num_classes - 1}, "
-                            f"got {ignore_index!r}")
+            raise UserError(
+                f"ignore_index must be an integer outside the classes 0..{num_classes - 1}, "
+                f"got {ignore_index!r}"
+            )
         names = list(class_names) if class_names is not None else None
         if names is not None and len(names) != num_classes:
-            raise UserError(f"class_names has {len(names)} entries, expected num_classes={num_classes}")
+            raise UserError(
+                f"class_names has {len(names)} entries, expected num_classes={num_classes}"
+            )
         if biou_width is not None:
             biou_width = _numbers([biou_width], "biou_width")[0]
         if len(trimap_widths) > 60:
@@ -101,7 +125,9 @@ class SegEvaluator:
             "ignore_index": int(ignore_index),
             "bf_tolerances": list(_numbers(bf_tolerances, "bf_tolerances")),
             "biou_width": biou_width,
-            "trimap_widths": sorted(_numbers(trimap_widths, "trimap_widths")),  # band k = width index <= k
+            "trimap_widths": sorted(
+                _numbers(trimap_widths, "trimap_widths")
+            ),  # band k = width index <= k
             "gscnn": bool(gscnn),
             "gscnn_fractions": fractions,
             "class_names": names,
@@ -124,12 +150,16 @@ class SegEvaluator:
         pred = as_numpy(pred, "pred")
         label = as_numpy(label, "label")
         if pred.shape != label.shape:
-            raise UserError(f"pred shape {tuple(pred.shape)} differs from label shape {tuple(label.shape)} "
-                            "(predict at label resolution: resize the logits, then argmax)")
+            raise UserError(
+                f"pred shape {tuple(pred.shape)} differs from label shape {tuple(label.shape)} "
+                "(predict at label resolution: resize the logits, then argmax)"
+            )
         if label.ndim == 2:
             pred, label = pred[None], label[None]
         elif label.ndim != 3:
-            raise UserError(f"expected H x W or B x H x W class maps, got shape {tuple(label.shape)}")
+            raise UserError(
+                f"expected H x W or B x H x W class maps, got shape {tuple(label.shape)}"
+            )
         if isinstance(names, str):
             names = [names]
         names = list(names) if names is not None else [None] * label.shape[0]
@@ -144,18 +174,24 @@ class SegEvaluator:
             raise UserError(f"empty image of shape {tuple(label.shape)}")
         lab = to_codes(label, C, self.ignore_index, VOID)
         if (lab == BAD).any():
-            raise UserError(f"label contains values {bad_values(label, lab == BAD)} that are neither classes "
-                            f"0..{C - 1} nor ignore_index={self.ignore_index}")
+            raise UserError(
+                f"label contains values {bad_values(label, lab == BAD)} that are neither classes "
+                f"0..{C - 1} nor ignore_index={self.ignore_index}"
+            )
         prd = to_codes(pred, C, self.ignore_index, BAD)
         nonvoid = lab != VOID
         wrong = (prd == BAD) & nonvoid
         if wrong.any():
-            raise UserError(f"pred contains values {bad_values(pred, wrong)} outside the classes 0..{C - 1} "
-                            "at non-ignored pixels")
+            raise UserError(
+                f"pred contains values {bad_values(pred, wrong)} outside the classes 0..{C - 1} "
+                "at non-ignored pixels"
+            )
 
         widths = cfg["trimap_widths"]
         if widths:
-            widx = _Background(width_index, trimap_boundary(lab), widths, threaded=cv2.getNumThreads() > 1)
+            widx = _Background(
+                width_index, trimap_boundary(lab), widths, threaded=cv2.getNumThreads() > 1
+            )
         else:
             widx = _Background(np.zeros, lab.shape, np.uint8, threaded=False)
         bg, bp = class_boundaries(lab, prd)
@@ -167,7 +203,9 @@ class SegEvaluator:
             band_g = band_p = np.zeros(lab.shape, bool)
         if cfg["gscnn"]:
             rec.update(gscnn_counts(lab, prd, C, cfg["gscnn_fractions"]))
-        counts, conf = reduce_histogram(joint_histogram(lab, prd, widx.result(), band_g, band_p, C, len(widths)))
+        counts, conf = reduce_histogram(
+            joint_histogram(lab, prd, widx.result(), band_g, band_p, C, len(widths))
+        )
         rec.update(counts)
         rec["hw"] = np.array(lab.shape, np.int64)
         self._records.append({k: np.asarray(v) for k, v in rec.items()})
@@ -189,21 +227,30 @@ class SegEvaluator:
     # ------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume or merge: config, per-image counts, names, confusion."""
-        return {"format": FORMAT, "config": dict(self.config), "counts": self.per_image,
-                "names": list(self.names), "confusion": self.confusion.copy()}
+        return {
+            "format": FORMAT,
+            "config": dict(self.config),
+            "counts": self.per_image,
+            "names": list(self.names),
+            "confusion": self.confusion.copy(),
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.reset()
         self.merge(state)
 
-    def merge(self, other: "SegEvaluator | Mapping[str, Any]") -> "SegEvaluator":
+    def merge(self, other: SegEvaluator | Mapping[str, Any]) -> SegEvaluator:
         """Append another evaluator's images (e.g. from another rank); configs must match."""
         state = other.state_dict() if isinstance(other, SegEvaluator) else other
         if state.get("format") != FORMAT:
-            raise UserError(f"not a SegEvaluator state (format {state.get('format')!r}, expected {FORMAT!r})")
+            raise UserError(
+                f"not a SegEvaluator state (format {state.get('format')!r}, expected {FORMAT!r})"
+            )
         theirs = _normalised_config(state["config"])
         if theirs != _normalised_config(self.config):
-            raise UserError(f"cannot merge evaluators with different settings: {theirs} vs {self.config}")
+            raise UserError(
+                f"cannot merge evaluators with different settings: {theirs} vs {self.config}"
+            )
         counts = state["counts"]
         n = len(state["names"])
         for i in range(n):
@@ -224,12 +271,20 @@ class SegEvaluator:
                 np.savez_compressed(f, **arrays)
 
     @classmethod
-    def from_file(cls, path) -> "SegEvaluator":
+    def from_file(cls, path) -> SegEvaluator:
         """An evaluator holding the counts saved by :meth:`save_per_image`."""
         state = load_per_image(path)
         cfg = state["config"]
-        ev = cls(cfg["num_classes"], cfg["ignore_index"], cfg["bf_tolerances"], cfg["biou_width"],
-                 cfg["trimap_widths"], cfg["gscnn"], cfg["class_names"], cfg["gscnn_fractions"])
+        ev = cls(
+            cfg["num_classes"],
+            cfg["ignore_index"],
+            cfg["bf_tolerances"],
+            cfg["biou_width"],
+            cfg["trimap_widths"],
+            cfg["gscnn"],
+            cfg["class_names"],
+            cfg["gscnn_fractions"],
+        )
         ev.merge(state)
         return ev
 
@@ -242,12 +297,27 @@ def _stack(records: list[dict], config: Mapping) -> dict[str, np.ndarray]:
     if records:
         return {k: np.stack([r[k] for r in records]).astype(np.int64) for k in records[0]}
     C, T, K = config["num_classes"], len(config["bf_tolerances"]), len(config["trimap_widths"])
-    shapes = {"conf_tp": (C,), "conf_gt": (C,), "conf_pred": (C,), "band_tp": (K, C), "band_gt": (K, C),
-              "band_pred": (K, C), "bf_np": (C,), "bf_ng": (C,), "bf_tpp": (T, C), "bf_tpg": (T, C),
-              "biou_inter": (C,), "biou_g": (C,), "biou_p": (C,), "hw": (2,)}
+    shapes = {
+        "conf_tp": (C,),
+        "conf_gt": (C,),
+        "conf_pred": (C,),
+        "band_tp": (K, C),
+        "band_gt": (K, C),
+        "band_pred": (K, C),
+        "bf_np": (C,),
+        "bf_ng": (C,),
+        "bf_tpp": (T, C),
+        "bf_tpg": (T, C),
+        "biou_inter": (C,),
+        "biou_g": (C,),
+        "biou_p": (C,),
+        "hw": (2,),
+    }
     if config["gscnn"]:
         F = len(config["gscnn_fractions"])
-        shapes.update(gscnn_tau=(F,), gscnn_np=(C,), gscnn_ng=(C,), gscnn_tpp=(F, C), gscnn_tpg=(F, C))
+        shapes.update(
+            gscnn_tau=(F,), gscnn_np=(C,), gscnn_ng=(C,), gscnn_tpp=(F, C), gscnn_tpg=(F, C)
+        )
     return {k: np.zeros((0,) + s, np.int64) for k, s in shapes.items()}
 
 
@@ -267,5 +337,7 @@ def load_per_image(path) -> dict[str, Any]:
             }
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
         # a truncated or damaged file (zipfile names neither the file nor the cause)
-        raise UserError(f"{path}: cannot read per-image counts ({type(e).__name__}: {e}); "
-                        f"re-run srcr evaluate for it") from None
+        raise UserError(
+            f"{path}: cannot read per-image counts ({type(e).__name__}: {e}); "
+            f"re-run srcr evaluate for it"
+        ) from None

@@ -38,7 +38,8 @@ def check_gscnn_fractions(fractions) -> None:
             raise UserError(
                 f"gscnn_fractions: {f!r} is >= 1, so GSCNN takes it as a pixel radius, but only whole "
                 "pixels are reproducible (skimage's disk of a non-integer radius is an even-sized, "
-                "off-centre footprint); use an integer number of pixels or a fraction < 1 of the diagonal")
+                "off-centre footprint); use an integer number of pixels or a fraction < 1 of the diagonal"
+            )
 
 
 def gscnn_tolerances(shape, fractions=GSCNN_FRACTIONS) -> list[int]:
@@ -59,8 +60,12 @@ class Seg2BMap:
     def __init__(self, codes: np.ndarray):
         self.shape = codes.shape
         p = cv2.copyMakeBorder(codes, 0, 1, 0, 1, cv2.BORDER_REPLICATE)
-        self.codes = [codes, np.ascontiguousarray(p[:-1, 1:]), np.ascontiguousarray(p[1:, :-1]),
-                      np.ascontiguousarray(p[1:, 1:])]
+        self.codes = [
+            codes,
+            np.ascontiguousarray(p[:-1, 1:]),
+            np.ascontiguousarray(p[1:, :-1]),
+            np.ascontiguousarray(p[1:, 1:]),
+        ]
         lo = np.minimum.reduce(self.codes)
         hi = np.maximum.reduce(self.codes)
         self.mixed = lo != hi
@@ -93,8 +98,9 @@ class Seg2BMap:
         return ClassNeighbourhood(self.lo, self.hi1, member)
 
 
-def gscnn_counts(lab: np.ndarray, pred: np.ndarray, num_classes: int,
-                 fractions=GSCNN_FRACTIONS) -> dict[str, np.ndarray]:
+def gscnn_counts(
+    lab: np.ndarray, pred: np.ndarray, num_classes: int, fractions=GSCNN_FRACTIONS
+) -> dict[str, np.ndarray]:
     """Per-image counts: ``gscnn_tau`` (F,), ``gscnn_np``/``gscnn_ng`` (C,) boundary pixels of the
     prediction / label masks, ``gscnn_tpp``/``gscnn_tpg`` (F, C) those matched within tau."""
     C = num_classes

@@ -25,14 +25,17 @@ CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)  # 4-neighbourhood
 # inputs
 # ----------------------------------------------------------------------------------------------
 
+
 def as_numpy(x, what: str) -> np.ndarray:
     """A numpy view of a numpy array or (any-device) torch tensor of class indices."""
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, without importing torch
         x = x.detach().cpu().numpy()
     x = np.asarray(x)
     if x.dtype == bool or not np.issubdtype(x.dtype, np.integer):
-        raise UserError(f"{what}: expected integer class indices, got dtype {x.dtype} "
-                        "(take the argmax of the logits first)")
+        raise UserError(
+            f"{what}: expected integer class indices, got dtype {x.dtype} "
+            "(take the argmax of the logits first)"
+        )
     return x
 
 
@@ -73,6 +76,7 @@ def bad_values(x: np.ndarray, mask: np.ndarray, limit: int = 6) -> list[int]:
 # boundaries (docs/metrics.md)
 # ----------------------------------------------------------------------------------------------
 
+
 def morph_min_max(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Minimum and maximum code over each pixel's 4-neighbourhood (centre included), looking only
     at neighbours inside the image (OpenCV's default morphology border)."""
@@ -109,6 +113,7 @@ def trimap_boundary(lab: np.ndarray) -> np.ndarray:
 # Euclidean disks and the class-aware neighbourhood test
 # ----------------------------------------------------------------------------------------------
 
+
 def disk_radius2(radius: float) -> int:
     """Largest integer squared distance within ``radius`` (offsets with dy^2 + dx^2 <= r^2)."""
     if not (radius >= 0 and math.isfinite(radius)):
@@ -120,7 +125,7 @@ def disk_kernel(radius: float) -> np.ndarray:
     """Structuring element of the closed Euclidean disk {dy^2 + dx^2 <= r^2} (skimage's ``disk``)."""
     r2 = disk_radius2(radius)
     r = math.isqrt(r2)
-    y, x = np.mgrid[-r:r + 1, -r:r + 1]
+    y, x = np.mgrid[-r : r + 1, -r : r + 1]
     return (y * y + x * x <= r2).astype(np.uint8)
 
 
@@ -134,8 +139,15 @@ def disk_offsets(radius: float) -> tuple[np.ndarray, np.ndarray]:
     return y[order], x[order]
 
 
-def any_same_class(flat_idx: np.ndarray, cls: np.ndarray, radius: float, shape, member,
-                   block: int = 32, chunk: int = 1 << 22) -> np.ndarray:
+def any_same_class(
+    flat_idx: np.ndarray,
+    cls: np.ndarray,
+    radius: float,
+    shape,
+    member,
+    block: int = 32,
+    chunk: int = 1 << 22,
+) -> np.ndarray:
     """Exact test, per query pixel, whether ``member(flat_index, cls)`` holds at some in-image
     pixel within ``radius``.
 
@@ -153,18 +165,18 @@ def any_same_class(flat_idx: np.ndarray, cls: np.ndarray, radius: float, shape, 
         for b in range(0, dy.size, block):
             if todo.size == 0:
                 break
-            by, bx = dy[b:b + block], dx[b:b + block]
+            by, bx = dy[b : b + block], dx[b : b + block]
             step = max(1, chunk // by.size)
             hit = np.zeros(todo.size, bool)
             for s in range(0, todo.size, step):
-                q = todo[s:s + step]
+                q = todo[s : s + step]
                 if interior:
                     h = member(flat_idx[q, None] + (by * W + bx), cls[q, None])
                 else:
                     yy, xx = y[q, None] + by, x[q, None] + bx
                     inside = (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W)
                     h = inside & member(np.where(inside, yy * W + xx, 0), cls[q, None])
-                hit[s:s + step] = h.any(1)
+                hit[s : s + step] = h.any(1)
             found[todo[hit]] = True
             todo = todo[~hit]
     return found
@@ -217,7 +229,9 @@ class ClassNeighbourhood:
         found = valid & ((lo == cls) | (hi == cls1))
         amb = np.flatnonzero(valid & (lo < cls) & (cls1 < hi))
         if amb.size:
-            found.ravel()[amb] = any_same_class(amb, cls.ravel()[amb], radius, cls.shape, self.member)
+            found.ravel()[amb] = any_same_class(
+                amb, cls.ravel()[amb], radius, cls.shape, self.member
+            )
         return found
 
 

@@ -7,7 +7,7 @@ All scores are percentages; per-class lists hold NaN for a class left out of the
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -29,8 +29,21 @@ GSCNN_CONVENTION = (
 )
 
 # counts with a leading image axis; all are summed over images except gscnn_* (per-image F)
-SUMMED_KEYS = ("conf_tp", "conf_gt", "conf_pred", "band_tp", "band_gt", "band_pred",
-               "bf_np", "bf_ng", "bf_tpp", "bf_tpg", "biou_inter", "biou_g", "biou_p")
+SUMMED_KEYS = (
+    "conf_tp",
+    "conf_gt",
+    "conf_pred",
+    "band_tp",
+    "band_gt",
+    "band_pred",
+    "bf_np",
+    "bf_ng",
+    "bf_tpp",
+    "bf_tpg",
+    "biou_inter",
+    "biou_g",
+    "biou_p",
+)
 
 
 def _pct(num, den) -> np.ndarray:
@@ -95,11 +108,17 @@ def summarize(counts: Mapping[str, np.ndarray], config: Mapping, weights=None, i
     widths = list(config["trimap_widths"])
     n = int(np.asarray(counts["conf_tp"]).shape[0])
     w = image_weights(n, weights, index)
-    tot = {k: np.tensordot(w, np.asarray(counts[k], np.float64), axes=(0, 0))
-           for k in SUMMED_KEYS if k in counts}
+    tot = {
+        k: np.tensordot(w, np.asarray(counts[k], np.float64), axes=(0, 0))
+        for k in SUMMED_KEYS
+        if k in counts
+    }
     names = config.get("class_names")
-    out: dict = {"num_images": float(w.sum()) if weights is not None else int(w.sum()),
-                 "num_classes": C, "convention": CONVENTION}
+    out: dict = {
+        "num_images": float(w.sum()) if weights is not None else int(w.sum()),
+        "num_classes": C,
+        "convention": CONVENTION,
+    }
     if names:
         out["class_names"] = list(names)
     left: dict = {}
@@ -118,7 +137,9 @@ def summarize(counts: Mapping[str, np.ndarray], config: Mapping, weights=None, i
         with np.errstate(invalid="ignore", divide="ignore"):
             prec = np.where(np_ > 0, tot["bf_tpp"][t] / np.where(np_ > 0, np_, 1), 0.0)
             rec = tot["bf_tpg"][t] / np.where(keep, ng, 1)
-            f = np.where(prec + rec > 0, 2 * prec * rec / np.where(prec + rec > 0, prec + rec, 1), 0.0)
+            f = np.where(
+                prec + rec > 0, 2 * prec * rec / np.where(prec + rec > 0, prec + rec, 1), 0.0
+            )
         f, prec, rec = (np.where(keep, 100.0 * a, np.nan) for a in (f, prec, rec))
         k = _key(tau)
         out[f"mBF@{k}"], out[f"mBP@{k}"], out[f"mBR@{k}"] = _mean(f), _mean(prec), _mean(rec)
@@ -140,11 +161,14 @@ def summarize(counts: Mapping[str, np.ndarray], config: Mapping, weights=None, i
         biou_, _, bacc = _region(btp, bgt, bpr)
         iiou, _, iacc = _region(itp, igt, ipr)
         trimap[width] = {
-            "band_mIoU": _mean(biou_), "band_aAcc": bacc,
-            "interior_mIoU": _mean(iiou), "interior_aAcc": iacc,
+            "band_mIoU": _mean(biou_),
+            "band_aAcc": bacc,
+            "interior_mIoU": _mean(iiou),
+            "interior_aAcc": iacc,
             "error_share": float(_pct(bgt.sum() - btp.sum(), wrong_all)),
             "band_share": float(_pct(bgt.sum(), tot["conf_gt"].sum())),
-            "band_IoU": _list(biou_), "interior_IoU": _list(iiou),
+            "band_IoU": _list(biou_),
+            "interior_IoU": _list(iiou),
         }
         left_tri[width] = {"band": _left_out(biou_), "interior": _left_out(iiou)}
     out["trimap"] = trimap
@@ -159,14 +183,20 @@ def summarize(counts: Mapping[str, np.ndarray], config: Mapping, weights=None, i
 def _gscnn(counts, config, w) -> dict:
     fractions = list(config["gscnn_fractions"])
     taus = np.asarray(counts["gscnn_tau"])  # (N, F)
-    f = gscnn_image_f(counts["gscnn_np"], counts["gscnn_ng"], np.asarray(counts["gscnn_tpp"], np.float64),
-                      np.asarray(counts["gscnn_tpg"], np.float64))  # (N, F, C)
+    f = gscnn_image_f(
+        counts["gscnn_np"],
+        counts["gscnn_ng"],
+        np.asarray(counts["gscnn_tpp"], np.float64),
+        np.asarray(counts["gscnn_tpg"], np.float64),
+    )  # (N, F, C)
     sw = w.sum()
     per_class = np.tensordot(w, f, axes=(0, 0)) / sw if sw > 0 else np.full(f.shape[1:], np.nan)
     out = {"gscnn_protocol": GSCNN_CONVENTION, "gscnn_fractions": fractions}
     # key by pixel tolerance when every image shares it and fractions do not collide, else by fraction
-    px = [int(taus[0, j]) if taus.size and (taus[:, j] == taus[0, j]).all() else None
-          for j in range(len(fractions))]
+    px = [
+        int(taus[0, j]) if taus.size and (taus[:, j] == taus[0, j]).all() else None
+        for j in range(len(fractions))
+    ]
     by_px = None not in px and len(set(px)) == len(px)
     keys = [f"gscnn_F@{p}" if by_px else f"gscnn_F@{frac:g}diag" for p, frac in zip(px, fractions)]
     for j, k in enumerate(keys):

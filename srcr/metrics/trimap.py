@@ -49,7 +49,9 @@ def width_index(tb: np.ndarray, widths) -> np.ndarray:
             tile = src[a:b, c:d]
             if tile.all():
                 continue
-            dist = cv2.distanceTransform(tile, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[y0 - a:y1 - a, x0 - c:x1 - c]
+            dist = cv2.distanceTransform(tile, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[
+                y0 - a : y1 - a, x0 - c : x1 - c
+            ]
             out = np.zeros(dist.shape, np.uint8)
             for t in thresholds:
                 np.add(out, dist > t, out=out, casting="unsafe")

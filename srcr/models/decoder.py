@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..errors import UserError
 from .init_streams import init_stream
@@ -19,30 +18,42 @@ from .registry import ALIGN_MODULES, CONTEXT_MODULES
 
 def _accepts(cls: type, name: str) -> bool:
     params = inspect.signature(cls.__init__).parameters
-    return name in params and params[name].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                                     inspect.Parameter.KEYWORD_ONLY)
+    return name in params and params[name].kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
 
 
 def _module_class(slot: str, name: str, table: dict[str, type]) -> type:
     if name not in table:
-        raise UserError(f"model.{slot}: unknown {slot} module {name!r}; expected one of: "
-                        f"{', '.join(sorted(table))}")
+        raise UserError(
+            f"model.{slot}: unknown {slot} module {name!r}; expected one of: "
+            f"{', '.join(sorted(table))}"
+        )
     return table[name]
 
 
-def _check_options(slot: str, name: str, cls: type, options: dict[str, Any],
-                   positional: tuple[str, ...]) -> None:
+def _check_options(
+    slot: str, name: str, cls: type, options: dict[str, Any], positional: tuple[str, ...]
+) -> None:
     """Both slots alike: an option that is not a keyword of ``cls.__init__`` (besides the sizes the
     decoder passes itself) is a UserError listing the allowed ones, before anything is built."""
-    allowed = [p for p in inspect.signature(cls.__init__).parameters
-               if p not in ("self", *positional) and _accepts(cls, p)]
+    allowed = [
+        p
+        for p in inspect.signature(cls.__init__).parameters
+        if p not in ("self", *positional) and _accepts(cls, p)
+    ]
     unknown = [k for k in options if k not in allowed]
     if unknown:
-        raise UserError(f"model.{slot}_options: {name} does not accept {unknown}; allowed: "
-                        f"{', '.join(allowed) if allowed else '(none)'}")
+        raise UserError(
+            f"model.{slot}_options: {name} does not accept {unknown}; allowed: "
+            f"{', '.join(allowed) if allowed else '(none)'}"
+        )
 
 
-def build_align(name: str, channels: int, options: dict[str, Any] | None = None, norm: str = "bn") -> nn.Module:
+def build_align(
+    name: str, channels: int, options: dict[str, Any] | None = None, norm: str = "bn"
+) -> nn.Module:
     """``ALIGN_MODULES[name](channels, **options)``; the decoder's ``norm`` is passed to modules
     that take a ``norm`` argument unless ``options`` sets it. Unknown names/options -> UserError."""
     cls = _module_class("align", name, ALIGN_MODULES)
@@ -53,8 +64,13 @@ def build_align(name: str, channels: int, options: dict[str, Any] | None = None,
     return cls(channels, **options)
 
 
-def build_context(name: str, in_channels: list[int], out_channels: int, options: dict[str, Any] | None = None,
-                  norm: str = "bn") -> nn.Module:
+def build_context(
+    name: str,
+    in_channels: list[int],
+    out_channels: int,
+    options: dict[str, Any] | None = None,
+    norm: str = "bn",
+) -> nn.Module:
     """``CONTEXT_MODULES[name](in_channels, out_channels, **options)``; ``norm`` and the checks as
     for :func:`build_align`."""
     cls = _module_class("context", name, CONTEXT_MODULES)
@@ -112,32 +128,52 @@ class FPNDecoder(nn.Module):
     strides 16, 8, 4. ``forward(feats)`` returns the fused stride-4 map (B, fpn_dim, H4, W4).
     """
 
-    def __init__(self, in_channels: list[int], fpn_dim: int = 256, align: str = "srm",
-                 align_options: dict[str, Any] | None = None, context: str = "crm",
-                 context_options: dict[str, Any] | None = None, norm: str = "bn", coarse_shift: float = 0.0):
+    def __init__(
+        self,
+        in_channels: list[int],
+        fpn_dim: int = 256,
+        align: str = "srm",
+        align_options: dict[str, Any] | None = None,
+        context: str = "crm",
+        context_options: dict[str, Any] | None = None,
+        norm: str = "bn",
+        coarse_shift: float = 0.0,
+    ):
         super().__init__()
         if not 0.0 <= coarse_shift <= 4.0:
             raise ValueError(f"coarse_shift must be in [0, 4] coarse cells; got {coarse_shift}")
         self.coarse_shift = float(coarse_shift)
         if len(in_channels) != 4:
-            raise ValueError(f"FPNDecoder needs 4 input maps (strides 4, 8, 16, 32); got channels {in_channels}")
+            raise ValueError(
+                f"FPNDecoder needs 4 input maps (strides 4, 8, 16, 32); got channels {in_channels}"
+            )
         self.in_channels = list(in_channels)
         self.fpn_dim = fpn_dim
         top_down = (2, 1, 0)  # C4, C3, C2
         with init_stream("decoder.context"):
             self.context = build_context(context, in_channels, fpn_dim, context_options, norm)
         with init_stream("decoder.laterals"):
-            self.laterals = nn.ModuleList(ConvNormAct(in_channels[i], fpn_dim, 1, norm=norm) for i in top_down)
+            self.laterals = nn.ModuleList(
+                ConvNormAct(in_channels[i], fpn_dim, 1, norm=norm) for i in top_down
+            )
         with init_stream("decoder.align"):
-            self.align = nn.ModuleList(build_align(align, fpn_dim, align_options, norm) for _ in top_down)
+            self.align = nn.ModuleList(
+                build_align(align, fpn_dim, align_options, norm) for _ in top_down
+            )
         with init_stream("decoder.fpn_convs"):
-            self.fpn_convs = nn.ModuleList(ConvNormAct(fpn_dim, fpn_dim, 3, norm=norm) for _ in top_down)
+            self.fpn_convs = nn.ModuleList(
+                ConvNormAct(fpn_dim, fpn_dim, 3, norm=norm) for _ in top_down
+            )
         with init_stream("decoder.fuse"):
             self.fuse = ConvNormAct(4 * fpn_dim, fpn_dim, 3, norm=norm)
 
-    def forward(self, feats: list[torch.Tensor], shift_signs: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, feats: list[torch.Tensor], shift_signs: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if self.coarse_shift and shift_signs is None:
-            raise ValueError("FPNDecoder with coarse_shift > 0 needs shift_signs (see shift_directions)")
+            raise ValueError(
+                "FPNDecoder with coarse_shift > 0 needs shift_signs (see shift_directions)"
+            )
         top = self.context(feats)
         f = top
         pyramid = [top]  # P5', P4, P3, P2
@@ -147,7 +183,17 @@ class FPNDecoder(nn.Module):
         size = pyramid[-1].shape[-2:]
         # the handicap also misaligns the fusion's coarse maps, or the network would route the
         # coarse semantics around the top-down path (measured: then it costs nothing)
-        fused = torch.cat([pyramid[3]] + [resize(shift_coarse(p, self.coarse_shift, shift_signs), size,
-                                                 mode="bilinear", align_corners=True)
-                                          for p in (pyramid[2], pyramid[1], pyramid[0])], dim=1)
+        fused = torch.cat(
+            [pyramid[3]]
+            + [
+                resize(
+                    shift_coarse(p, self.coarse_shift, shift_signs),
+                    size,
+                    mode="bilinear",
+                    align_corners=True,
+                )
+                for p in (pyramid[2], pyramid[1], pyramid[0])
+            ],
+            dim=1,
+        )
         return self.fuse(fused)

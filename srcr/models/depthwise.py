@@ -40,12 +40,33 @@ class _HorizontalDepthwise(torch.autograd.Function):
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         gx = gw = gb = None
         if need_x:
-            gx = _conv_backward(grad, x, weight, None, [1, 1], [0, p], [1, 1], False, [0, 0], c,
-                                [True, False, False])[0]
+            gx = _conv_backward(
+                grad,
+                x,
+                weight,
+                None,
+                [1, 1],
+                [0, p],
+                [1, 1],
+                False,
+                [0, 0],
+                c,
+                [True, False, False],
+            )[0]
         if need_w or need_b:
-            _, gw, gb = _conv_backward(_swap_hw(grad), _swap_hw(x), weight.transpose(2, 3),
-                                       [c] if ctx.has_bias else None, [1, 1], [p, 0], [1, 1], False,
-                                       [0, 0], c, [False, need_w, need_b and ctx.has_bias])
+            _, gw, gb = _conv_backward(
+                _swap_hw(grad),
+                _swap_hw(x),
+                weight.transpose(2, 3),
+                [c] if ctx.has_bias else None,
+                [1, 1],
+                [p, 0],
+                [1, 1],
+                False,
+                [0, 0],
+                c,
+                [False, need_w, need_b and ctx.has_bias],
+            )
             gw = gw.transpose(2, 3).contiguous() if need_w else None
         return gx, gw, gb, None
 
@@ -53,13 +74,21 @@ class _HorizontalDepthwise(torch.autograd.Function):
 MIN_PIXELS = 256  # measured break-even: 16x16 maps gain, 8x8 and 4x4 lose
 
 
-def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                     padding: tuple[int, int]) -> torch.Tensor:
+def depthwise_conv2d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: tuple[int, int]
+) -> torch.Tensor:
     """``F.conv2d(x, weight, bias, padding=padding, groups=C)`` for a depthwise stride-1 conv."""
     kh, kw = weight.shape[-2:]
-    fast = (kh == 1 and kw > 3 and padding[0] == 0 and x.device.type == "cpu"
-            and x.shape[-2] * x.shape[-1] >= MIN_PIXELS and torch.is_grad_enabled()
-            and (x.requires_grad or weight.requires_grad) and not torch.jit.is_tracing())
+    fast = (
+        kh == 1
+        and kw > 3
+        and padding[0] == 0
+        and x.device.type == "cpu"
+        and x.shape[-2] * x.shape[-1] >= MIN_PIXELS
+        and torch.is_grad_enabled()
+        and (x.requires_grad or weight.requires_grad)
+        and not torch.jit.is_tracing()
+    )
     if fast:
         return _HorizontalDepthwise.apply(x, weight, bias, int(padding[1]))
     return F.conv2d(x, weight, bias, padding=padding, groups=x.shape[1])

@@ -25,16 +25,21 @@ def is_frozen(module: nn.Module) -> bool:
 @dataclass
 class _Entry:
     backbone: nn.Module
-    images: torch.Tensor      # a copy of the input the maps were computed from
+    images: torch.Tensor  # a copy of the input the maps were computed from
     feats: list[torch.Tensor]
     versions: list[int]
 
     def serves(self, backbone: nn.Module, images: torch.Tensor) -> bool:
         # equal strides too: a channels-last input runs other kernels, whose maps differ in the last bits
-        return (self.backbone is backbone and self.images.shape == images.shape
-                and self.images.stride() == images.stride()
-                and self.images.dtype == images.dtype and self.images.device == images.device
-                and [f._version for f in self.feats] == self.versions and torch.equal(self.images, images))
+        return (
+            self.backbone is backbone
+            and self.images.shape == images.shape
+            and self.images.stride() == images.stride()
+            and self.images.dtype == images.dtype
+            and self.images.device == images.device
+            and [f._version for f in self.feats] == self.versions
+            and torch.equal(self.images, images)
+        )
 
 
 class FeatureCache:
@@ -59,8 +64,10 @@ class FeatureCache:
                 return list(entry.feats)
         self.misses += 1
         feats = list(backbone(images))
-        self.entries.insert(0, _Entry(backbone, images.detach().clone(), feats, [f._version for f in feats]))
-        del self.entries[self.capacity:]
+        self.entries.insert(
+            0, _Entry(backbone, images.detach().clone(), feats, [f._version for f in feats])
+        )
+        del self.entries[self.capacity :]
         return list(feats)
 
     def clear(self) -> None:
@@ -73,10 +80,14 @@ def backbones_equal(a: nn.Module, b: nn.Module) -> bool:
         return False
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(
-        sa[k].shape == sb[k].shape and sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k]) for k in sa)
+        sa[k].shape == sb[k].shape and sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k])
+        for k in sa
+    )
 
 
-def share_backbone(models: list[nn.Module], cache: FeatureCache | None = None) -> FeatureCache | None:
+def share_backbone(
+    models: list[nn.Module], cache: FeatureCache | None = None
+) -> FeatureCache | None:
     """Give every model the first one's backbone (the same module) and one FeatureCache, if all
     their backbones are frozen and equal; otherwise change nothing and return None."""
     if len(models) < 2:

@@ -29,10 +29,19 @@ class FCNHead(nn.Sequential):
     """mmseg's FCNHead with one conv (num_convs=1, concat_input=False): Conv3x3-norm-ReLU(in -> channels)
     -> Dropout2d(p) -> Conv1x1(channels -> num_classes)."""
 
-    def __init__(self, in_channels: int, num_classes: int, channels: int = 256, dropout: float = 0.1,
-                 norm: str = "bn"):
-        super().__init__(ConvNormAct(in_channels, channels, 3, norm=norm), nn.Dropout2d(dropout),
-                         _classifier(channels, num_classes))
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        channels: int = 256,
+        dropout: float = 0.1,
+        norm: str = "bn",
+    ):
+        super().__init__(
+            ConvNormAct(in_channels, channels, 3, norm=norm),
+            nn.Dropout2d(dropout),
+            _classifier(channels, num_classes),
+        )
 
 
 class EmbedHead(nn.Module):

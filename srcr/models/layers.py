@@ -9,8 +9,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def resize(x: torch.Tensor, size: tuple[int, int] | torch.Size, mode: str = "bilinear",
-           align_corners: bool | None = True) -> torch.Tensor:
+def resize(
+    x: torch.Tensor,
+    size: tuple[int, int] | torch.Size,
+    mode: str = "bilinear",
+    align_corners: bool | None = True,
+) -> torch.Tensor:
     """Resize to an explicit ``size`` (never ``scale_factor``: odd input sizes must work).
 
     align_corners defaults to True (the decoder's convention, docs/model.md); nearest ignores it.
@@ -32,17 +36,29 @@ MATMUL_BACKWARD_MIN_PIXELS = 64 * 64
 
 
 def _matmul_backward_pays(x: torch.Tensor, size: tuple[int, int]) -> bool:
-    return (x.device.type == "cpu" and x.dim() == 4 and x.dtype in (torch.float32, torch.float64)
-            and x.requires_grad and torch.is_grad_enabled() and not torch.jit.is_tracing()
-            and x.is_contiguous() and size[0] * size[1] >= MATMUL_BACKWARD_MIN_PIXELS
-            and size[0] >= x.shape[-2] and size[1] >= x.shape[-1])
+    return (
+        x.device.type == "cpu"
+        and x.dim() == 4
+        and x.dtype in (torch.float32, torch.float64)
+        and x.requires_grad
+        and torch.is_grad_enabled()
+        and not torch.jit.is_tracing()
+        and x.is_contiguous()
+        and size[0] * size[1] >= MATMUL_BACKWARD_MIN_PIXELS
+        and size[0] >= x.shape[-2]
+        and size[1] >= x.shape[-1]
+    )
 
 
 @functools.lru_cache(maxsize=64)
 def interp_matrix(n_in: int, n_out: int, dtype: torch.dtype) -> torch.Tensor:
     """(n_out, n_in) weights of 1-D linear interpolation, align_corners=True, computed as ATen's
     CPU kernel does (source index = float scale (n_in-1)/(n_out-1) times the output index)."""
-    scale = torch.tensor(n_in - 1, dtype=dtype) / max(n_out - 1, 1) if n_out > 1 else torch.zeros((), dtype=dtype)
+    scale = (
+        torch.tensor(n_in - 1, dtype=dtype) / max(n_out - 1, 1)
+        if n_out > 1
+        else torch.zeros((), dtype=dtype)
+    )
     src = torch.arange(n_out, dtype=dtype) * scale
     i0 = src.floor().long().clamp(max=n_in - 1)
     lam1 = (src - i0.to(dtype)).clamp(0, 1)
@@ -68,7 +84,7 @@ class _BilinearMatmulGrad(torch.autograd.Function):
         n, c = grad.shape[:2]
         ah = interp_matrix(h, hh, grad.dtype)
         aw = interp_matrix(w, ww, grad.dtype)
-        t = torch.matmul(grad.reshape(n * c, hh, ww), aw)     # (NC, H, w)
+        t = torch.matmul(grad.reshape(n * c, hh, ww), aw)  # (NC, H, w)
         return torch.matmul(ah.t(), t).view(n, c, h, w), None
 
 
@@ -104,16 +120,28 @@ def build_act(act: str) -> nn.Module:
 class ConvNormAct(nn.Sequential):
     """Conv2d (no bias when normalised) -> norm -> activation; 'same' padding by default."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int] = 1,
-                 stride: int = 1, padding: int | tuple[int, int] | None = None, dilation: int = 1,
-                 groups: int = 1, norm: str = "bn", act: str = "relu", bias: bool | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int] = 1,
+        stride: int = 1,
+        padding: int | tuple[int, int] | None = None,
+        dilation: int = 1,
+        groups: int = 1,
+        norm: str = "bn",
+        act: str = "relu",
+        bias: bool | None = None,
+    ):
         if padding is None:
             k = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
             padding = (dilation * (k[0] - 1) // 2, dilation * (k[1] - 1) // 2)
         if bias is None:
             bias = norm == "none"
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias=bias),
+            nn.Conv2d(
+                in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias=bias
+            ),
             build_norm(norm, out_channels),
             build_act(act),
         )

@@ -5,7 +5,8 @@ torch); ``register_align`` gives the class its ``offset_kinds`` from there."""
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import torch.nn as nn
 
@@ -19,15 +20,20 @@ ALIGN_MODULES: dict[str, type[nn.Module]] = {}
 CONTEXT_MODULES: dict[str, type[nn.Module]] = {}
 
 
-def _register(table: dict[str, type[nn.Module]], slot: str, name: str,
-              declared: Iterable[str]) -> Callable[[T], T]:
+def _register(
+    table: dict[str, type[nn.Module]], slot: str, name: str, declared: Iterable[str]
+) -> Callable[[T], T]:
     if name not in declared:
-        raise KeyError(f"{slot} module {name!r} is not declared in srcr/module_names.py "
-                        f"(declared: {', '.join(declared)})")
+        raise KeyError(
+            f"{slot} module {name!r} is not declared in srcr/module_names.py "
+            f"(declared: {', '.join(declared)})"
+        )
 
     def deco(cls: T) -> T:
         if name in table:
-            raise KeyError(f"{slot} module {name!r} registered twice ({table[name].__name__} and {cls.__name__})")
+            raise KeyError(
+                f"{slot} module {name!r} registered twice ({table[name].__name__} and {cls.__name__})"
+            )
         table[name] = cls
         return cls
 

@@ -48,9 +48,15 @@ class Segmentor(nn.Module):
     size, if aux_head) and ``embed`` (B, embed_dim, H4, W4, L2-normalised, if embed_head).
     """
 
-    def __init__(self, backbone: nn.Module, decoder: FPNDecoder, head: nn.Module,
-                 aux_head: nn.Module | None = None, embed_head: nn.Module | None = None,
-                 align_corners: bool = True):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        decoder: FPNDecoder,
+        head: nn.Module,
+        aux_head: nn.Module | None = None,
+        embed_head: nn.Module | None = None,
+        align_corners: bool = True,
+    ):
         super().__init__()
         # bilinear convention of the logits' upsampling to the input size: False is the
         # half-pixel geometry of strided convolutions (mmseg's heads, SegNeXt's)
@@ -80,13 +86,16 @@ class Segmentor(nn.Module):
         logits_s4 = self.head(fused)
         # NCHW before the upsample: a channels-last full-resolution map makes the loss's softmax
         # over classes strided (on the CPU 1.8x slower than the contiguous one)
-        logits = resize(logits_s4.contiguous(), size, mode="bilinear", align_corners=self.align_corners)
+        logits = resize(
+            logits_s4.contiguous(), size, mode="bilinear", align_corners=self.align_corners
+        )
         if not self.training:
             return logits
         out = {"logits": logits, "logits_s4": logits_s4}
         if self.aux_head is not None:
-            out["aux"] = resize(self.aux_head(feats[2]), size, mode="bilinear",
-                                align_corners=self.align_corners)
+            out["aux"] = resize(
+                self.aux_head(feats[2]), size, mode="bilinear", align_corners=self.align_corners
+            )
         if self.embed_head is not None:
             out["embed"] = self.embed_head(fused)
         return out
@@ -98,8 +107,11 @@ class Segmentor(nn.Module):
     def offsets(self) -> dict[str, dict[str, torch.Tensor]]:
         """``{step: module.last_offsets}`` for the steps holding offsets (none for bilinear, none
         before the first forward)."""
-        return {step: m.last_offsets for step, m in self.align_steps().items()
-                if getattr(m, "last_offsets", None) is not None}
+        return {
+            step: m.last_offsets
+            for step, m in self.align_steps().items()
+            if getattr(m, "last_offsets", None) is not None
+        }
 
 
 def _check_int(key: str, value: Any, minimum: int) -> int:
@@ -124,8 +136,10 @@ def resolve_model_cfg(model_cfg: dict[str, Any] | None) -> dict[str, Any]:
         raise UserError(f"model: expected a mapping; got {type(model_cfg).__name__}")
     unknown = [k for k in model_cfg if k not in MODEL_DEFAULTS]
     if unknown:
-        raise UserError(f"model: unknown key(s) {', '.join(map(repr, unknown))}; allowed keys: "
-                        f"{', '.join(MODEL_DEFAULTS)}")
+        raise UserError(
+            f"model: unknown key(s) {', '.join(map(repr, unknown))}; allowed keys: "
+            f"{', '.join(MODEL_DEFAULTS)}"
+        )
     cfg = {**MODEL_DEFAULTS, **model_cfg}
     if cfg["num_classes"] is None:
         raise UserError("model.num_classes: required (the number of classes to predict)")
@@ -137,26 +151,40 @@ def resolve_model_cfg(model_cfg: dict[str, Any] | None) -> dict[str, Any]:
     if not isinstance(cfg["backbone"], str):
         raise UserError(f"model.backbone: expected a timm model name; got {cfg['backbone']!r}")
     if cfg["pretrained"] is not None and not isinstance(cfg["pretrained"], str):
-        raise UserError(f"model.pretrained: expected a local checkpoint path or null; got {cfg['pretrained']!r}")
+        raise UserError(
+            f"model.pretrained: expected a local checkpoint path or null; got {cfg['pretrained']!r}"
+        )
     if cfg["align"] not in ALIGN_MODULES:
-        raise UserError(f"model.align: unknown alignment module {cfg['align']!r}; expected one of: "
-                        f"{', '.join(sorted(ALIGN_MODULES))}")
+        raise UserError(
+            f"model.align: unknown alignment module {cfg['align']!r}; expected one of: "
+            f"{', '.join(sorted(ALIGN_MODULES))}"
+        )
     if cfg["context"] not in CONTEXT_MODULES:
-        raise UserError(f"model.context: unknown context module {cfg['context']!r}; expected one of: "
-                        f"{', '.join(sorted(CONTEXT_MODULES))}")
+        raise UserError(
+            f"model.context: unknown context module {cfg['context']!r}; expected one of: "
+            f"{', '.join(sorted(CONTEXT_MODULES))}"
+        )
     for key in ("aux_head", "align_corners"):
         if not isinstance(cfg[key], bool):
             raise UserError(f"model.{key}: expected true or false; got {cfg[key]!r}")
     dropout = cfg["dropout"]
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+    if (
+        isinstance(dropout, bool)
+        or not isinstance(dropout, (int, float))
+        or not 0.0 <= dropout < 1.0
+    ):
         raise UserError(f"model.dropout: expected a number in [0, 1); got {dropout!r}")
     cfg["dropout"] = float(dropout)
     shift = cfg["coarse_shift"]
     if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not 0.0 <= shift <= 4.0:
-        raise UserError(f"model.coarse_shift: expected a shift in coarse cells in [0, 4]; got {shift!r}")
+        raise UserError(
+            f"model.coarse_shift: expected a shift in coarse cells in [0, 4]; got {shift!r}"
+        )
     cfg["coarse_shift"] = float(shift)
     if cfg["norm"] not in DECODER_NORMS:
-        raise UserError(f"model.norm: expected one of {', '.join(DECODER_NORMS)}; got {cfg['norm']!r}")
+        raise UserError(
+            f"model.norm: expected one of {', '.join(DECODER_NORMS)}; got {cfg['norm']!r}"
+        )
     return cfg
 
 
@@ -170,13 +198,24 @@ def build_model(model_cfg: dict[str, Any]) -> Segmentor:
     channels = list(backbone.out_channels)
     fpn_dim, num_classes, norm = cfg["fpn_dim"], cfg["num_classes"], cfg["norm"]
     with seeded_init(base):
-        decoder = FPNDecoder(channels, fpn_dim, align=cfg["align"], align_options=cfg["align_options"],
-                             context=cfg["context"], context_options=cfg["context_options"], norm=norm,
-                             coarse_shift=cfg["coarse_shift"])
+        decoder = FPNDecoder(
+            channels,
+            fpn_dim,
+            align=cfg["align"],
+            align_options=cfg["align_options"],
+            context=cfg["context"],
+            context_options=cfg["context_options"],
+            norm=norm,
+            coarse_shift=cfg["coarse_shift"],
+        )
         with init_stream("head"):
             head = SegHead(fpn_dim, num_classes, cfg["dropout"])
         with init_stream("aux_head"):
-            aux_head = FCNHead(channels[2], num_classes, fpn_dim, cfg["dropout"], norm) if cfg["aux_head"] else None
+            aux_head = (
+                FCNHead(channels[2], num_classes, fpn_dim, cfg["dropout"], norm)
+                if cfg["aux_head"]
+                else None
+            )
         with init_stream("embed_head"):
             embed_head = EmbedHead(fpn_dim, cfg["embed_dim"]) if cfg["embed_dim"] > 0 else None
     model = Segmentor(backbone, decoder, head, aux_head, embed_head, cfg["align_corners"])

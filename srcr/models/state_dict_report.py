@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import UserError
 
@@ -13,8 +13,13 @@ def few(keys: Sequence[str], n: int = 5) -> str:
     return ", ".join(keys[:n]) + (f" ... ({len(keys)} in all)" if len(keys) > n else "")
 
 
-def raise_on_mismatch(prefix: str, mismatched: Sequence[str], missing: Sequence[str],
-                      unexpected: Sequence[str], what: str = "model") -> None:
+def raise_on_mismatch(
+    prefix: str,
+    mismatched: Sequence[str],
+    missing: Sequence[str],
+    unexpected: Sequence[str],
+    what: str = "model",
+) -> None:
     """Raise UserError ``"{prefix}: shape mismatches ...; missing keys ...; unexpected keys ..."``
     if any list is non-empty."""
     problems = []

@@ -27,14 +27,27 @@ def pooled(suite, variant: str) -> np.ndarray:
     return sum(run.confusion for run in suite.runs[variant].values())
 
 
-def _heatmap(ax, mat: np.ndarray, names: list[str], title: str, cmap: str, vmin: float, vmax: float,
-             fmt: str) -> None:
+def _heatmap(
+    ax, mat: np.ndarray, names: list[str], title: str, cmap: str, vmin: float, vmax: float, fmt: str
+) -> None:
     import seaborn as sns
 
     small = len(names) <= 12
-    sns.heatmap(mat, ax=ax, cmap=cmap, vmin=vmin, vmax=vmax, center=0 if vmin < 0 else None,
-                annot=small, fmt=fmt, annot_kws={"fontsize": 6}, xticklabels=names, yticklabels=names,
-                square=True, cbar_kws={"shrink": 0.7})
+    sns.heatmap(
+        mat,
+        ax=ax,
+        cmap=cmap,
+        vmin=vmin,
+        vmax=vmax,
+        center=0 if vmin < 0 else None,
+        annot=small,
+        fmt=fmt,
+        annot_kws={"fontsize": 6},
+        xticklabels=names,
+        yticklabels=names,
+        square=True,
+        cbar_kws={"shrink": 0.7},
+    )
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("predicted")
     ax.set_ylabel("label")
@@ -49,11 +62,16 @@ def confusion_figure(suite, spec: dict, stem: Path) -> list[Path]:
     diff = b - a
     lim = max(float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 0.0, 0.5)
     side = 0.45 * len(names)
-    fig, axes = plt.subplots(1, 3, figsize=(3 * max(4.0, side + 1.5), side + 2.0), layout="constrained")
+    fig, axes = plt.subplots(
+        1, 3, figsize=(3 * max(4.0, side + 1.5), side + 2.0), layout="constrained"
+    )
     seeds = ", ".join(map(str, sorted(suite.runs[full])))
     _heatmap(axes[0], a, names, f"{base} (baseline): % of label row", "Blues", 0, 100, ".1f")
     _heatmap(axes[1], b, names, f"{full}: % of label row", "Blues", 0, 100, ".1f")
     _heatmap(axes[2], diff, names, f"{full} − {base} (points)", "RdBu_r", -lim, lim, "+.1f")
-    fig.suptitle(f"{suite.name} / {spec.get('title', '')}: confusion, rows normalised, pixels of "
-                 f"seeds {seeds} pooled", fontsize=11)
+    fig.suptitle(
+        f"{suite.name} / {spec.get('title', '')}: confusion, rows normalised, pixels of "
+        f"seeds {seeds} pooled",
+        fontsize=11,
+    )
     return save(fig, stem)

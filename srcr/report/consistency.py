@@ -31,14 +31,19 @@ def check_counts(suite) -> None:
         for seed, run in seeds.items():
             recorded = run.metrics_json.get("metrics", {})
             again = summarize(run.counts, run.eval_config)
-            bad = [f"{k} {recorded[k]} recorded, {again[k]:.4f} from the counts" for k in CHECKED
-                   if k in recorded and k in again and _differs(recorded[k], again[k])]
+            bad = [
+                f"{k} {recorded[k]} recorded, {again[k]:.4f} from the counts"
+                for k in CHECKED
+                if k in recorded and k in again and _differs(recorded[k], again[k])
+            ]
             if bad:
                 ev = run.dir / "eval"
-                raise UserError(f"{ev / 'per_image.npz'} does not reproduce {ev / 'metrics.json'} "
-                                f"({'; '.join(bad)}): the two files come from different "
-                                f"evaluations (copied or mixed up?); re-run srcr evaluate for "
-                                f"{variant} seed {seed}")
+                raise UserError(
+                    f"{ev / 'per_image.npz'} does not reproduce {ev / 'metrics.json'} "
+                    f"({'; '.join(bad)}): the two files come from different "
+                    f"evaluations (copied or mixed up?); re-run srcr evaluate for "
+                    f"{variant} seed {seed}"
+                )
 
 
 def missing_seeds(suite, grid) -> dict[str, list[str]]:
@@ -54,8 +59,10 @@ def missing_seeds(suite, grid) -> dict[str, list[str]]:
         for v in variants:
             lacking = [s for s in seeds if s not in suite.runs[v]]
             if lacking:
-                gaps.append(f"{v} seed(s) {', '.join(map(str, lacking))} "
-                            f"({suite.root / v}/seed{lacking[0]}/eval/metrics.json)")
+                gaps.append(
+                    f"{v} seed(s) {', '.join(map(str, lacking))} "
+                    f"({suite.root / v}/seed{lacking[0]}/eval/metrics.json)"
+                )
         if gaps:
             out[name] = gaps
     return out
@@ -69,12 +76,21 @@ def check_seeds(suite, grid, allow_missing: bool = False) -> dict[str, list[str]
         return {}
     lines = [f"table '{t}': {g}" for t, gs in gaps.items() for g in gs]
     if not allow_missing:
-        raise UserError(f"{suite.root}: variants of a table must share their seeds (means over "
-                        f"other seeds are no comparison); missing runs:\n  " + "\n  ".join(lines)
-                        + "\nrun them, or pass --allow-missing to report what exists (noted under "
-                          "each table)")
-    print(f"warning: {suite.root}: missing runs (--allow-missing):\n  " + "\n  ".join(lines),
-          file=sys.stderr)
-    return {t: [f"Missing runs (--allow-missing): {'; '.join(g.split(' (')[0] for g in gs)}; "
-                f"these variants' figures use fewer seeds than the others'."]
-            for t, gs in gaps.items()}
+        raise UserError(
+            f"{suite.root}: variants of a table must share their seeds (means over "
+            f"other seeds are no comparison); missing runs:\n  "
+            + "\n  ".join(lines)
+            + "\nrun them, or pass --allow-missing to report what exists (noted under "
+            "each table)"
+        )
+    print(
+        f"warning: {suite.root}: missing runs (--allow-missing):\n  " + "\n  ".join(lines),
+        file=sys.stderr,
+    )
+    return {
+        t: [
+            f"Missing runs (--allow-missing): {'; '.join(g.split(' (')[0] for g in gs)}; "
+            f"these variants' figures use fewer seeds than the others'."
+        ]
+        for t, gs in gaps.items()
+    }

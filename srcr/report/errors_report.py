@@ -20,10 +20,12 @@ def class_error_shares(stats: Statistics, variant: str) -> np.ndarray:
     out = []
     for s in stats.suite.seeds(variant):
         c = stats.suite.runs[variant][s].counts
-        wrong = (c["conf_gt"] - c["conf_tp"]).sum(0).astype(np.float64)            # (C,)
-        band_wrong = (c["band_gt"] - c["band_tp"]).sum(0).astype(np.float64)       # (K, C)
+        wrong = (c["conf_gt"] - c["conf_tp"]).sum(0).astype(np.float64)  # (C,)
+        band_wrong = (c["band_gt"] - c["band_tp"]).sum(0).astype(np.float64)  # (K, C)
         with np.errstate(invalid="ignore", divide="ignore"):
-            out.append(np.where(wrong > 0, 100 * band_wrong / np.where(wrong > 0, wrong, 1), np.nan))
+            out.append(
+                np.where(wrong > 0, 100 * band_wrong / np.where(wrong > 0, wrong, 1), np.nan)
+            )
     with np.errstate(invalid="ignore"):
         import warnings
 
@@ -50,12 +52,28 @@ def share_heatmap(stats: Statistics, variants: list[str], stem: Path) -> list[Pa
     k = widths.index(stats.layout.band_width)
     data = np.stack([class_error_shares(stats, v)[k] for v in variants])
     names = stats.suite.class_names
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.62 * len(names) + 2.5), max(3.0, 0.42 * len(variants) + 1.5)))
-    sns.heatmap(data, annot=len(names) <= 20, fmt=".0f", cmap="rocket_r", vmin=0, vmax=100, ax=ax,
-                xticklabels=names, yticklabels=variants, annot_kws={"fontsize": 7},
-                cbar_kws={"label": f"share of the class's errors within {stats.layout.band_width:g} px (%)"})
+    fig, ax = plt.subplots(
+        figsize=(max(6.0, 0.62 * len(names) + 2.5), max(3.0, 0.42 * len(variants) + 1.5))
+    )
+    sns.heatmap(
+        data,
+        annot=len(names) <= 20,
+        fmt=".0f",
+        cmap="rocket_r",
+        vmin=0,
+        vmax=100,
+        ax=ax,
+        xticklabels=names,
+        yticklabels=variants,
+        annot_kws={"fontsize": 7},
+        cbar_kws={
+            "label": f"share of the class's errors within {stats.layout.band_width:g} px (%)"
+        },
+    )
     ax.set_xticklabels(ax.get_xticklabels(), rotation=40, ha="right")
-    ax.set_title(f"{stats.suite.name}: where each class's errors lie (band ≤ {stats.layout.band_width:g} px)")
+    ax.set_title(
+        f"{stats.suite.name}: where each class's errors lie (band ≤ {stats.layout.band_width:g} px)"
+    )
     return save(fig, stem)
 
 
@@ -70,7 +88,15 @@ def share_curves(stats: Statistics, variants: list[str], stem: Path) -> list[Pat
             c = stats.suite.runs[v][s].counts
             wrong = float((c["conf_gt"] - c["conf_tp"]).sum())
             per_seed.append(100 * (c["band_gt"] - c["band_tp"]).sum(axis=(0, 2)) / max(wrong, 1))
-        ax.plot(widths, np.mean(per_seed, axis=0), "-", marker=markers[v], color=colors[v], label=v, ms=5)
+        ax.plot(
+            widths,
+            np.mean(per_seed, axis=0),
+            "-",
+            marker=markers[v],
+            color=colors[v],
+            label=v,
+            ms=5,
+        )
     ax.set_xscale("log", base=2)
     ax.set_xticks(widths, [f"{w:g}" for w in widths])
     ax.set_ylim(0, 100)
@@ -92,9 +118,20 @@ def class_changes(stats: Statistics, spec: dict) -> pd.DataFrame:
             sl = stats.layout.block(f"{region}_IoU")
             for c, name in enumerate(stats.suite.class_names):
                 i = sl.start + c
-                rows.append({"variant": v, "baseline": spec["baseline"], "region": region, "class": name,
-                             "d_IoU": d.point[i], "lo": d.lo[i], "hi": d.hi[i],
-                             "significant": bool(d.significant[i]), "method": d.method, "n_seeds": d.n_seeds})
+                rows.append(
+                    {
+                        "variant": v,
+                        "baseline": spec["baseline"],
+                        "region": region,
+                        "class": name,
+                        "d_IoU": d.point[i],
+                        "lo": d.lo[i],
+                        "hi": d.hi[i],
+                        "significant": bool(d.significant[i]),
+                        "method": d.method,
+                        "n_seeds": d.n_seeds,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -102,15 +139,30 @@ def changes_figure(df: pd.DataFrame, title: str, stem: Path) -> list[Path]:
     """Forest plot: per variant a panel, per class the band (orange) and interior (green) Δ IoU."""
     variants = list(dict.fromkeys(df["variant"]))
     classes = list(dict.fromkeys(df["class"]))
-    fig, axes = plt.subplots(1, len(variants), figsize=(3.6 * len(variants) + 1.2, 0.32 * len(classes) + 1.8),
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(variants),
+        figsize=(3.6 * len(variants) + 1.2, 0.32 * len(classes) + 1.8),
+        sharey=True,
+        squeeze=False,
+    )
     y = np.arange(len(classes))
     for ax, v in zip(axes[0], variants):
         for off, region, color in ((-0.17, "band", "#d95f02"), (0.17, "interior", "#1b9e77")):
-            sub = df[(df["variant"] == v) & (df["region"] == region)].set_index("class").loc[classes]
+            sub = (
+                df[(df["variant"] == v) & (df["region"] == region)].set_index("class").loc[classes]
+            )
             err = np.vstack([sub["d_IoU"] - sub["lo"], sub["hi"] - sub["d_IoU"]])
-            ax.errorbar(sub["d_IoU"], y + off, xerr=np.where(np.isfinite(err), err, 0), fmt="o", ms=3.5,
-                        color=color, capsize=2, label=region)
+            ax.errorbar(
+                sub["d_IoU"],
+                y + off,
+                xerr=np.where(np.isfinite(err), err, 0),
+                fmt="o",
+                ms=3.5,
+                color=color,
+                capsize=2,
+                label=region,
+            )
         ax.axvline(0, color="black", lw=0.8)
         ax.set_title(f"{v}\nvs {df['baseline'].iloc[0]}", fontsize=9)
         ax.set_xlabel("Δ IoU (points, 95% CI)")
@@ -128,8 +180,11 @@ def top_changes_md(df: pd.DataFrame, k: int = 3) -> list[str]:
         for region in ("band", "interior"):
             sub = df[(df["variant"] == v) & (df["region"] == region)].dropna(subset=["d_IoU"])
             sub = sub.reindex(sub["d_IoU"].abs().sort_values(ascending=False).index).head(k)
-            cells = [f"{r['class']} {_num(r['d_IoU'], sign=True)} [{_num(r['lo'], sign=True)}, "
-                     f"{_num(r['hi'], sign=True)}]{'' if r['significant'] else ' n.s.'}" for _, r in sub.iterrows()]
+            cells = [
+                f"{r['class']} {_num(r['d_IoU'], sign=True)} [{_num(r['lo'], sign=True)}, "
+                f"{_num(r['hi'], sign=True)}]{'' if r['significant'] else ' n.s.'}"
+                for _, r in sub.iterrows()
+            ]
             parts.append(f"{region}: " + "; ".join(cells))
         lines.append(f"- **{v}** vs {df['baseline'].iloc[0]} — " + " — ".join(parts))
     return lines

@@ -24,8 +24,15 @@ def style() -> None:
     # a fixed title height: matplotlib otherwise measures every axes of a row at each draw to lift
     # titles over top tick labels, which no figure here has (the offset figures draw 3x faster, to
     # the same pixels)
-    plt.rcParams.update({"figure.dpi": DPI, "savefig.bbox": "tight", "savefig.pad_inches": 0.05,
-                         "pdf.fonttype": 42, "axes.titley": 1.0})
+    plt.rcParams.update(
+        {
+            "figure.dpi": DPI,
+            "savefig.bbox": "tight",
+            "savefig.pad_inches": 0.05,
+            "pdf.fonttype": 42,
+            "axes.titley": 1.0,
+        }
+    )
 
 
 def save(fig, path_stem: Path) -> list[Path]:
@@ -66,13 +73,25 @@ def miou_vs_gflops(stats: Statistics, variants: list[str], stem: Path) -> list[P
     for v in variants:
         m, sd = _seed_stats(stats, v, "mIoU")
         g = float(stats.suite.flops[v]["gflops"])
-        ax.errorbar(g, m, yerr=sd, fmt=markers[v], color=colors[v], capsize=3, ms=7, label=v,
-                    markeredgecolor="black", markeredgewidth=0.5)
+        ax.errorbar(
+            g,
+            m,
+            yerr=sd,
+            fmt=markers[v],
+            color=colors[v],
+            capsize=3,
+            ms=7,
+            label=v,
+            markeredgecolor="black",
+            markeredgewidth=0.5,
+        )
         ax.annotate(v, (g, m), xytext=(5, 3), textcoords="offset points", fontsize=7)
     ax.set_xlabel("GFLOPs (fvcore, 1 multiply-add = 1 FLOP)")
     ax.set_ylabel("mIoU (%)")
     n = sorted({len(stats.suite.seeds(v)) for v in variants})
-    ax.set_title(f"{stats.suite.name}: mIoU against GFLOPs (error bars: ±1 sd over {'/'.join(map(str, n))} seed(s))")
+    ax.set_title(
+        f"{stats.suite.name}: mIoU against GFLOPs (error bars: ±1 sd over {'/'.join(map(str, n))} seed(s))"
+    )
     ax.legend(fontsize=8, ncol=2 if len(variants) > 7 else 1, loc="best", frameon=True)
     return save(fig, stem)
 
@@ -90,7 +109,15 @@ def trimap_curves(stats: Statistics, variants: list[str], stem: Path) -> list[Pa
             r = stats.suite.runs[v][s]
             tri = summarize(r.counts, r.eval_config)["trimap"]
             curves.append([tri[k]["band_mIoU"] for k in tri])
-        ax.plot(widths, np.nanmean(curves, axis=0), "-", marker=markers[v], color=colors[v], label=v, ms=5)
+        ax.plot(
+            widths,
+            np.nanmean(curves, axis=0),
+            "-",
+            marker=markers[v],
+            color=colors[v],
+            label=v,
+            ms=5,
+        )
     ax.set_xscale("log", base=2)
     ax.set_xticks(widths, [f"{w:g}" for w in widths])
     ax.set_xlabel("trimap band width (px from a label boundary)")
@@ -104,12 +131,23 @@ def band_vs_interior(stats: Statistics, variants: list[str], stem: Path) -> list
     bw = f"{stats.layout.band_width:g}"
     x = np.arange(len(variants))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(variants) + 2), 4.5))
-    for k, (name, label, color) in enumerate(((f"band_mIoU@{bw}", f"band (≤ {bw} px)", "#d95f02"),
-                                              (f"interior_mIoU@{bw}", f"interior (> {bw} px)", "#1b9e77"))):
+    for k, (name, label, color) in enumerate(
+        (
+            (f"band_mIoU@{bw}", f"band (≤ {bw} px)", "#d95f02"),
+            (f"interior_mIoU@{bw}", f"interior (> {bw} px)", "#1b9e77"),
+        )
+    ):
         vals = [_seed_stats(stats, v, name) for v in variants]
         # points, not bars from zero: the variants differ by tenths of a point, which bars hide
-        ax.errorbar(x + (k - 0.5) * 0.3, [m for m, _ in vals], yerr=[s for _, s in vals], fmt="o",
-                    capsize=3, label=label, color=color)
+        ax.errorbar(
+            x + (k - 0.5) * 0.3,
+            [m for m, _ in vals],
+            yerr=[s for _, s in vals],
+            fmt="o",
+            capsize=3,
+            label=label,
+            color=color,
+        )
     ax.set_xticks(x, variants, rotation=35, ha="right")
     ax.set_ylabel("mIoU (%)")
     ax.set_title(f"{stats.suite.name}: boundary band versus interior (±1 sd over seeds)")
@@ -117,23 +155,38 @@ def band_vs_interior(stats: Statistics, variants: list[str], stem: Path) -> list
     return save(fig, stem)
 
 
-def class_heatmap(stats: Statistics, variants: list[str], block: str, stem: Path, what: str) -> list[Path]:
+def class_heatmap(
+    stats: Statistics, variants: list[str], block: str, stem: Path, what: str
+) -> list[Path]:
     import seaborn as sns
 
     sl = stats.layout.block(block)
     data = np.stack([stats.mean_sd(v)[0][sl] for v in variants])
     names = stats.suite.class_names
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.62 * len(names) + 2.5), max(3.0, 0.42 * len(variants) + 1.5)))
-    sns.heatmap(data, annot=len(names) <= 20, fmt=".0f", cmap="viridis", vmin=0, vmax=100, ax=ax,
-                xticklabels=names, yticklabels=variants, cbar_kws={"label": f"{what} (%)"},
-                annot_kws={"fontsize": 7})
+    fig, ax = plt.subplots(
+        figsize=(max(6.0, 0.62 * len(names) + 2.5), max(3.0, 0.42 * len(variants) + 1.5))
+    )
+    sns.heatmap(
+        data,
+        annot=len(names) <= 20,
+        fmt=".0f",
+        cmap="viridis",
+        vmin=0,
+        vmax=100,
+        ax=ax,
+        xticklabels=names,
+        yticklabels=variants,
+        cbar_kws={"label": f"{what} (%)"},
+        annot_kws={"fontsize": 7},
+    )
     ax.set_xticklabels(ax.get_xticklabels(), rotation=40, ha="right")
     ax.set_title(f"{stats.suite.name}: per-class {what} (mean over seeds)")
     return save(fig, stem)
 
 
-def offset_correctness_figure(suite_name: str, correctness: dict, aligns: dict, stem: Path,
-                              geometry: dict | None = None) -> list[Path]:
+def offset_correctness_figure(
+    suite_name: str, correctness: dict, aligns: dict, stem: Path, geometry: dict | None = None
+) -> list[Path]:
     """Grouped bars per (variant, offset kind): learned vs zero offsets at each step; with
     ``geometry`` (variant -> srcr.report.offsets.run_geometry) a second column: the share of
     sampling points outside the map, each bar labelled with the median length (% of the map)."""
@@ -143,8 +196,9 @@ def offset_correctness_figure(suite_name: str, correctness: dict, aligns: dict, 
     # one row per step, as wide as the bars need: the default grid has ~25 (variant, kind) groups
     width = max(7.0, 0.42 * len(groups) + 1.5)
     ncols = 2 if geometry else 1
-    fig, axes = plt.subplots(len(STEPS), ncols, figsize=(width * ncols, 3.3 * len(STEPS)), sharex="col",
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(STEPS), ncols, figsize=(width * ncols, 3.3 * len(STEPS)), sharex="col", squeeze=False
+    )
     colors = variant_colors(list(correctness))  # one colour per variant; the kind is in the label
     if geometry:
         _outside_bars(axes[:, 1], groups, geometry, colors)
@@ -158,9 +212,18 @@ def offset_correctness_figure(suite_name: str, correctness: dict, aligns: dict, 
             learned.append(val[0])
             zero.append(val[1])
         x = np.arange(len(labels))
-        ax.bar(x, learned, 0.6, color=[colors[lab.split(" · ")[0]] for lab in labels], label="learned offsets",
-               edgecolor="black", linewidth=0.4)
-        ax.scatter(x, zero, marker="_", s=400, color="black", zorder=3, label="zero offsets (bilinear)")
+        ax.bar(
+            x,
+            learned,
+            0.6,
+            color=[colors[lab.split(" · ")[0]] for lab in labels],
+            label="learned offsets",
+            edgecolor="black",
+            linewidth=0.4,
+        )
+        ax.scatter(
+            x, zero, marker="_", s=400, color="black", zorder=3, label="zero offsets (bilinear)"
+        )
         ax.set_xticks(x, labels, rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
         ax.set_title(f"step {step}", fontsize=10)
         ax.set_ylim(0, 118)  # headroom for the legend above the bars
@@ -181,16 +244,34 @@ def _outside_bars(axes, groups: list[tuple[str, str]], geometry: dict, colors: d
 
     for ax, step in zip(axes, STEPS):
         # the same slots as the correctness column; fields never sampled with (SRM initial) stay empty
-        keep = [(i, v, k) for i, (v, k) in enumerate(groups)
-                if np.isfinite(geometry.get(v, {}).get((step, k), {}).get("outside", np.nan))]
+        keep = [
+            (i, v, k)
+            for i, (v, k) in enumerate(groups)
+            if np.isfinite(geometry.get(v, {}).get((step, k), {}).get("outside", np.nan))
+        ]
         vals = [geometry[v][(step, k)] for _, v, k in keep]
-        bars = ax.bar([i for i, _, _ in keep], [g["outside"] for g in vals], 0.6,
-                      color=[colors[v] for _, v, _ in keep], edgecolor="black", linewidth=0.4)
+        bars = ax.bar(
+            [i for i, _, _ in keep],
+            [g["outside"] for g in vals],
+            0.6,
+            color=[colors[v] for _, v, _ in keep],
+            edgecolor="black",
+            linewidth=0.4,
+        )
         ax.bar_label(bars, [f"{g['median_rel']:.0f}%" for g in vals], fontsize=6, padding=1)
-        ax.set_xticks(np.arange(len(groups)), [f"{v} · {k}" for v, k in groups], rotation=45, ha="right",
-                      rotation_mode="anchor", fontsize=8)
+        ax.set_xticks(
+            np.arange(len(groups)),
+            [f"{v} · {k}" for v, k in groups],
+            rotation=45,
+            ha="right",
+            rotation_mode="anchor",
+            fontsize=8,
+        )
         ax.set_ylim(0, 110)
         ax.set_yticks(range(0, 101, 20))
         ax.set_ylabel("outside the map (%)")
-        ax.set_title(f"step {step}: sampling points outside the map "
-                     "(labels: median length, % of the map's short side)", fontsize=9)
+        ax.set_title(
+            f"step {step}: sampling points outside the map "
+            "(labels: median length, % of the map's short side)",
+            fontsize=9,
+        )

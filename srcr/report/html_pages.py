@@ -47,8 +47,11 @@ def html_sources(paths: list) -> list:
     """The report files (paths, str or Path) that get an HTML rendering, in their order: every .md,
     and every .csv that is not the data of a .md table (same name)."""
     names = {str(p) for p in paths}
-    return [p for p in paths if str(p).endswith(".md")
-            or (str(p).endswith(".csv") and f"{str(p)[:-4]}.md" not in names)]
+    return [
+        p
+        for p in paths
+        if str(p).endswith(".md") or (str(p).endswith(".csv") and f"{str(p)[:-4]}.md" not in names)
+    ]
 
 
 def html_twin(path: str) -> str:
@@ -57,16 +60,22 @@ def html_twin(path: str) -> str:
 
 
 def page(title: str, body: str) -> str:
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{CSS}</style></head><body>\n{body}\n</body></html>\n")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{CSS}</style></head><body>\n{body}\n</body></html>\n"
+    )
 
 
 def _inline(text: str, images: dict[str, str]) -> str:
     text = html.escape(text, quote=False)
-    src = lambda m: images.get(m.group(2), m.group(2))
-    text = _IMAGE.sub(lambda m: f'<img alt="{m.group(1)}" src="{src(m)}">', text)
-    text = re.sub(r"\[([^\]]+)\]\(([^)]+)\)",
-                  lambda m: f'<a href="{_md_link(m.group(2))}">{m.group(1)}</a>', text)
+    text = _IMAGE.sub(
+        lambda m: f'<img alt="{m.group(1)}" src="{images.get(m.group(2), m.group(2))}">', text
+    )
+    text = re.sub(
+        r"\[([^\]]+)\]\(([^)]+)\)",
+        lambda m: f'<a href="{_md_link(m.group(2))}">{m.group(1)}</a>',
+        text,
+    )
     text = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
 
@@ -84,8 +93,10 @@ def _cells(line: str) -> list[str]:
 
 def _table(lines: list[str], images: dict[str, str]) -> str:
     head = "".join(f"<th>{_inline(c, images)}</th>" for c in _cells(lines[0]))
-    rows = ["<tr>" + "".join(f"<td>{_inline(c, images)}</td>" for c in _cells(ln)) + "</tr>"
-            for ln in lines[2:]]
+    rows = [
+        "<tr>" + "".join(f"<td>{_inline(c, images)}</td>" for c in _cells(ln)) + "</tr>"
+        for ln in lines[2:]
+    ]
     return "<div class='scroll'><table><tr>" + head + "</tr>\n" + "\n".join(rows) + "</table></div>"
 
 
@@ -178,8 +189,11 @@ def markdown_page(md_path: Path) -> str:
     images = embedded_images(md, md_path.parent, md_path, budget)
     text = page(md_path.name, markdown_body(md, images))
     if len(text.encode()) > MAX_PAGE_BYTES:  # figures at their smallest: still written, but say so
-        print(f"warning: {md_path}: HTML page of {len(text.encode())} bytes; browsers may not show "
-              "it inline in Snakemake's report", file=sys.stderr)
+        print(
+            f"warning: {md_path}: HTML page of {len(text.encode())} bytes; browsers may not show "
+            "it inline in Snakemake's report",
+            file=sys.stderr,
+        )
     return text
 
 
@@ -192,16 +206,21 @@ def csv_page(csv_path: Path) -> str:
         df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except (OSError, ValueError) as e:
         raise UserError(f"{csv_path}: not a readable CSV table ({e})") from None
-    numeric = {c for c in df.columns
-               if len(df) and pd.to_numeric(df[c], errors="coerce").notna().all()}
-    align = {c: [{"selector": "td", "props": f"text-align:{'right' if c in numeric else 'left'}"}]
-             for c in df.columns}
+    numeric = {
+        c for c in df.columns if len(df) and pd.to_numeric(df[c], errors="coerce").notna().all()
+    }
+    align = {
+        c: [{"selector": "td", "props": f"text-align:{'right' if c in numeric else 'left'}"}]
+        for c in df.columns
+    }
     # a fixed uuid: the same CSV gives the same page
     styler = df.style.set_uuid("csv").hide(axis="index").format(escape="html")
     styler = styler.set_table_styles(align)
-    body = (f"<h1>{html.escape(csv_path.name)}</h1>"
-            f"<p>{len(df)} rows; the cells as in the CSV file.</p>"
-            f"<div class='scroll'>{styler.to_html()}</div>")
+    body = (
+        f"<h1>{html.escape(csv_path.name)}</h1>"
+        f"<p>{len(df)} rows; the cells as in the CSV file.</p>"
+        f"<div class='scroll'>{styler.to_html()}</div>"
+    )
     return page(csv_path.name, body)
 
 

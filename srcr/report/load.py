@@ -25,8 +25,8 @@ SEED_DIR = re.compile(r"^seed(\d+)$")
 @dataclass
 class Grid:
     path: Path
-    variants: dict[str, dict]   # name -> {"description", "set"}
-    tables: dict[str, dict]     # name -> {"title", "baseline", "variants"}
+    variants: dict[str, dict]  # name -> {"description", "set"}
+    tables: dict[str, dict]  # name -> {"title", "baseline", "variants"}
 
 
 @dataclass
@@ -34,13 +34,13 @@ class Run:
     variant: str
     seed: int
     dir: Path
-    metrics_json: dict          # eval/metrics.json (metrics, config, dataset, code_version, device)
+    metrics_json: dict  # eval/metrics.json (metrics, config, dataset, code_version, device)
     counts: dict[str, np.ndarray]
-    eval_config: dict           # SegEvaluator config of per_image.npz
+    eval_config: dict  # SegEvaluator config of per_image.npz
     names: list[str]
-    summary: dict | None        # summary.json of srcr train (absent for older runs)
-    confusion: np.ndarray       # (K, K) pixel counts, rows = label, columns = prediction
-    log: list[dict]             # log.jsonl of srcr train: one record per log interval
+    summary: dict | None  # summary.json of srcr train (absent for older runs)
+    confusion: np.ndarray  # (K, K) pixel counts, rows = label, columns = prediction
+    log: list[dict]  # log.jsonl of srcr train: one record per log interval
 
     @property
     def config(self) -> dict:
@@ -59,8 +59,8 @@ class Run:
 class Suite:
     name: str
     root: Path
-    runs: dict[str, dict[int, Run]]       # variant -> seed -> run
-    flops: dict[str, dict]                # variant -> `srcr flops --json` content
+    runs: dict[str, dict[int, Run]]  # variant -> seed -> run
+    flops: dict[str, dict]  # variant -> `srcr flops --json` content
     grid: Grid
     names: list[str] = field(default_factory=list)
 
@@ -91,15 +91,26 @@ def load_grid(path: str | Path, tables: list[str] | None = None) -> Grid:
 
     path = Path(path)
     parsed = parse_grid(path)
-    variants = {v.name: {"description": v.description, "set": dict(v.settings)} for v in parsed.variants.values()}
-    all_tables = {t.name: {"title": t.title, "baseline": t.baseline, "variants": list(t.variants),
-                           "twins": [list(p) for p in t.twins]}
-                  for t in parsed.tables.values()}
+    variants = {
+        v.name: {"description": v.description, "set": dict(v.settings)}
+        for v in parsed.variants.values()
+    }
+    all_tables = {
+        t.name: {
+            "title": t.title,
+            "baseline": t.baseline,
+            "variants": list(t.variants),
+            "twins": [list(p) for p in t.twins],
+        }
+        for t in parsed.tables.values()
+    }
     if tables:
         unknown = [t for t in tables if t not in all_tables]
         if unknown:
-            raise UserError(f"{path}: unknown table(s) {', '.join(unknown)}; the grid has "
-                            f"{', '.join(all_tables)}")
+            raise UserError(
+                f"{path}: unknown table(s) {', '.join(unknown)}; the grid has "
+                f"{', '.join(all_tables)}"
+            )
         all_tables = {t: all_tables[t] for t in tables}
     return Grid(path, variants, all_tables)
 
@@ -160,15 +171,28 @@ def _load_run(variant: str, seed: int, run_dir: Path) -> Run:
     summary_path = run_dir / "summary.json"
     summary = _read_json(summary_path) if summary_path.is_file() else None
     log = read_log(run_dir / "log.jsonl")
-    return Run(variant, seed, run_dir, metrics, state["counts"], state["config"], state["names"],
-               summary, np.asarray(state["confusion"], np.int64), log)
+    return Run(
+        variant,
+        seed,
+        run_dir,
+        metrics,
+        state["counts"],
+        state["config"],
+        state["names"],
+        summary,
+        np.asarray(state["confusion"], np.int64),
+        log,
+    )
 
 
 def _seed_dirs(variant_dir: Path) -> dict[int, Path]:
     if not variant_dir.is_dir():
         return {}
-    return {int(m.group(1)): p for p in sorted(variant_dir.iterdir())
-            if p.is_dir() and (m := SEED_DIR.match(p.name))}
+    return {
+        int(m.group(1)): p
+        for p in sorted(variant_dir.iterdir())
+        if p.is_dir() and (m := SEED_DIR.match(p.name))
+    }
 
 
 def load_suite(results: str | Path, grid: Grid) -> Suite:
@@ -184,8 +208,10 @@ def load_suite(results: str | Path, grid: Grid) -> Suite:
         dirs = _seed_dirs(root / variant)
         if not dirs:
             if variant in needed:
-                raise UserError(f"{root}: variant '{variant}' of table '{needed[variant]}' has no runs "
-                                f"(expected {root / variant}/seed<N>/eval/metrics.json)")
+                raise UserError(
+                    f"{root}: variant '{variant}' of table '{needed[variant]}' has no runs "
+                    f"(expected {root / variant}/seed<N>/eval/metrics.json)"
+                )
             continue
         runs[variant] = {s: _load_run(variant, s, d) for s, d in dirs.items()}
     if not runs:
@@ -195,7 +221,9 @@ def load_suite(results: str | Path, grid: Grid) -> Suite:
         path = root / "flops" / f"{variant}.json"
         flops[variant] = _read_json(path)
         if "gflops" not in flops[variant] or "params" not in flops[variant]:
-            raise UserError(f"{path}: expected keys 'gflops' and 'params' (srcr flops --json output)")
+            raise UserError(
+                f"{path}: expected keys 'gflops' and 'params' (srcr flops --json output)"
+            )
     suite = Suite(root.name, root, runs, flops, grid)
     _check_paired(suite)
     return suite
@@ -210,13 +238,17 @@ def _check_paired(suite: Suite) -> None:
         for run in seeds.values():
             npz = run.dir / "eval" / "per_image.npz"
             if run.names != ref.names:
-                raise UserError(f"{npz}: scores other images than {ref.dir / 'eval' / 'per_image.npz'} "
-                                f"({len(run.names)} vs {len(ref.names)} images, or another order); "
-                                "variants are compared image by image")
+                raise UserError(
+                    f"{npz}: scores other images than {ref.dir / 'eval' / 'per_image.npz'} "
+                    f"({len(run.names)} vs {len(ref.names)} images, or another order); "
+                    "variants are compared image by image"
+                )
             for k in keys:
                 if run.eval_config.get(k) != ref.eval_config.get(k):
-                    raise UserError(f"{npz}: metric setting {k}={run.eval_config.get(k)!r} differs from "
-                                    f"{ref.eval_config.get(k)!r} in {ref.dir / 'eval' / 'per_image.npz'}")
+                    raise UserError(
+                        f"{npz}: metric setting {k}={run.eval_config.get(k)!r} differs from "
+                        f"{ref.eval_config.get(k)!r} in {ref.dir / 'eval' / 'per_image.npz'}"
+                    )
     suite.names = list(ref.names)
 
 
@@ -248,8 +280,10 @@ def machine_text(run: Run) -> str:
     m = (run.summary or {}).get("machine")
     if not m:
         return f"not recorded (no summary.json; evaluated on {run.metrics_json.get('device', '?')})"
-    return (f"{m.get('device', '?')} ({chip(m)}), torch {m.get('torch', '?')}, "
-            f"{m.get('threads', '?')} thread(s), {m.get('hostname', '?')}")
+    return (
+        f"{m.get('device', '?')} ({chip(m)}), torch {m.get('torch', '?')}, "
+        f"{m.get('threads', '?')} thread(s), {m.get('hostname', '?')}"
+    )
 
 
 def code_text(run: Run) -> str:
@@ -263,8 +297,11 @@ def provenance(suite: Suite, variants: list[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {"machine": [], "code": [], "config": []}
     for v in variants:
         for run in suite.runs[v].values():
-            for key, text in (("machine", machine_text(run)), ("code", code_text(run)),
-                              ("config", base_config_hash(run, suite.grid))):
+            for key, text in (
+                ("machine", machine_text(run)),
+                ("code", code_text(run)),
+                ("config", base_config_hash(run, suite.grid)),
+            ):
                 if text not in out[key]:
                     out[key].append(text)
     return out

@@ -14,8 +14,8 @@ from ..module_names import SECONDARY
 from .figures import plt, save
 from .offsets import PRIMARY, STEPS, VOID, load_offsets, near_boundary, outside_map
 
-BOUNDARY_ERR = np.array([230, 25, 75], np.uint8)    # red
-INTERIOR_ERR = np.array([0, 130, 200], np.uint8)    # blue
+BOUNDARY_ERR = np.array([230, 25, 75], np.uint8)  # red
+INTERIOR_ERR = np.array([0, 130, 200], np.uint8)  # blue
 
 
 def flow_rgb(offset: np.ndarray, scale: float | None = None) -> tuple[np.ndarray, float]:
@@ -31,7 +31,7 @@ def flow_rgb(offset: np.ndarray, scale: float | None = None) -> tuple[np.ndarray
 
 
 def color_wheel(ax, size: int = 101) -> None:
-    ys, xs = np.mgrid[-1:1:size * 1j, -1:1:size * 1j]
+    ys, xs = np.mgrid[-1 : 1 : size * 1j, -1 : 1 : size * 1j]
     rgb, _ = flow_rgb(np.stack([xs, ys]), 1.0)
     rgb[np.hypot(xs, ys) > 1] = 1.0
     ax.imshow(rgb, extent=(-1, 1, 1, -1))  # image y axis points down, as offsets do
@@ -70,8 +70,18 @@ def _arrows(ax, image: np.ndarray, offset: np.ndarray, stride: int, title: str) 
     step = max(1, W // 24)
     ys, xs = np.mgrid[0:H:step, 0:W:step]
     u, v = offset[0][ys, xs] * stride, offset[1][ys, xs] * stride
-    ax.quiver((xs + 0.5) * stride, (ys + 0.5) * stride, u, v, color="yellow", angles="xy", scale_units="xy",
-              scale=1, width=0.004, headwidth=3)
+    ax.quiver(
+        (xs + 0.5) * stride,
+        (ys + 0.5) * stride,
+        u,
+        v,
+        color="yellow",
+        angles="xy",
+        scale_units="xy",
+        scale=1,
+        width=0.004,
+        headwidth=3,
+    )
     ax.set_title(title, fontsize=9)
     ax.axis("off")
 
@@ -87,13 +97,16 @@ def _flow(ax, offset: np.ndarray, title: str, sampled: bool = True) -> None:
     ax.axis("off")
 
 
-def offset_figure(path: Path, align: str, k: int, title: str, num_classes: int, width: float, stem: Path) -> list[Path]:
+def offset_figure(
+    path: Path, align: str, k: int, title: str, num_classes: int, width: float, stem: Path
+) -> list[Path]:
     """Figure of the k-th offset image of one run."""
     return draw_offset_figure(load_offsets(path), align, k, title, num_classes, width, stem)
 
 
-def draw_offset_figure(off: dict, align: str, k: int, title: str, num_classes: int, width: float,
-                       stem: Path) -> list[Path]:
+def draw_offset_figure(
+    off: dict, align: str, k: int, title: str, num_classes: int, width: float, stem: Path
+) -> list[Path]:
     """Figure of the k-th image of ``off`` (as load_offsets returns it); without a label (images
     of `srcr predict`) the top row shows the image and the prediction only."""
     primary = PRIMARY.get(align, next(iter(next(iter(off["steps"].values())))))
@@ -112,13 +125,18 @@ def draw_offset_figure(off: dict, align: str, k: int, title: str, num_classes: i
     if pred is not None and (lab is not None or image is not None):
         panels.append(("prediction", _labels_rgb(pred, num_classes)))
     if lab is not None and pred is not None:
-        panels.append((f"errors: red ≤ {width:g} px of a boundary, blue interior", error_map(lab, pred, width)))
+        panels.append(
+            (
+                f"errors: red ≤ {width:g} px of a boundary, blue interior",
+                error_map(lab, pred, width),
+            )
+        )
     for ax, (name, img) in zip(top, panels):
         if img is not None:
             ax.imshow(img, interpolation="nearest")
         ax.set_title(name, fontsize=9)
         ax.axis("off")
-    for ax in top[len(panels):ncols - 1]:
+    for ax in top[len(panels) : ncols - 1]:
         ax.axis("off")
     color_wheel(top[-1])
     backdrop = image if image is not None else np.zeros(lab.shape + (3,), np.uint8)
@@ -127,7 +145,9 @@ def draw_offset_figure(off: dict, align: str, k: int, title: str, num_classes: i
         kinds = off["steps"][step]
         axes = [fig.add_subplot(gs[r, j]) for j in range(ncols)]
         _flow(axes[0], kinds[primary][k], f"{step} {primary} offsets (stride-{stride} px)")
-        _arrows(axes[1], backdrop, kinds[primary][k], stride, f"{step} {primary} (arrows, image px)")
+        _arrows(
+            axes[1], backdrop, kinds[primary][k], stride, f"{step} {primary} (arrows, image px)"
+        )
         if extra and extra in kinds:
             _flow(axes[2], kinds[extra][k], f"{step} {extra} offsets", sampled=align != "srm")
             if align == "srm":
@@ -141,10 +161,12 @@ def draw_offset_figure(off: dict, align: str, k: int, title: str, num_classes: i
         n_weights = kinds["weights"][k].shape[0] if "weights" in kinds else 0
         if n_weights > 1:
             ent = _entropy(kinds["weights"][k].astype(np.float64))
-            im = axes[4].imshow(ent, cmap="magma", vmin=0, vmax=np.log(n_weights), interpolation="nearest")
+            im = axes[4].imshow(
+                ent, cmap="magma", vmin=0, vmax=np.log(n_weights), interpolation="nearest"
+            )
             axes[4].set_title(f"{step} neighbour-weight entropy\n(max log {n_weights})", fontsize=9)
             fig.colorbar(im, ax=axes[4], fraction=0.046, pad=0.02)
-        for ax in axes[2 if not extra else 4:]:
+        for ax in axes[2 if not extra else 4 :]:
             if not ax.images:
                 ax.axis("off")
         for ax in axes[4:]:

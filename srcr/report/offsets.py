@@ -32,7 +32,9 @@ VOID = 255
 STEPS = ("s16", "s8", "s4")
 
 
-def majority_labels(label: np.ndarray, stride: int, shape: tuple[int, int], num_classes: int) -> np.ndarray:
+def majority_labels(
+    label: np.ndarray, stride: int, shape: tuple[int, int], num_classes: int
+) -> np.ndarray:
     """(h, w) majority label of each stride x stride cell (VOID where a cell is all void)."""
     h, w = shape
     lab = np.full((h * stride, w * stride), VOID, np.int64)
@@ -41,7 +43,9 @@ def majority_labels(label: np.ndarray, stride: int, shape: tuple[int, int], num_
     cells = lab.reshape(h, stride, w, stride).transpose(0, 2, 1, 3).reshape(h * w, stride * stride)
     valid = cells != VOID
     cell_id = np.broadcast_to(np.arange(h * w)[:, None], cells.shape)
-    counts = np.bincount((cell_id[valid] * num_classes + cells[valid]), minlength=h * w * num_classes)
+    counts = np.bincount(
+        (cell_id[valid] * num_classes + cells[valid]), minlength=h * w * num_classes
+    )
     counts = counts.reshape(h * w, num_classes)
     out = counts.argmax(1)
     out[counts.sum(1) == 0] = VOID
@@ -51,8 +55,10 @@ def majority_labels(label: np.ndarray, stride: int, shape: tuple[int, int], num_
 def near_boundary(lab: np.ndarray, width: float) -> np.ndarray:
     """Non-void pixels within ``width`` of a class-agnostic 4-neighbour boundary of ``lab``."""
     b = np.zeros(lab.shape, bool)
-    for a, c, sl_a, sl_c in ((lab[:, :-1], lab[:, 1:], (slice(None), slice(None, -1)), (slice(None), slice(1, None))),
-                             (lab[:-1], lab[1:], (slice(None, -1), slice(None)), (slice(1, None), slice(None)))):
+    for a, c, sl_a, sl_c in (
+        (lab[:, :-1], lab[:, 1:], (slice(None), slice(None, -1)), (slice(None), slice(1, None))),
+        (lab[:-1], lab[1:], (slice(None, -1), slice(None)), (slice(1, None), slice(None))),
+    ):
         edge = (a != c) & (a != VOID) & (c != VOID)
         b[sl_a] |= edge
         b[sl_c] |= edge
@@ -62,18 +68,29 @@ def near_boundary(lab: np.ndarray, width: float) -> np.ndarray:
     return (dist <= width) & (lab != VOID)
 
 
-def sampled_cells(offset: np.ndarray, coarse_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def sampled_cells(
+    offset: np.ndarray, coarse_shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Row and column of the coarse cell each fine pixel reads most (nearest to its sampling point)."""
     _, H, W = offset.shape
     h, w = coarse_shape
     ys, xs = np.mgrid[0:H, 0:W].astype(np.float64)
     u = (xs + offset[0]) * ((w - 1) / max(W - 1, 1))
     v = (ys + offset[1]) * ((h - 1) / max(H - 1, 1))
-    return (np.clip(np.rint(v), 0, h - 1).astype(np.int64), np.clip(np.rint(u), 0, w - 1).astype(np.int64))
+    return (
+        np.clip(np.rint(v), 0, h - 1).astype(np.int64),
+        np.clip(np.rint(u), 0, w - 1).astype(np.int64),
+    )
 
 
-def correctness(offset: np.ndarray, label: np.ndarray, fine_stride: int, coarse: bool, num_classes: int,
-                width: float = 1.0) -> tuple[float, float, int]:
+def correctness(
+    offset: np.ndarray,
+    label: np.ndarray,
+    fine_stride: int,
+    coarse: bool,
+    num_classes: int,
+    width: float = 1.0,
+) -> tuple[float, float, int]:
     """(learned share, zero-offset share, number of pixels counted) for one image and step, in %."""
     _, H, W = offset.shape
     own = majority_labels(label, fine_stride, (H, W), num_classes)
@@ -101,8 +118,9 @@ def load_offsets(path: Path) -> dict:
     try:
         return _read_offsets(path)
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
-        raise UserError(f"{path}: cannot read offsets ({type(e).__name__}: {e}); re-run "
-                        f"srcr evaluate for it") from None
+        raise UserError(
+            f"{path}: cannot read offsets ({type(e).__name__}: {e}); re-run srcr evaluate for it"
+        ) from None
 
 
 def _read_offsets(path: Path) -> dict:
@@ -144,8 +162,10 @@ def run_correctness(path: Path, align: str, num_classes: int, width: float = 1.0
     counts summed, so the share is over all counted pixels)."""
     off = load_offsets(path)
     if off["label"] is None:
-        raise UserError(f"{path}: no 'label' array (written by an older srcr evaluate); re-run srcr evaluate "
-                        "for offset correctness")
+        raise UserError(
+            f"{path}: no 'label' array (written by an older srcr evaluate); re-run srcr evaluate "
+            "for offset correctness"
+        )
     out = {}
     for step, kinds in off["steps"].items():
         for kind, arr in kinds.items():
@@ -153,14 +173,23 @@ def run_correctness(path: Path, align: str, num_classes: int, width: float = 1.0
                 continue
             hits_l = hits_z = total = 0.0
             for i in range(len(arr)):
-                lrn, zero, n = correctness(arr[i], off["label"][i], int(step[1:]), not (align == "alignfa" and kind == "low"),
-                                           num_classes, width)
+                lrn, zero, n = correctness(
+                    arr[i],
+                    off["label"][i],
+                    int(step[1:]),
+                    not (align == "alignfa" and kind == "low"),
+                    num_classes,
+                    width,
+                )
                 if n:
                     hits_l += lrn * n / 100
                     hits_z += zero * n / 100
                     total += n
-            out[(step, kind)] = ((100 * hits_l / total, 100 * hits_z / total, int(total)) if total
-                                 else (float("nan"), float("nan"), 0))
+            out[(step, kind)] = (
+                (100 * hits_l / total, 100 * hits_z / total, int(total))
+                if total
+                else (float("nan"), float("nan"), 0)
+            )
     return out
 
 
@@ -190,8 +219,10 @@ def run_geometry(path: Path) -> dict:
             lengths = np.hypot(arr[:, 0].astype(np.float64), arr[:, 1].astype(np.float64))
             outside = np.stack([outside_map(a) for a in arr])
             med = float(np.median(lengths))
-            out[(step, kind)] = {"median_px": med, "p90_px": float(np.percentile(lengths, 90)),
-                                 "median_rel": 100.0 * med / min(arr.shape[-2:]),
-                                 "outside": (float("nan") if kind == "initial"
-                                             else 100.0 * float(outside.mean()))}
+            out[(step, kind)] = {
+                "median_px": med,
+                "p90_px": float(np.percentile(lengths, 90)),
+                "median_rel": 100.0 * med / min(arr.shape[-2:]),
+                "outside": (float("nan") if kind == "initial" else 100.0 * float(outside.mean())),
+            }
     return out

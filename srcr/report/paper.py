@@ -12,9 +12,9 @@ REPORTED_MIOU = {"cityscapes": 84.5, "bdd100k": 66.1, "ade20k": 45.2}
 # a second Cityscapes figure with the paper's lightweight network, which is not a grid variant
 REPORTED_NOTES = {
     "cityscapes": "The paper also reports 82.5 mIoU at 137.9 GFLOPs with its lightweight network "
-                  "(not a variant of this grid). The abstract does not say whether 82.5 is single-scale "
-                  "or multi-scale + flip (SegNeXt-S alone reports 81.3 ss and 82.7 ms+flip): set it "
-                  "beside both the ss and the ms+flip mIoU.",
+    "(not a variant of this grid). The abstract does not say whether 82.5 is single-scale "
+    "or multi-scale + flip (SegNeXt-S alone reports 81.3 ss and 82.7 ms+flip): set it "
+    "beside both the ss and the ms+flip mIoU.",
 }
 # the evaluation directories of a run, by the mode their metrics.json records: eval/ holds the
 # suite's own evaluation (the config's eval section), eval_ms_flip/ an optional second one with
@@ -26,7 +26,12 @@ def is_full_model(config: dict) -> bool:
     model = config.get("model", {})
     kernel = (model.get("align_options") or {}).get("kernel_size", 3)
     contrast = config.get("train", {}).get("loss", {}).get("contrastive", {}).get("weight", 0)
-    return model.get("align") == "srm" and model.get("context") == "crm" and kernel == 3 and contrast > 0
+    return (
+        model.get("align") == "srm"
+        and model.get("context") == "crm"
+        and kernel == 3
+        and contrast > 0
+    )
 
 
 def reported_miou(dataset: str, config: dict) -> float | None:

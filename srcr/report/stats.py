@@ -39,7 +39,7 @@ HIER, POOLED, IMAGES = "hierarchical", "pooled", "images"
 METHOD_TEXT = {
     HIER: "hierarchical paired bootstrap over seeds and images (percentile 95% interval)",
     POOLED: "pooled seed variance of paired differences over all variant pairs + paired image bootstrap, "
-            "t interval (assumes a similar seed variance for every variant)",
+    "t interval (assumes a similar seed variance for every variant)",
     IMAGES: "paired image bootstrap only (one seed): the interval does NOT cover training noise",
 }
 SCALARS = ("mIoU", "mBF@1", "mBF@3", "mBF@5", "mBIoU")
@@ -48,6 +48,7 @@ SCALARS = ("mIoU", "mBF@1", "mBF@3", "mBF@5", "mBIoU")
 @dataclass
 class Layout:
     """Which entry of the figure vector holds what: scalars, then per-class blocks."""
+
     band_width: float
     num_classes: int
     scalars: tuple[str, ...]
@@ -55,7 +56,10 @@ class Layout:
 
     @property
     def names(self) -> list[str]:
-        return list(self.scalars) + [f"band_mIoU@{self.band_width:g}", f"interior_mIoU@{self.band_width:g}"]
+        return list(self.scalars) + [
+            f"band_mIoU@{self.band_width:g}",
+            f"interior_mIoU@{self.band_width:g}",
+        ]
 
     def index(self, name: str) -> int:
         return self.names.index(name)
@@ -73,12 +77,16 @@ def make_layout(suite: Suite, band_width: float) -> Layout:
     cfg = suite.eval_config
     widths = [float(w) for w in cfg["trimap_widths"]]
     if float(band_width) not in widths:
-        raise UserError(f"--band-width {band_width:g} is not one of the trimap widths {cfg['trimap_widths']} "
-                        f"of {suite.root} (per_image.npz config)")
+        raise UserError(
+            f"--band-width {band_width:g} is not one of the trimap widths {cfg['trimap_widths']} "
+            f"of {suite.root} (per_image.npz config)"
+        )
     taus = [float(t) for t in cfg["bf_tolerances"]]
     scalars = tuple(s for s in SCALARS if not s.startswith("mBF@") or float(s[4:]) in taus)
     if 3.0 not in taus:
-        raise UserError(f"{suite.root}: the per-image counts have no BF tolerance 3 (bf_tolerances {taus})")
+        raise UserError(
+            f"{suite.root}: the per-image counts have no BF tolerance 3 (bf_tolerances {taus})"
+        )
     if cfg.get("biou_width") is None:
         scalars = tuple(s for s in scalars if s != "mBIoU")
     return Layout(float(band_width), int(cfg["num_classes"]), scalars)
@@ -96,6 +104,7 @@ def figure_vector(s: dict, layout: Layout) -> np.ndarray:
 class Diff:
     """A difference variant - baseline for every entry of the figure vector: point, 95% and 90%
     interval, two-sided p-value of zero difference, and the image part of its variance."""
+
     method: str
     n_seeds: int
     point: np.ndarray
@@ -162,7 +171,7 @@ def pooled_paired_variance(points: dict[str, dict[int, np.ndarray]]):
         d = np.stack([points[u][s] - points[w][s] for s in seeds])
         ok = ~np.isnan(d).any(axis=0)
         dev = d - d.mean(axis=0)
-        ss += np.where(ok, (dev ** 2).sum(axis=0), 0.0)
+        ss += np.where(ok, (dev**2).sum(axis=0), 0.0)
         n_pairs += np.where(ok, len(seeds) - 1, 0)
         for m in np.flatnonzero(ok):
             cells[m].update((v, s) for v in (u, w) for s in seeds)
@@ -191,14 +200,19 @@ def additive_residual_dof(cells) -> int:
 class Statistics:
     """Point figures, resamples (cached per run and seed list) and differences for one suite."""
 
-    def __init__(self, suite: Suite, layout: Layout, n_boot: int = 1000, seed: int = 0, progress: bool = True):
+    def __init__(
+        self, suite: Suite, layout: Layout, n_boot: int = 1000, seed: int = 0, progress: bool = True
+    ):
         if n_boot < 100:
             raise UserError(f"--bootstrap must be at least 100 resamples, got {n_boot}")
         self.suite, self.layout, self.B, self.seed = suite, layout, int(n_boot), int(seed)
         self.progress = progress
         self.n_images = len(suite.names)
-        self._points = {(v, s): figure_vector(summarize(r.counts, r.eval_config), layout)
-                        for v, runs in suite.runs.items() for s, r in runs.items()}
+        self._points = {
+            (v, s): figure_vector(summarize(r.counts, r.eval_config), layout)
+            for v, runs in suite.runs.items()
+            for s, r in runs.items()
+        }
         self._cache: dict = {}
         self._pooled = self._pooled_seed_variance()
 
@@ -242,7 +256,9 @@ class Statistics:
             for b in range(self.B):
                 for j in range(len(seeds)):
                     r = runs[seed_pos[b, j]]
-                    out[b, j] = figure_vector(summarize(r.counts, r.eval_config, index=images[b, j]), self.layout)
+                    out[b, j] = figure_vector(
+                        summarize(r.counts, r.eval_config, index=images[b, j]), self.layout
+                    )
                 bar.update(1)
             bar.close()
             self._cache[key] = out
@@ -270,8 +286,9 @@ class Statistics:
 
     # ---- pooled seed variance of paired differences (2 <= n < 5)
     def _pooled_seed_variance(self):
-        return pooled_paired_variance({v: {s: self.point(v, s) for s in runs}
-                                       for v, runs in self.suite.runs.items()})
+        return pooled_paired_variance(
+            {v: {s: self.point(v, s) for s in runs} for v, runs in self.suite.runs.items()}
+        )
 
     @property
     def pooled_sd(self) -> tuple[float, int]:
@@ -289,8 +306,10 @@ class Statistics:
     def common_seeds(self, variant: str, baseline: str) -> tuple[int, ...]:
         seeds = tuple(sorted(set(self.suite.seeds(variant)) & set(self.suite.seeds(baseline))))
         if not seeds:
-            raise UserError(f"{self.suite.root}: variants '{variant}' and '{baseline}' share no seed "
-                            f"({self.suite.seeds(variant)} vs {self.suite.seeds(baseline)}); differences are paired by seed")
+            raise UserError(
+                f"{self.suite.root}: variants '{variant}' and '{baseline}' share no seed "
+                f"({self.suite.seeds(variant)} vs {self.suite.seeds(baseline)}); differences are paired by seed"
+            )
         return seeds
 
     def image_variance(self, variant: str, baseline: str) -> np.ndarray:
@@ -332,13 +351,14 @@ def _t_interval(point: np.ndarray, var: np.ndarray, dof: np.ndarray):
         q90 = np.where(dof > 0, student_t.ppf(0.95, df), np.nan)
         se = np.sqrt(var)
         # a zero standard error (a variant identical to its baseline): p = 1 at a zero point
-        z = np.where(se > 0, np.abs(point) / np.where(se > 0, se, 1),
-                     np.where(point == 0, 0.0, np.inf))
+        z = np.where(
+            se > 0, np.abs(point) / np.where(se > 0, se, 1), np.where(point == 0, 0.0, np.inf)
+        )
         p = np.where(dof > 0, 2 * student_t.sf(z, df), np.nan)
     return point - q95 * se, point + q95 * se, point - q90 * se, point + q90 * se, p
 
 
-_SHARED: "Statistics | None" = None  # the instance a forked prefetch worker reads
+_SHARED: Statistics | None = None  # the instance a forked prefetch worker reads
 
 
 def _resample_job(job: tuple) -> np.ndarray:

@@ -24,9 +24,13 @@ def curve_frame(suite, variants: list[str]) -> pd.DataFrame:
     for v in variants:
         for seed, run in suite.runs[v].items():
             for rec in run.log:
-                rows += [(v, seed, rec["iteration"], k, float(x)) for k, x in rec.items()
-                         if k not in NOT_TERMS[:2] and isinstance(x, (int, float))
-                         and not isinstance(x, bool)]
+                rows += [
+                    (v, seed, rec["iteration"], k, float(x))
+                    for k, x in rec.items()
+                    if k not in NOT_TERMS[:2]
+                    and isinstance(x, (int, float))
+                    and not isinstance(x, bool)
+                ]
     return pd.DataFrame(rows, columns=["variant", "seed", "iteration", "term", "value"])
 
 
@@ -50,8 +54,9 @@ def draw_curves(summary: pd.DataFrame, variants: list[str], terms: list[str], ti
     """One panel per term (lr on a log axis); one line per variant, its seed range as a band."""
     ncols = 2 if len(terms) == 4 else min(len(terms), 3)
     nrows = -(-len(terms) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.9 * nrows + 0.5), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4.2 * ncols, 2.9 * nrows + 0.5), squeeze=False, layout="constrained"
+    )
     colors = variant_colors(variants)
     for ax, term in zip(axes.flat, terms):
         for v in variants:
@@ -60,12 +65,18 @@ def draw_curves(summary: pd.DataFrame, variants: list[str], terms: list[str], ti
                 continue
             ax.plot(d["iteration"], d["mean"], color=colors[v], lw=1.2, label=v, gid=f"{v}/{term}")
             ax.fill_between(d["iteration"], d["low"], d["high"], color=colors[v], alpha=0.2, lw=0)
-        ax.set_title("learning rate (first group)" if term == "lr"
-                     else "training loss (total)" if term == "loss" else f"loss term: {term}", fontsize=10)
+        ax.set_title(
+            "learning rate (first group)"
+            if term == "lr"
+            else "training loss (total)"
+            if term == "loss"
+            else f"loss term: {term}",
+            fontsize=10,
+        )
         ax.set_xlabel("iteration")
         if term == "lr":
             ax.set_yscale("log")
-    for ax in list(axes.flat)[len(terms):]:
+    for ax in list(axes.flat)[len(terms) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(variants), 4), fontsize=8)
@@ -79,9 +90,10 @@ def curves_figure(suite, spec: dict, stem: Path) -> list[Path]:
     frame = curve_frame(suite, variants)
     seeds = sorted({s for v in variants for s in suite.runs[v]})
     terms, left_out = terms_of(frame)
-    title = (f"{suite.name} / {spec.get('title', '')}: training curves, mean over seeds "
-             f"{', '.join(map(str, seeds))} (band: their range)")
+    title = (
+        f"{suite.name} / {spec.get('title', '')}: training curves, mean over seeds "
+        f"{', '.join(map(str, seeds))} (band: their range)"
+    )
     if left_out:
         title += f"\n{', '.join(left_out)}: 0 throughout, not drawn"
     return save(draw_curves(curve_summary(frame), variants, terms, title), stem)
-

@@ -41,15 +41,28 @@ def run_row(results: Path, variant: str, seed: int, latency: bool = False) -> di
     for width, t in sorted(m.get("trimap", {}).items(), key=lambda kv: int(kv[0])):
         row[f"band_mIoU@{width}"] = t["band_mIoU"]
         row[f"interior_mIoU@{width}"] = t["interior_mIoU"]
-    row.update({"gflops": flops["gflops"], "params_m": flops["params"] / 1e6,
-                "flops_size": "x".join(str(s) for s in flops["size"]),
-                "iterations": summary["iterations"], "train_time_s": round(summary["train_time_s"], 2),
-                "num_images": m["num_images"], "dataset": metrics.get("dataset", {}).get("name"),
-                "srcr_version": metrics["code_version"].get("srcr"), "git": metrics["code_version"].get("git"),
-                "machine": describe(summary["machine"])})
+    row.update(
+        {
+            "gflops": flops["gflops"],
+            "params_m": flops["params"] / 1e6,
+            "flops_size": "x".join(str(s) for s in flops["size"]),
+            "iterations": summary["iterations"],
+            "train_time_s": round(summary["train_time_s"], 2),
+            "num_images": m["num_images"],
+            "dataset": metrics.get("dataset", {}).get("name"),
+            "srcr_version": metrics["code_version"].get("srcr"),
+            "git": metrics["code_version"].get("git"),
+            "machine": describe(summary["machine"]),
+        }
+    )
     if latency:
-        row.update(latency_columns(_read_json(results / "latency" / f"{variant}.json",
-                                              "srcr bench model --json output")))
+        row.update(
+            latency_columns(
+                _read_json(
+                    results / "latency" / f"{variant}.json", "srcr bench model --json output"
+                )
+            )
+        )
     return row
 
 
@@ -58,11 +71,15 @@ def latency_columns(card: dict) -> dict:
     windows and batch), with what they were measured on."""
     from ..utils.machine import chip
 
-    return {"latency_ms": card["latency_ms"],
-            "achieved_gflops_per_s": card["achieved_gflops_per_s"],
-            "latency_batch": card["batch"], "latency_dtype": card["dtype"],
-            "latency_mode": card["mode"], "latency_size": "x".join(str(s) for s in card["size"]),
-            "latency_device": chip(card["machine"])}
+    return {
+        "latency_ms": card["latency_ms"],
+        "achieved_gflops_per_s": card["achieved_gflops_per_s"],
+        "latency_batch": card["batch"],
+        "latency_dtype": card["dtype"],
+        "latency_mode": card["mode"],
+        "latency_size": "x".join(str(s) for s in card["size"]),
+        "latency_device": chip(card["machine"]),
+    }
 
 
 def aggregate(results: str | Path, variants: list[str], seeds: list[int], latency: bool = False):
@@ -73,14 +90,25 @@ def aggregate(results: str | Path, variants: list[str], seeds: list[int], latenc
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--results", required=True, help="the suite's results folder (results/NAME)")
+    parser.add_argument(
+        "--results", required=True, help="the suite's results folder (results/NAME)"
+    )
     parser.add_argument("--variants", required=True, help="comma-separated variant names")
     parser.add_argument("--seeds", required=True, help="comma-separated seeds")
-    parser.add_argument("--out", required=True, help="CSV to write (atomically), e.g. results/NAME/runs.csv")
-    parser.add_argument("--html", default=None, metavar="PATH",
-                        help="also write the CSV as a self-contained HTML page (for Snakemake's --report)")
-    parser.add_argument("--latency", action="store_true",
-                        help="add srcr bench model's figures from RESULTS/latency/VARIANT.json")
+    parser.add_argument(
+        "--out", required=True, help="CSV to write (atomically), e.g. results/NAME/runs.csv"
+    )
+    parser.add_argument(
+        "--html",
+        default=None,
+        metavar="PATH",
+        help="also write the CSV as a self-contained HTML page (for Snakemake's --report)",
+    )
+    parser.add_argument(
+        "--latency",
+        action="store_true",
+        help="add srcr bench model's figures from RESULTS/latency/VARIANT.json",
+    )
 
 
 def _csv_list(text: str, what: str) -> list[str]:

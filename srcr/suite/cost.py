@@ -61,7 +61,7 @@ def _train_forward(model_cfg: dict, crop) -> tuple[int, str]:
     return _train_forward_cached(json.dumps(model_cfg, sort_keys=True), tuple(crop))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _train_forward_cached(model_json: str, crop: tuple) -> tuple[int, str]:
     # the reference model is also one of the Cityscapes suite's variants: counted once
     import json

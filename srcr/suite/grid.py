@@ -41,6 +41,7 @@ class Table:
     """A comparison table. Ablation tables compare every variant to ``baseline``. A control table
     instead pairs each handicapped variant with its uncorrupted twin (``twins``: (handicapped,
     clean) pairs; ``baseline`` is then None) and is kept out of the paper tables' figures."""
+
     name: str
     title: str
     baseline: str | None
@@ -65,7 +66,9 @@ class Grid:
 
 def override_strings(settings: dict, where: str) -> tuple[str, ...]:
     if not isinstance(settings, dict):
-        raise UserError(f"{where}: 'set' must be a mapping of config keys to values, got {settings!r}")
+        raise UserError(
+            f"{where}: 'set' must be a mapping of config keys to values, got {settings!r}"
+        )
     out = []
     for key, value in settings.items():
         if not isinstance(key, str) or not key:
@@ -91,8 +94,10 @@ def _mapping(obj: Any, where: str) -> dict:
 
 def _check_name(name: Any, where: str) -> str:
     if not isinstance(name, str) or not NAME_RE.match(name):
-        raise UserError(f"{where}: name {name!r} must be lower-case letters, digits and '_', starting with a "
-                        f"letter (names become folder names and Snakemake wildcards)")
+        raise UserError(
+            f"{where}: name {name!r} must be lower-case letters, digits and '_', starting with a "
+            f"letter (names become folder names and Snakemake wildcards)"
+        )
     return name
 
 
@@ -106,23 +111,33 @@ def _parse_variants(raw: dict, path: str) -> dict[str, Variant]:
         if unknown:
             raise UserError(f"{where}: unknown keys {sorted(unknown)} (allowed: description, set)")
         settings = spec.get("set", {})
-        variants[name] = Variant(name, str(spec.get("description", "")), override_strings(settings, where),
-                                 dict(settings))
+        variants[name] = Variant(
+            name,
+            str(spec.get("description", "")),
+            override_strings(settings, where),
+            dict(settings),
+        )
     return variants
 
 
 def _parse_twins(spec: dict, where: str, variants: dict[str, Variant]) -> Table:
     unknown = set(spec) - {"title", "twins"}
     if unknown:
-        raise UserError(f"{where}: unknown keys {sorted(unknown)} (a control table has title and twins)")
+        raise UserError(
+            f"{where}: unknown keys {sorted(unknown)} (a control table has title and twins)"
+        )
     twins = _mapping(spec["twins"], f"{where}.twins")
     for v in (*twins, *twins.values()):
         if v not in variants:
-            raise UserError(f"{where}.twins: unknown variant {v!r} (declared: {', '.join(variants)})")
+            raise UserError(
+                f"{where}.twins: unknown variant {v!r} (declared: {', '.join(variants)})"
+            )
     members = list(dict.fromkeys(v for pair in twins.items() for v in pair))
     clash = set(twins) & set(twins.values())
     if clash:
-        raise UserError(f"{where}.twins: {sorted(clash)} is both a handicapped variant and a clean twin")
+        raise UserError(
+            f"{where}.twins: {sorted(clash)} is both a handicapped variant and a clean twin"
+        )
     name = where.rsplit(".", 1)[-1]
     return Table(name, str(spec.get("title", name)), None, tuple(members), tuple(twins.items()))
 
@@ -138,19 +153,25 @@ def _parse_tables(raw: dict, path: str, variants: dict[str, Variant]) -> dict[st
             continue
         unknown = set(spec) - {"title", "baseline", "variants"}
         if unknown:
-            raise UserError(f"{where}: unknown keys {sorted(unknown)} (allowed: title, baseline, variants; "
-                            "or title, twins for a control table)")
+            raise UserError(
+                f"{where}: unknown keys {sorted(unknown)} (allowed: title, baseline, variants; "
+                "or title, twins for a control table)"
+            )
         members = spec.get("variants")
         if not isinstance(members, list) or not members:
             raise UserError(f"{where}.variants: expected a non-empty list of variant names")
         for v in members:
             if v not in variants:
-                raise UserError(f"{where}.variants: unknown variant {v!r} (declared: {', '.join(variants)})")
+                raise UserError(
+                    f"{where}.variants: unknown variant {v!r} (declared: {', '.join(variants)})"
+                )
         if len(set(members)) != len(members):
             raise UserError(f"{where}.variants: a variant is listed twice: {members}")
         baseline = spec.get("baseline")
         if baseline not in members:
-            raise UserError(f"{where}.baseline: {baseline!r} is not one of the table's variants {members}")
+            raise UserError(
+                f"{where}.baseline: {baseline!r} is not one of the table's variants {members}"
+            )
         tables[name] = Table(name, str(spec.get("title", name)), baseline, tuple(members))
     return tables
 
@@ -164,6 +185,8 @@ def load_grid(path: str | Path) -> Grid:
     raw = _mapping(load_yaml(path), path)
     unknown = set(raw) - {"variants", "tables"}
     if unknown:
-        raise UserError(f"{path}: unknown top-level keys {sorted(unknown)} (allowed: variants, tables)")
+        raise UserError(
+            f"{path}: unknown top-level keys {sorted(unknown)} (allowed: variants, tables)"
+        )
     variants = _parse_variants(raw.get("variants"), path)
     return Grid(path, variants, _parse_tables(raw.get("tables"), path, variants))

@@ -13,8 +13,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 def _umask() -> int:
@@ -25,10 +26,15 @@ def _umask() -> int:
 
 # OSError numbers of a file that cannot be written, whatever the program: one line naming the
 # path and the cause, not a traceback
-WRITE_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
-                errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
-                errno.EPERM: "operation not permitted", errno.ENAMETOOLONG: "file name too long",
-                errno.EFBIG: "file too large"}
+WRITE_ERRNOS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.EFBIG: "file too large",
+}
 # Longest name part of a temporary file: with the dot, mkstemp's 8 characters and ".tmp" it stays
 # far below the usual 255-byte limit, whatever the length of the final name
 _TMP_STEM = 64
@@ -38,7 +44,7 @@ def _tmp_prefix(name: str) -> str:
     if len(name.encode()) <= _TMP_STEM:
         return f".{name}."
     digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-    return f".{name.encode()[:_TMP_STEM - 9].decode(errors='ignore')}-{digest}."
+    return f".{name.encode()[: _TMP_STEM - 9].decode(errors='ignore')}-{digest}."
 
 
 def write_error(path: str | os.PathLike, e: BaseException):
@@ -61,8 +67,10 @@ def write_error(path: str | os.PathLike, e: BaseException):
         except OSError:
             free = -1
         cause = "no space left on device" if 0 <= free < 64 << 20 else "the write failed"
-        return UserError(f"{cause} while writing {path} ({free / 2**20:.1f} MiB free there; "
-                         f"{str(e).splitlines()[0]})")
+        return UserError(
+            f"{cause} while writing {path} ({free / 2**20:.1f} MiB free there; "
+            f"{str(e).splitlines()[0]})"
+        )
     return None
 
 

@@ -28,8 +28,11 @@ def cpu_model(fields: dict[str, str] | None = None) -> str:
     machines report one name for several generations, whose results and speed differ)."""
     fields = _cpuinfo() if fields is None else fields
     name = fields.get("model name") or platform.processor() or platform.machine()
-    ids = [f"{k} {fields[f]}" for k, f in (("family", "cpu family"), ("model", "model"), ("stepping", "stepping"))
-           if fields.get(f)]
+    ids = [
+        f"{k} {fields[f]}"
+        for k, f in (("family", "cpu family"), ("model", "model"), ("stepping", "stepping"))
+        if fields.get(f)
+    ]
     return f"{name} ({', '.join(ids)})" if ids else name
 
 
@@ -53,14 +56,24 @@ def machine_info(device=None) -> dict:
     if dev == "cuda" and torch.cuda.is_available():
         index = getattr(device, "index", None)
         gpu = torch.cuda.get_device_name(torch.cuda.current_device() if index is None else index)
-    return {"hostname": socket.gethostname(), "platform": platform.platform(), "cpu": cpu_model(),
-            "cpu_isa": cpu_isa(), "cores": os.cpu_count(), "device": dev, "gpu": gpu, "torch": torch.__version__,
-            "threads": torch.get_num_threads()}
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_isa": cpu_isa(),
+        "cores": os.cpu_count(),
+        "device": dev,
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def chip(info: dict) -> str:
     """The GPU's name, else the CPU's with its vector ISA ('AMD EPYC (family 25, ...) AVX2')."""
-    return info.get("gpu") or " ".join(x for x in (info.get("cpu"), info.get("cpu_isa")) if x) or "?"
+    return (
+        info.get("gpu") or " ".join(x for x in (info.get("cpu"), info.get("cpu_isa")) if x) or "?"
+    )
 
 
 def describe(info: dict) -> str:

@@ -3,7 +3,8 @@ modules and globals, so large shared state needs no pickling), results in job or
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 
 def fork_map(fn: Callable[[Any], Any], jobs: Iterable[Any], workers: int) -> list[Any]:

@@ -23,10 +23,14 @@ def resolve_threads(requested: int | None = None) -> int | None:
             try:
                 n = int(value)
             except ValueError:
-                raise UserError(f"environment variable {var}={value!r} is not an integer thread count") from None
+                raise UserError(
+                    f"environment variable {var}={value!r} is not an integer thread count"
+                ) from None
             if n < 1:  # as --threads 0: the thread count changes results, so never guess one
-                raise UserError(f"environment variable {var}={value!r}: expected a thread count "
-                                f">= 1 (unset it, or give --threads N)")
+                raise UserError(
+                    f"environment variable {var}={value!r}: expected a thread count "
+                    f">= 1 (unset it, or give --threads N)"
+                )
             return n
     return None
 

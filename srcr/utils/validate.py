@@ -8,8 +8,15 @@ from typing import Any
 from ..errors import UserError
 
 
-def check_number(path: str, value: Any, *, minimum: float | None = None, positive: bool = False,
-                 maximum: float | None = None, integer: bool = False) -> None:
+def check_number(
+    path: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    positive: bool = False,
+    maximum: float | None = None,
+    integer: bool = False,
+) -> None:
     """Raise UserError naming ``path`` unless ``value`` is a finite number within the bounds."""
     kind = "an integer" if integer else "a number"
     ok = isinstance(value, int) if integer else isinstance(value, (int, float))
@@ -29,5 +36,6 @@ def check_keys(path: str, given: Any, allowed: Any) -> None:
         raise UserError(f"{path}: expected a mapping, got {given!r}")
     unknown = sorted(set(given) - set(allowed))
     if unknown:
-        raise UserError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: "
-                        f"{', '.join(sorted(allowed))}")
+        raise UserError(
+            f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )

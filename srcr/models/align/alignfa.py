@@ -75,7 +75,9 @@ class AlignFA(nn.Module):
         d_high = _offsets(self.offset_high, g)
         d_low = _offsets(self.offset_low, g)
         norm = pixel_norm(height, width)
-        out = warp(h, d_high, norm, padding_mode="zeros") + warp(low, d_low, norm, padding_mode="zeros")
+        out = warp(h, d_high, norm, padding_mode="zeros") + warp(
+            low, d_low, norm, padding_mode="zeros"
+        )
         # copies, not views: a consumer editing them in place must not touch tensors autograd saved
         self.last_offsets = {"high": d_high.detach().clone(), "low": d_low.detach().clone()}
         return out

@@ -40,7 +40,8 @@ class FAM(nn.Module):
         warped = warp(high, flow, (float(width), float(height)), padding_mode="zeros")
         with torch.no_grad():
             # SFNet grid units -> fine pixels: flow / W grid units * (W - 1) / 2 pixels per unit.
-            to_px = flow.new_tensor([max(width - 1, 1) / (2.0 * width),
-                                     max(height - 1, 1) / (2.0 * height)]).view(1, 2, 1, 1)
+            to_px = flow.new_tensor(
+                [max(width - 1, 1) / (2.0 * width), max(height - 1, 1) / (2.0 * height)]
+            ).view(1, 2, 1, 1)
             self.last_offsets = {"flow": flow.detach() * to_px}
         return low + warped

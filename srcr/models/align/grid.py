@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 
 
-def identity_grid(height: int, width: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def identity_grid(
+    height: int, width: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
     """(1, H, W, 2) grid of (x, y) that reproduces align_corners=True bilinear resizing."""
     ys = torch.linspace(-1.0, 1.0, height, dtype=dtype, device=device)
     xs = torch.linspace(-1.0, 1.0, width, dtype=dtype, device=device)
@@ -36,8 +38,9 @@ def pixel_norm(height: int, width: int) -> tuple[float, float]:
     return max(width - 1, 1) / 2.0, max(height - 1, 1) / 2.0
 
 
-def warp(x: torch.Tensor, offset: torch.Tensor, norm: tuple[float, float],
-         padding_mode: str = "zeros") -> torch.Tensor:
+def warp(
+    x: torch.Tensor, offset: torch.Tensor, norm: tuple[float, float], padding_mode: str = "zeros"
+) -> torch.Tensor:
     """Sample ``x`` (B,C,h,w, any size) on the grid ``identity(H, W) + offset / norm``.
 
     ``offset`` is (B,2,H,W) with channel 0 = x, 1 = y; ``norm`` = (divisor_x, divisor_y) converts
@@ -48,7 +51,11 @@ def warp(x: torch.Tensor, offset: torch.Tensor, norm: tuple[float, float],
     # Offsets and grids in fp32 (grid_sample autocasts to fp32 anyway): sub-pixel accuracy matters.
     offset = offset.float()
     scale = offset.new_tensor([1.0 / norm[0], 1.0 / norm[1]])
-    grid = identity_grid(height, width, torch.float32, offset.device) + offset.permute(0, 2, 3, 1) * scale
-    out = F.grid_sample(x.float(), grid, mode="bilinear",
-                        padding_mode=padding_mode, align_corners=True)
+    grid = (
+        identity_grid(height, width, torch.float32, offset.device)
+        + offset.permute(0, 2, 3, 1) * scale
+    )
+    out = F.grid_sample(
+        x.float(), grid, mode="bilinear", padding_mode=padding_mode, align_corners=True
+    )
     return out.to(x.dtype)

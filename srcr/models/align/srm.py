@@ -44,7 +44,7 @@ def neighbour_refine(d0: torch.Tensor, weights: torch.Tensor, kernel_size: int) 
     for dy in range(kernel_size):
         for dx in range(kernel_size):
             q = dy * kernel_size + dx
-            term = weights[:, q:q + 1] * padded[:, :, dy:dy + height, dx:dx + width]
+            term = weights[:, q : q + 1] * padded[:, :, dy : dy + height, dx : dx + width]
             out = term if out is None else out + term
     return out
 
@@ -68,11 +68,17 @@ class SRM(nn.Module):
 
     def __init__(self, channels: int, kernel_size: int = 3, weight_norm: str = "softmax"):
         super().__init__()
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 \
-                or kernel_size % 2 == 0:
+        if (
+            isinstance(kernel_size, bool)
+            or not isinstance(kernel_size, int)
+            or kernel_size < 1
+            or kernel_size % 2 == 0
+        ):
             raise UserError(f"srm: kernel_size must be a positive odd integer; got {kernel_size!r}")
         if weight_norm not in WEIGHT_NORMS:
-            raise UserError(f"srm: weight_norm must be one of {', '.join(WEIGHT_NORMS)}; got {weight_norm!r}")
+            raise UserError(
+                f"srm: weight_norm must be one of {', '.join(WEIGHT_NORMS)}; got {weight_norm!r}"
+            )
         mid = max(channels // 2, 1)
         self.channels = channels
         self.kernel_size = kernel_size
@@ -82,7 +88,9 @@ class SRM(nn.Module):
         self.offset = nn.Conv2d(2 * mid, 2, 3, padding=1)
         nn.init.zeros_(self.offset.weight)
         nn.init.zeros_(self.offset.bias)
-        self.weight = nn.Conv2d(2 * mid, kernel_size * kernel_size, 3, padding=1) if kernel_size > 1 else None
+        self.weight = (
+            nn.Conv2d(2 * mid, kernel_size * kernel_size, 3, padding=1) if kernel_size > 1 else None
+        )
         self.last_offsets: dict[str, torch.Tensor] | None = None
 
     def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
@@ -99,13 +107,21 @@ class SRM(nn.Module):
             # One 3x3 conv with 2 + k*k outputs instead of two: on CPU a conv with a handful of
             # output channels costs about the same as one with 11 (it is bound by reading g).
             # fp32 under mixed precision: the offsets and the softmax over the window
-            both = in_fp32(F.conv2d, g, torch.cat([self.offset.weight, self.weight.weight]),
-                           torch.cat([self.offset.bias, self.weight.bias]), padding=1)
+            both = in_fp32(
+                F.conv2d,
+                g,
+                torch.cat([self.offset.weight, self.weight.weight]),
+                torch.cat([self.offset.bias, self.weight.bias]),
+                padding=1,
+            )
             d0, logits = both[:, :2], both[:, 2:]
             w = logits.softmax(dim=1) if self.weight_norm == "softmax" else logits.sigmoid()
             d = neighbour_refine(d0, w, self.kernel_size)
         out = low + warp(high, d, pixel_norm(height, width), padding_mode="border")
         # Copies, not views: a consumer editing them in place must not touch tensors autograd saved.
-        self.last_offsets = {"initial": d0.detach().clone(), "weights": w.detach().clone(),
-                             "refined": d.detach().clone()}
+        self.last_offsets = {
+            "initial": d0.detach().clone(),
+            "weights": w.detach().clone(),
+            "refined": d.detach().clone(),
+        }
         return out

@@ -11,8 +11,9 @@ from __future__ import annotations
 import difflib
 import os
 import pickle
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -23,7 +24,13 @@ from .mscan import MSCAN_ARCHS, mscan_features
 
 STRIDES = (4, 8, 16, 32)
 # options that build_backbone sets itself
-_RESERVED_OPTIONS = ("pretrained", "features_only", "out_indices", "pretrained_cfg", "pretrained_cfg_overlay")
+_RESERVED_OPTIONS = (
+    "pretrained",
+    "features_only",
+    "out_indices",
+    "pretrained_cfg",
+    "pretrained_cfg_overlay",
+)
 
 
 def _timm() -> ModuleType:
@@ -31,10 +38,13 @@ def _timm() -> ModuleType:
     import timm
 
     from . import mscan_timm  # noqa: F401  (registers mscan_t/s/b/l)
+
     return timm
 
 
-def select_out_indices(reductions: list[int], strides: tuple[int, ...] = STRIDES) -> list[int] | None:
+def select_out_indices(
+    reductions: list[int], strides: tuple[int, ...] = STRIDES
+) -> list[int] | None:
     """Indices (into the model's full feature list) of the deepest feature at each wanted stride,
     or None if some stride is absent."""
     chosen = []
@@ -51,23 +61,33 @@ def _close_names(name: str) -> str:
     return ", ".join(close) if close else "none"
 
 
-def _guarded(name: str, options: dict[str, Any], builder: str, build: Callable[[], nn.Module]) -> nn.Module:
+def _guarded(
+    name: str, options: dict[str, Any], builder: str, build: Callable[[], nn.Module]
+) -> nn.Module:
     """``build()``, with the errors of bad ``options`` turned into UserError."""
     try:
         return build()
     except UserError:
         raise
     except TypeError as e:
-        raise UserError(f"model.backbone_options: {name} rejects these options {sorted(options)}: {e}") from None
+        raise UserError(
+            f"model.backbone_options: {name} rejects these options {sorted(options)}: {e}"
+        ) from None
     except (RuntimeError, ValueError, AssertionError, KeyError) as e:
-        raise UserError(f"model.backbone: {builder} cannot build {name!r} with features_only=True "
-                        f"(options {options}): {type(e).__name__}: {e}") from None
+        raise UserError(
+            f"model.backbone: {builder} cannot build {name!r} with features_only=True "
+            f"(options {options}): {type(e).__name__}: {e}"
+        ) from None
 
 
 def _create(name: str, options: dict[str, Any], **extra: Any) -> nn.Module:
     timm = _timm()
-    return _guarded(name, options, "timm", lambda: timm.create_model(
-        name, pretrained=False, features_only=True, **extra, **options))
+    return _guarded(
+        name,
+        options,
+        "timm",
+        lambda: timm.create_model(name, pretrained=False, features_only=True, **extra, **options),
+    )
 
 
 def _build_timm(name: str, options: dict[str, Any]) -> nn.Module:
@@ -77,14 +97,18 @@ def _build_timm(name: str, options: dict[str, Any]) -> nn.Module:
     reductions = [fi["reduction"] for fi in info.info]
     chosen = select_out_indices(reductions)
     if chosen is None:
-        raise UserError(f"model.backbone: {name} gives features at strides {reductions}; srcr needs one at each "
-                        f"of {list(STRIDES)}")
+        raise UserError(
+            f"model.backbone: {name} gives features at strides {reductions}; srcr needs one at each "
+            f"of {list(STRIDES)}"
+        )
     if list(info.out_indices) != chosen:
         model = _create(name, options, out_indices=tuple(chosen))
     got = list(model.feature_info.reduction())
     if got != list(STRIDES):  # should not happen; guards timm models that renumber features
-        raise UserError(f"model.backbone: {name} with out_indices {chosen} gives strides {got}, "
-                        f"expected {list(STRIDES)}")
+        raise UserError(
+            f"model.backbone: {name} with out_indices {chosen} gives strides {got}, "
+            f"expected {list(STRIDES)}"
+        )
     model.out_channels = list(model.feature_info.channels())
     model.out_strides = list(STRIDES)
     fmt = getattr(model, "output_fmt", "NCHW")
@@ -92,7 +116,9 @@ def _build_timm(name: str, options: dict[str, Any]) -> nn.Module:
     return model
 
 
-def build_backbone(name: str, options: dict[str, Any] | None = None, pretrained: str | None = None) -> nn.Module:
+def build_backbone(
+    name: str, options: dict[str, Any] | None = None, pretrained: str | None = None
+) -> nn.Module:
     """Features-only backbone returning 4 maps at strides 4, 8, 16, 32 (NCHW or, for a few timm
     models, NHWC: see ``feature_format``).
 
@@ -106,11 +132,15 @@ def build_backbone(name: str, options: dict[str, Any] | None = None, pretrained:
     options = dict(options or {})
     native = isinstance(name, str) and name in MSCAN_ARCHS
     if not native and (not isinstance(name, str) or not _timm().is_model(name)):
-        raise UserError(f"model.backbone: unknown timm model {name!r}; close names: {_close_names(str(name))}")
+        raise UserError(
+            f"model.backbone: unknown timm model {name!r}; close names: {_close_names(str(name))}"
+        )
     bad = [k for k in options if k in _RESERVED_OPTIONS]
     if bad:
-        raise UserError(f"model.backbone_options: {bad} cannot be set (srcr chooses out_indices from the "
-                        "feature strides; pretrained weights go in model.pretrained as a local path)")
+        raise UserError(
+            f"model.backbone_options: {bad} cannot be set (srcr chooses out_indices from the "
+            "feature strides; pretrained weights go in model.pretrained as a local path)"
+        )
     if native:
         model = _guarded(name, options, "srcr", lambda: mscan_features(name, **options))
     else:
@@ -123,6 +153,7 @@ def build_backbone(name: str, options: dict[str, Any] | None = None, pretrained:
 # --------------------------------------------------------------------------------------------
 # Local checkpoints
 
+
 def _custom_loader(model: nn.Module, name: str) -> Callable[[str], Any] | None:
     """A backbone-specific loader, if the backbone provides one: a ``load_pretrained(path)`` method
     on the model, ``load_mscan_checkpoint`` for MSCAN, or a module-level
@@ -131,6 +162,7 @@ def _custom_loader(model: nn.Module, name: str) -> Callable[[str], Any] | None:
         return model.load_pretrained
     if name.startswith("mscan_"):
         from .mscan import load_mscan_checkpoint
+
         return lambda path: load_mscan_checkpoint(model, path)
     try:
         module = __import__(_timm().models.model_entrypoint(name).__module__, fromlist=["_"])
@@ -146,7 +178,9 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     """Tensors of a local checkpoint (.safetensors or torch file); unwraps 'state_dict' / 'model' /
     'state_dict_ema', strips 'module.', and keeps only 'backbone.*' of a whole mmseg segmentor."""
     if not os.path.isfile(path):
-        raise UserError(f"model.pretrained: {path!r} does not exist (pretrained weights are local files only)")
+        raise UserError(
+            f"model.pretrained: {path!r} does not exist (pretrained weights are local files only)"
+        )
     from ..engine.checkpoint import checkpoint_damage
 
     damage = checkpoint_damage(path)  # a srcr checkpoint (a pretraining run) has a sidecar
@@ -155,6 +189,7 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     try:
         if path.endswith(".safetensors"):
             from safetensors.torch import load_file
+
             obj: Any = load_file(path, device="cpu")
         else:
             try:
@@ -166,20 +201,27 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     except UserError:
         raise
     except Exception as e:
-        raise UserError(f"model.pretrained: {path} cannot be read as a checkpoint ({type(e).__name__}: {e})") from None
+        raise UserError(
+            f"model.pretrained: {path} cannot be read as a checkpoint ({type(e).__name__}: {e})"
+        ) from None
     if isinstance(obj, dict):
         for key in ("state_dict", "model", "state_dict_ema"):
             if isinstance(obj.get(key), dict):
                 obj = obj[key]
                 break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise UserError(f"model.pretrained: {path}: expected a state dict of tensors "
-                        "(or a dict holding one under 'state_dict' / 'model')")
-    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
+    if (
+        not isinstance(obj, dict)
+        or not obj
+        or not all(isinstance(v, torch.Tensor) for v in obj.values())
+    ):
+        raise UserError(
+            f"model.pretrained: {path}: expected a state dict of tensors "
+            "(or a dict holding one under 'state_dict' / 'model')"
+        )
+    sd = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in obj.items()}
     if any(k.startswith("backbone.") for k in sd):
-        sd = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
+        sd = {k[len("backbone.") :]: v for k, v in sd.items() if k.startswith("backbone.")}
     return sd
-
 
 
 def _source_key(key: str, sd: dict[str, torch.Tensor]) -> str | None:
@@ -190,7 +232,7 @@ def _source_key(key: str, sd: dict[str, torch.Tensor]) -> str | None:
     head, _, rest = key.partition(".")
     for i, ch in enumerate(head):
         if ch == "_":
-            cand = f"{head[:i]}.{head[i + 1:]}.{rest}" if rest else f"{head[:i]}.{head[i + 1:]}"
+            cand = f"{head[:i]}.{head[i + 1 :]}.{rest}" if rest else f"{head[:i]}.{head[i + 1 :]}"
             if cand in sd:
                 return cand
     return None
@@ -234,7 +276,9 @@ def load_backbone_checkpoint(model: nn.Module, name: str, path: str | os.PathLik
     has one (MSCAN: SegNeXt/mmseg or timm key names), else a timm-layout state dict, strictly."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise UserError(f"model.pretrained: {path!r} does not exist (pretrained weights are local files only)")
+        raise UserError(
+            f"model.pretrained: {path!r} does not exist (pretrained weights are local files only)"
+        )
     loader = _custom_loader(model, name)
     if loader is not None:
         loader(path)

@@ -21,7 +21,8 @@ import math
 import os
 import pickle
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -30,12 +31,20 @@ from ...errors import UserError
 from ..depthwise import depthwise_conv2d
 from ..state_dict_report import raise_on_mismatch
 
-__all__ = ["MSCAN", "MSCAN_ARCHS", "MSCANFeatures", "mscan_features", "load_mscan_checkpoint",
-           "official_to_srcr_key", "srcr_to_official_key"]
+__all__ = [
+    "MSCAN",
+    "MSCAN_ARCHS",
+    "MSCANFeatures",
+    "mscan_features",
+    "load_mscan_checkpoint",
+    "official_to_srcr_key",
+    "srcr_to_official_key",
+]
 
 
-def drop_path(x: torch.Tensor, drop_prob: float = 0.0, training: bool = False,
-              scale_by_keep: bool = True) -> torch.Tensor:
+def drop_path(
+    x: torch.Tensor, drop_prob: float = 0.0, training: bool = False, scale_by_keep: bool = True
+) -> torch.Tensor:
     """Stochastic depth per sample, as ``timm.layers.drop_path`` (same random draws for a seed)."""
     if drop_prob == 0.0 or not training:
         return x
@@ -138,8 +147,14 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """Pre-norm (BatchNorm) block: x + ls1 * attn(bn(x)), then x + ls2 * mlp(bn(x)); layer scale 1e-2."""
 
-    def __init__(self, dim: int, mlp_ratio: float = 4.0, drop: float = 0.0, drop_path: float = 0.0,
-                 layer_scale_init: float = 1e-2):
+    def __init__(
+        self,
+        dim: int,
+        mlp_ratio: float = 4.0,
+        drop: float = 0.0,
+        drop_path: float = 0.0,
+        layer_scale_init: float = 1e-2,
+    ):
         super().__init__()
         self.norm1 = nn.BatchNorm2d(dim)
         self.attn = SpatialAttention(dim)
@@ -174,11 +189,20 @@ def _downsample(in_dim: int, dim: int) -> nn.Sequential:
 class MSCANStage(nn.Module):
     """Downsample (stem for the first stage), blocks, then a channel LayerNorm."""
 
-    def __init__(self, downsample: nn.Module, dim: int, depth: int, mlp_ratio: float, drop: float,
-                 drop_paths: Sequence[float]):
+    def __init__(
+        self,
+        downsample: nn.Module,
+        dim: int,
+        depth: int,
+        mlp_ratio: float,
+        drop: float,
+        drop_paths: Sequence[float],
+    ):
         super().__init__()
         self.downsample = downsample
-        self.blocks = nn.Sequential(*[Block(dim, mlp_ratio, drop, drop_paths[j]) for j in range(depth)])
+        self.blocks = nn.Sequential(
+            *[Block(dim, mlp_ratio, drop, drop_paths[j]) for j in range(depth)]
+        )
         self.norm = ChannelLayerNorm(dim, eps=1e-5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -199,19 +223,29 @@ class MSCAN(nn.Module):
         drop_path_rate: stochastic depth, linearly increasing over all blocks up to this value.
     """
 
-    def __init__(self, in_chans: int = 3, num_classes: int = 1000,
-                 embed_dims: Sequence[int] = (64, 128, 320, 512), depths: Sequence[int] = (2, 2, 4, 2),
-                 mlp_ratios: Sequence[float] = (8, 8, 4, 4), drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.1, global_pool: str = "avg"):
+    def __init__(
+        self,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        embed_dims: Sequence[int] = (64, 128, 320, 512),
+        depths: Sequence[int] = (2, 2, 4, 2),
+        mlp_ratios: Sequence[float] = (8, 8, 4, 4),
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.1,
+        global_pool: str = "avg",
+    ):
         super().__init__()
         embed_dims, depths, mlp_ratios = list(embed_dims), list(depths), list(mlp_ratios)
         if not (len(embed_dims) == len(depths) == len(mlp_ratios) == 4):
             raise ValueError(
-                f"MSCAN needs 4 stages: got embed_dims={embed_dims}, depths={depths}, mlp_ratios={mlp_ratios}")
+                f"MSCAN needs 4 stages: got embed_dims={embed_dims}, depths={depths}, mlp_ratios={mlp_ratios}"
+            )
         if any(d < 1 for d in depths) or any(c < 1 for c in embed_dims) or embed_dims[0] % 2:
             # the stem's first conv has embed_dims[0] // 2 channels
-            raise ValueError(f"MSCAN: depths must be >= 1 and embed_dims positive with embed_dims[0] even, "
-                             f"got embed_dims={embed_dims}, depths={depths}")
+            raise ValueError(
+                f"MSCAN: depths must be >= 1 and embed_dims positive with embed_dims[0] even, "
+                f"got embed_dims={embed_dims}, depths={depths}"
+            )
         if global_pool not in ("avg", ""):
             raise ValueError(f"MSCAN: global_pool must be 'avg' or '', got {global_pool!r}")
         self.num_classes = num_classes
@@ -225,8 +259,8 @@ class MSCAN(nn.Module):
         self.feature_info = []
         for i, (dim, depth, ratio) in enumerate(zip(embed_dims, depths, mlp_ratios)):
             down = _stem(in_chans, dim) if i == 0 else _downsample(prev, dim)
-            stages.append(MSCANStage(down, dim, depth, ratio, drop_rate, dpr[cur:cur + depth]))
-            self.feature_info.append(dict(num_chs=dim, reduction=4 * 2 ** i, module=f"stages.{i}"))
+            stages.append(MSCANStage(down, dim, depth, ratio, drop_rate, dpr[cur : cur + depth]))
+            self.feature_info.append(dict(num_chs=dim, reduction=4 * 2**i, module=f"stages.{i}"))
             cur += depth
             prev = dim
         self.stages = nn.Sequential(*stages)
@@ -285,10 +319,30 @@ class MSCAN(nn.Module):
 # Features-only backbone without timm
 
 MSCAN_ARCHS: dict[str, dict[str, Any]] = {
-    "mscan_t": dict(embed_dims=[32, 64, 160, 256], depths=[3, 3, 5, 2], mlp_ratios=[8, 8, 4, 4], drop_path_rate=0.1),
-    "mscan_s": dict(embed_dims=[64, 128, 320, 512], depths=[2, 2, 4, 2], mlp_ratios=[8, 8, 4, 4], drop_path_rate=0.1),
-    "mscan_b": dict(embed_dims=[64, 128, 320, 512], depths=[3, 3, 12, 3], mlp_ratios=[8, 8, 4, 4], drop_path_rate=0.1),
-    "mscan_l": dict(embed_dims=[64, 128, 320, 512], depths=[3, 5, 27, 3], mlp_ratios=[8, 8, 4, 4], drop_path_rate=0.3),
+    "mscan_t": dict(
+        embed_dims=[32, 64, 160, 256],
+        depths=[3, 3, 5, 2],
+        mlp_ratios=[8, 8, 4, 4],
+        drop_path_rate=0.1,
+    ),
+    "mscan_s": dict(
+        embed_dims=[64, 128, 320, 512],
+        depths=[2, 2, 4, 2],
+        mlp_ratios=[8, 8, 4, 4],
+        drop_path_rate=0.1,
+    ),
+    "mscan_b": dict(
+        embed_dims=[64, 128, 320, 512],
+        depths=[3, 3, 12, 3],
+        mlp_ratios=[8, 8, 4, 4],
+        drop_path_rate=0.1,
+    ),
+    "mscan_l": dict(
+        embed_dims=[64, 128, 320, 512],
+        depths=[3, 5, 27, 3],
+        mlp_ratios=[8, 8, 4, 4],
+        drop_path_rate=0.3,
+    ),
 }
 # what timm's build_model_with_cfg fills in from the pretrained cfg (mscan_timm._cfg); num_classes
 # matters even without a classifier in the result: the head is built and initialised before it is
@@ -383,18 +437,42 @@ def mscan_features(variant: str, **kwargs: Any) -> MSCANFeatures:
 # Official (SegNeXt / mmseg) checkpoint keys <-> ours
 
 _OFFICIAL_RULES = [
-    (re.compile(r"^patch_embed1\.proj\.(\d+)\.(.*)$"), lambda m: f"stages.0.downsample.{m[1]}.{m[2]}"),
-    (re.compile(r"^patch_embed([2-4])\.proj\.(.*)$"), lambda m: f"stages.{int(m[1]) - 1}.downsample.0.{m[2]}"),
-    (re.compile(r"^patch_embed([2-4])\.norm\.(.*)$"), lambda m: f"stages.{int(m[1]) - 1}.downsample.1.{m[2]}"),
-    (re.compile(r"^block([1-4])\.(\d+)\.(.*)$"), lambda m: f"stages.{int(m[1]) - 1}.blocks.{m[2]}.{m[3]}"),
+    (
+        re.compile(r"^patch_embed1\.proj\.(\d+)\.(.*)$"),
+        lambda m: f"stages.0.downsample.{m[1]}.{m[2]}",
+    ),
+    (
+        re.compile(r"^patch_embed([2-4])\.proj\.(.*)$"),
+        lambda m: f"stages.{int(m[1]) - 1}.downsample.0.{m[2]}",
+    ),
+    (
+        re.compile(r"^patch_embed([2-4])\.norm\.(.*)$"),
+        lambda m: f"stages.{int(m[1]) - 1}.downsample.1.{m[2]}",
+    ),
+    (
+        re.compile(r"^block([1-4])\.(\d+)\.(.*)$"),
+        lambda m: f"stages.{int(m[1]) - 1}.blocks.{m[2]}.{m[3]}",
+    ),
     (re.compile(r"^norm([1-4])\.(.*)$"), lambda m: f"stages.{int(m[1]) - 1}.norm.{m[2]}"),
     (re.compile(r"^head\.(.*)$"), lambda m: f"head.{m[1]}"),
 ]
 _SRCR_RULES = [
-    (re.compile(r"^stages\.0\.downsample\.(\d+)\.(.*)$"), lambda m: f"patch_embed1.proj.{m[1]}.{m[2]}"),
-    (re.compile(r"^stages\.([1-3])\.downsample\.0\.(.*)$"), lambda m: f"patch_embed{int(m[1]) + 1}.proj.{m[2]}"),
-    (re.compile(r"^stages\.([1-3])\.downsample\.1\.(.*)$"), lambda m: f"patch_embed{int(m[1]) + 1}.norm.{m[2]}"),
-    (re.compile(r"^stages\.([0-3])\.blocks\.(\d+)\.(.*)$"), lambda m: f"block{int(m[1]) + 1}.{m[2]}.{m[3]}"),
+    (
+        re.compile(r"^stages\.0\.downsample\.(\d+)\.(.*)$"),
+        lambda m: f"patch_embed1.proj.{m[1]}.{m[2]}",
+    ),
+    (
+        re.compile(r"^stages\.([1-3])\.downsample\.0\.(.*)$"),
+        lambda m: f"patch_embed{int(m[1]) + 1}.proj.{m[2]}",
+    ),
+    (
+        re.compile(r"^stages\.([1-3])\.downsample\.1\.(.*)$"),
+        lambda m: f"patch_embed{int(m[1]) + 1}.norm.{m[2]}",
+    ),
+    (
+        re.compile(r"^stages\.([0-3])\.blocks\.(\d+)\.(.*)$"),
+        lambda m: f"block{int(m[1]) + 1}.{m[2]}.{m[3]}",
+    ),
     (re.compile(r"^stages\.([0-3])\.norm\.(.*)$"), lambda m: f"norm{int(m[1]) + 1}.{m[2]}"),
     (re.compile(r"^head\.(.*)$"), lambda m: f"head.{m[1]}"),
 ]
@@ -426,14 +504,19 @@ def _extract_state_dict(obj: Any, path: str) -> dict[str, torch.Tensor]:
             if k in obj and isinstance(obj[k], dict):
                 obj = obj[k]
                 break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise UserError(f"{path}: expected a state dict (or a dict with 'state_dict' / 'model') of tensors")
-    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
+    if (
+        not isinstance(obj, dict)
+        or not obj
+        or not all(isinstance(v, torch.Tensor) for v in obj.values())
+    ):
+        raise UserError(
+            f"{path}: expected a state dict (or a dict with 'state_dict' / 'model') of tensors"
+        )
+    sd = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in obj.items()}
     # a whole mmseg segmentor: keep only its backbone
     if any(k.startswith("backbone.") for k in sd):
-        sd = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
+        sd = {k[len("backbone.") :]: v for k, v in sd.items() if k.startswith("backbone.")}
     return sd
-
 
 
 def load_mscan_checkpoint(model: nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
@@ -453,7 +536,9 @@ def load_mscan_checkpoint(model: nn.Module, path: str | os.PathLike) -> dict[str
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise UserError(f"MSCAN checkpoint {path!r} does not exist (pretrained weights are local files only)")
+        raise UserError(
+            f"MSCAN checkpoint {path!r} does not exist (pretrained weights are local files only)"
+        )
     from ...engine.checkpoint import checkpoint_damage
 
     damage = checkpoint_damage(path)
@@ -467,15 +552,22 @@ def load_mscan_checkpoint(model: nn.Module, path: str | os.PathLike) -> dict[str
         try:
             obj = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as e:
-            raise UserError(f"{path}: cannot be read as a torch checkpoint ({type(e).__name__}: {e})") from None
+            raise UserError(
+                f"{path}: cannot be read as a torch checkpoint ({type(e).__name__}: {e})"
+            ) from None
     except Exception as e:  # corrupt or truncated file, not a torch file, ...
-        raise UserError(f"{path}: cannot be read as a torch checkpoint ({type(e).__name__}: {e})") from None
+        raise UserError(
+            f"{path}: cannot be read as a torch checkpoint ({type(e).__name__}: {e})"
+        ) from None
     sd = _extract_state_dict(obj, path)
 
     target = model.state_dict()
     is_wrapper = not isinstance(model, MSCAN)
-    present_stages = {int(k.split(".")[0][len("stages_"):]) for k in target if k.startswith("stages_")} \
-        if is_wrapper else {0, 1, 2, 3}
+    present_stages = (
+        {int(k.split(".")[0][len("stages_") :]) for k in target if k.startswith("stages_")}
+        if is_wrapper
+        else {0, 1, 2, 3}
+    )
 
     def to_target(ours: str) -> str:
         return re.sub(r"^stages\.(\d)\.", r"stages_\1.", ours) if is_wrapper else ours

@@ -23,11 +23,19 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
     # no url / hf hub id: pretrained weights are local files only (load_mscan_checkpoint);
     # num_classes and in_chans must match what mscan_features assumes, or the weights for a seed differ
     return {
-        "url": "", "num_classes": _TIMM_CFG_DEFAULTS["num_classes"],
-        "input_size": (_TIMM_CFG_DEFAULTS["in_chans"], 224, 224), "pool_size": (7, 7),
-        "crop_pct": 0.9, "interpolation": "bicubic", "mean": (0.485, 0.456, 0.406),
-        "std": (0.229, 0.224, 0.225), "first_conv": "stages.0.downsample.0", "classifier": "head",
-        "paper_ids": "arXiv:2209.08575", "paper_name": "SegNeXt", **kwargs,
+        "url": "",
+        "num_classes": _TIMM_CFG_DEFAULTS["num_classes"],
+        "input_size": (_TIMM_CFG_DEFAULTS["in_chans"], 224, 224),
+        "pool_size": (7, 7),
+        "crop_pct": 0.9,
+        "interpolation": "bicubic",
+        "mean": (0.485, 0.456, 0.406),
+        "std": (0.229, 0.224, 0.225),
+        "first_conv": "stages.0.downsample.0",
+        "classifier": "head",
+        "paper_ids": "arXiv:2209.08575",
+        "paper_name": "SegNeXt",
+        **kwargs,
     }
 
 
@@ -39,10 +47,13 @@ def _create_mscan(variant: str, pretrained: bool = False, **kwargs: Any) -> MSCA
     if pretrained:
         raise UserError(
             f"timm.create_model({variant!r}, pretrained=True): no MSCAN weights can be downloaded; "
-            "pass a local SegNeXt checkpoint file (model.pretrained / load_mscan_checkpoint) instead")
+            "pass a local SegNeXt checkpoint file (model.pretrained / load_mscan_checkpoint) instead"
+        )
     model_args = {**MSCAN_ARCHS[variant], **kwargs}
     return build_model_with_cfg(
-        MSCAN, variant, pretrained=False,
+        MSCAN,
+        variant,
+        pretrained=False,
         feature_cfg=dict(out_indices=(0, 1, 2, 3), flatten_sequential=True),
         **model_args,
     )

@@ -3,4 +3,4 @@
 Shared pieces: attention.py (DANet position/channel attention, criss-cross attention,
 Disentangled Non-Local), _common.py (option checks -> UserError)."""
 
-from . import none, ppm, dappm, dam, ccam, ccam_dran, crm  # noqa: F401  (imports register the modules)
+from . import ccam, ccam_dran, crm, dam, dappm, none, ppm  # noqa: F401  (imports register the modules)

@@ -3,7 +3,8 @@ UserError naming the key, the value and what was expected (not a bare TypeError 
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch.nn as nn
 
@@ -19,14 +20,23 @@ def _where(module: str, key: str) -> str:
 
 def check_in_channels(module: str, in_channels: Any, out_channels: Any) -> list[int]:
     """Four positive stage widths (strides 4, 8, 16, 32) and a positive output width."""
-    ok = (isinstance(in_channels, (list, tuple)) and len(in_channels) == 4
-          and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in in_channels))
+    ok = (
+        isinstance(in_channels, (list, tuple))
+        and len(in_channels) == 4
+        and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in in_channels)
+    )
     if not ok:
-        raise UserError(f"context {module!r}: in_channels must be 4 positive ints (backbone stages at "
-                        f"strides 4, 8, 16, 32), got {in_channels!r}")
-    if not (isinstance(out_channels, int) and not isinstance(out_channels, bool) and out_channels > 0):
-        raise UserError(f"context {module!r}: out_channels (model.fpn_dim) must be a positive int, "
-                        f"got {out_channels!r}")
+        raise UserError(
+            f"context {module!r}: in_channels must be 4 positive ints (backbone stages at "
+            f"strides 4, 8, 16, 32), got {in_channels!r}"
+        )
+    if not (
+        isinstance(out_channels, int) and not isinstance(out_channels, bool) and out_channels > 0
+    ):
+        raise UserError(
+            f"context {module!r}: out_channels (model.fpn_dim) must be a positive int, "
+            f"got {out_channels!r}"
+        )
     return list(in_channels)
 
 
@@ -50,10 +60,15 @@ def check_float(module: str, key: str, value: Any) -> float:
 
 
 def check_int_list(module: str, key: str, value: Any) -> list[int]:
-    ok = (isinstance(value, (list, tuple)) and len(value) > 0
-          and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value))
+    ok = (
+        isinstance(value, (list, tuple))
+        and len(value) > 0
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    )
     if not ok:
-        raise UserError(f"{_where(module, key)} = {value!r}; expected a non-empty list of positive ints")
+        raise UserError(
+            f"{_where(module, key)} = {value!r}; expected a non-empty list of positive ints"
+        )
     return list(value)
 
 
@@ -61,8 +76,10 @@ def reduced(module: str, key: str, channels: int, reduction: int) -> int:
     """channels // reduction, refusing widths that would round to zero."""
     out = channels // reduction
     if out < 1:
-        raise UserError(f"{_where(module, key)} = {reduction} leaves no channels from {channels}; "
-                        f"use a reduction <= {channels}")
+        raise UserError(
+            f"{_where(module, key)} = {reduction} leaves no channels from {channels}; "
+            f"use a reduction <= {channels}"
+        )
     return out
 
 

@@ -99,16 +99,15 @@ class PositionAttention(_QKVAttention):
     energies q_i . k_j with no 1/sqrt(d) scaling (as in DANet), softmax over the positions j,
     out = x + gamma * sum_j A_ij v_j, gamma zero at init."""
 
-
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The B x N x N float32 attention map (rows: query positions, N = H*W)."""
-        q = self.query(x).flatten(2).transpose(1, 2)          # B, N, C'
-        k = self.key(x).flatten(2)                            # B, C', N
+        q = self.query(x).flatten(2).transpose(1, 2)  # B, N, C'
+        k = self.key(x).flatten(2)  # B, C', N
         return softmax_weights(fp32_energy(q, k))
 
     def attend(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        v = self.value(x).flatten(2)                          # B, C, N
+        v = self.value(x).flatten(2)  # B, C, N
         out = torch.matmul(v, self.attention(x).transpose(1, 2).to(v.dtype))
         return self.gamma * out.reshape(b, c, h, w)
 
@@ -125,7 +124,6 @@ class CrissCrossAttention(_QKVAttention):
     Cost is O(HW (H + W) C): the column and row products are batched matmuls over (B, W) and (B, H);
     no dense HW x HW matrix is formed."""
 
-
     def attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """float32 weights (column: B x H x W x H', row: B x H x W x W'); they sum to 1 jointly."""
         h, w = x.shape[-2:]
@@ -134,9 +132,9 @@ class CrissCrossAttention(_QKVAttention):
         # column energies e[b, w, h, h'] = q[:, :, h, w] . k[:, :, h', w]
         e_col = fp32_energy(q.permute(0, 3, 2, 1), k.permute(0, 3, 1, 2))
         self_mask = torch.eye(h, dtype=torch.bool, device=x.device)
-        e_col = e_col.masked_fill(self_mask, float("-inf")).permute(0, 2, 1, 3)   # B, H, W, H'
+        e_col = e_col.masked_fill(self_mask, float("-inf")).permute(0, 2, 1, 3)  # B, H, W, H'
         # row energies e[b, h, w, w'] = q[:, :, h, w] . k[:, :, h, w']
-        e_row = fp32_energy(q.permute(0, 2, 3, 1), k.permute(0, 2, 1, 3))         # B, H, W, W'
+        e_row = fp32_energy(q.permute(0, 2, 3, 1), k.permute(0, 2, 1, 3))  # B, H, W, W'
         att = softmax_weights(torch.cat([e_col, e_row], dim=-1))
         a_col, a_row = att.split([h, w], dim=-1)
         return a_col, a_row
@@ -165,7 +163,9 @@ class DisentangledNonLocal(nn.Module):
     Conv1x1(C' -> C) + norm, the norm's weight zero-initialised, and a residual:
     out = x + norm(conv(pairwise + unary))."""
 
-    def __init__(self, channels: int, reduction: int = 2, temperature: float = 0.05, norm: str = "bn") -> None:
+    def __init__(
+        self, channels: int, reduction: int = 2, temperature: float = 0.05, norm: str = "bn"
+    ) -> None:
         super().__init__()
         inner = max(channels // reduction, 1)
         self.inner = inner
@@ -199,11 +199,11 @@ class DisentangledNonLocal(nn.Module):
 
     def attend(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        v = self.value(x).flatten(2)                                              # B, C', N
+        v = self.value(x).flatten(2)  # B, C', N
         pair = self.pairwise_attention(self.query(x), self.key(x))
-        y = torch.matmul(v, pair.transpose(1, 2).to(v.dtype))                     # B, C', N
-        unary = at_least_fp32(self.unary(x).flatten(2)).softmax(dim=-1)                  # B, 1, N
-        y = y + torch.matmul(v, unary.transpose(1, 2).to(v.dtype))                # + B, C', 1
+        y = torch.matmul(v, pair.transpose(1, 2).to(v.dtype))  # B, C', N
+        unary = at_least_fp32(self.unary(x).flatten(2)).softmax(dim=-1)  # B, 1, N
+        y = y + torch.matmul(v, unary.transpose(1, 2).to(v.dtype))  # + B, C', 1
         return self.out(y.reshape(b, self.inner, h, w))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

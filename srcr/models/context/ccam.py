@@ -25,8 +25,17 @@ class CCAM(nn.Module):
     Options: reduction (4), recurrence (2), attention_reduction (8, query/key width), norm ('bn'),
     act ('relu' | 'leaky_relu', the activation after each of the three convs)."""
 
-    def __init__(self, in_channels: list[int], out_channels: int, *, reduction: int = 4, recurrence: int = 2,
-                 attention_reduction: int = 8, norm: str = "bn", act: str = "relu") -> None:
+    def __init__(
+        self,
+        in_channels: list[int],
+        out_channels: int,
+        *,
+        reduction: int = 4,
+        recurrence: int = 2,
+        attention_reduction: int = 8,
+        norm: str = "bn",
+        act: str = "relu",
+    ) -> None:
         super().__init__()
         in_channels = check_in_channels("ccam", in_channels, out_channels)
         check_choice("ccam", "norm", norm, NORMS)

@@ -26,11 +26,11 @@ class CompactChannelAttention(nn.Module):
 
     def attend(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        flat = x.flatten(2)                                   # B, C, N
-        centres = self.encoder(x).flatten(2)                  # B, K, N
-        energy = fp32_energy(flat, centres.transpose(1, 2))   # B, C, K
+        flat = x.flatten(2)  # B, C, N
+        centres = self.encoder(x).flatten(2)  # B, K, N
+        energy = fp32_energy(flat, centres.transpose(1, 2))  # B, C, K
         att = max_minus_softmax(energy)
-        out = torch.matmul(att.to(centres.dtype), centres)    # B, C, N
+        out = torch.matmul(att.to(centres.dtype), centres)  # B, C, N
         return self.gamma * out.reshape(b, c, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -46,13 +46,22 @@ class CCAMDran(nn.Module):
 
     Options: reduction (4), compact (16), norm ('bn')."""
 
-    def __init__(self, in_channels: list[int], out_channels: int, *, reduction: int = 4, compact: int = 16,
-                 norm: str = "bn") -> None:
+    def __init__(
+        self,
+        in_channels: list[int],
+        out_channels: int,
+        *,
+        reduction: int = 4,
+        compact: int = 16,
+        norm: str = "bn",
+    ) -> None:
         super().__init__()
         in_channels = check_in_channels("ccam_dran", in_channels, out_channels)
         check_choice("ccam_dran", "norm", norm, NORMS)
         c5 = in_channels[-1]
-        inter = reduced("ccam_dran", "reduction", c5, check_int("ccam_dran", "reduction", reduction))
+        inter = reduced(
+            "ccam_dran", "reduction", c5, check_int("ccam_dran", "reduction", reduction)
+        )
         reduced("ccam_dran", "compact", inter, check_int("ccam_dran", "compact", compact))
         self.conv_in = ConvNormAct(c5, inter, 3, norm=norm)
         self.ccam = CompactChannelAttention(inter, compact, norm=norm)

@@ -39,8 +39,17 @@ class CRM(nn.Module):
       reduction (2, DNL's query/key/value width C / reduction), temperature (0.05), norm ('bn').
     """
 
-    def __init__(self, in_channels: list[int], out_channels: int, *, order: str = "channel_spatial",
-                 stages: str = "all", reduction: int = 2, temperature: float = 0.05, norm: str = "bn") -> None:
+    def __init__(
+        self,
+        in_channels: list[int],
+        out_channels: int,
+        *,
+        order: str = "channel_spatial",
+        stages: str = "all",
+        reduction: int = 2,
+        temperature: float = 0.05,
+        norm: str = "bn",
+    ) -> None:
         super().__init__()
         in_channels = check_in_channels("crm", in_channels, out_channels)
         self.order = check_choice("crm", "order", order, ORDERS)
@@ -51,7 +60,9 @@ class CRM(nn.Module):
         agg_channels = sum(in_channels) if stages == "all" else in_channels[-1]
         self.channel_attention = ChannelAttention()
         self.project = ConvNormAct(agg_channels, out_channels, 1, norm=norm)
-        self.spatial_attention = DisentangledNonLocal(out_channels, reduction, temperature, norm=norm)
+        self.spatial_attention = DisentangledNonLocal(
+            out_channels, reduction, temperature, norm=norm
+        )
 
     def aggregate(self, feats: list[torch.Tensor]) -> torch.Tensor:
         c5 = feats[-1]

@@ -26,8 +26,15 @@ class DAM(nn.Module):
     Options: reduction (4, the branch width c5 / reduction), attention_reduction (8, query/key
     width of the position attention), norm ('bn')."""
 
-    def __init__(self, in_channels: list[int], out_channels: int, *, reduction: int = 4,
-                 attention_reduction: int = 8, norm: str = "bn") -> None:
+    def __init__(
+        self,
+        in_channels: list[int],
+        out_channels: int,
+        *,
+        reduction: int = 4,
+        attention_reduction: int = 8,
+        norm: str = "bn",
+    ) -> None:
         super().__init__()
         in_channels = check_in_channels("dam", in_channels, out_channels)
         check_choice("dam", "norm", norm, NORMS)

@@ -10,11 +10,16 @@ from ..registry import register_context
 from ._common import NORMS, check_choice, check_in_channels, check_int, pooled_norm
 
 
-def _preact(norm: str, cin: int, cout: int, kernel_size: int, pooled: bool = False) -> nn.Sequential:
+def _preact(
+    norm: str, cin: int, cout: int, kernel_size: int, pooled: bool = False
+) -> nn.Sequential:
     """DDRNet's pre-activation unit: norm -> ReLU -> conv (no bias). The ReLU is not in-place: with
     norm 'none' it would otherwise overwrite the backbone's C5."""
-    return nn.Sequential(pooled_norm(norm, cin) if pooled else build_norm(norm, cin), nn.ReLU(),
-                         nn.Conv2d(cin, cout, kernel_size, padding=kernel_size // 2, bias=False))
+    return nn.Sequential(
+        pooled_norm(norm, cin) if pooled else build_norm(norm, cin),
+        nn.ReLU(),
+        nn.Conv2d(cin, cout, kernel_size, padding=kernel_size // 2, bias=False),
+    )
 
 
 @register_context("dappm")
@@ -40,8 +45,15 @@ class DAPPM(nn.Module):
 
     POOLS = ((5, 2, 2), (9, 4, 4), (17, 8, 8))
 
-    def __init__(self, in_channels: list[int], out_channels: int, *, branch_channels: int = 128,
-                 pool_norm: str = "gn", norm: str = "bn") -> None:
+    def __init__(
+        self,
+        in_channels: list[int],
+        out_channels: int,
+        *,
+        branch_channels: int = 128,
+        pool_norm: str = "gn",
+        norm: str = "bn",
+    ) -> None:
         super().__init__()
         in_channels = check_in_channels("dappm", in_channels, out_channels)
         branch = check_int("dappm", "branch_channels", branch_channels)
@@ -50,8 +62,9 @@ class DAPPM(nn.Module):
         c5 = in_channels[-1]
         self.scale0 = _preact(norm, c5, branch, 1)
         pools = [nn.AvgPool2d(k, s, p) for k, s, p in self.POOLS] + [nn.AdaptiveAvgPool2d(1)]
-        self.scales = nn.ModuleList(nn.Sequential(pool, *_preact(pool_norm, c5, branch, 1, pooled=True))
-                                    for pool in pools)
+        self.scales = nn.ModuleList(
+            nn.Sequential(pool, *_preact(pool_norm, c5, branch, 1, pooled=True)) for pool in pools
+        )
         self.process = nn.ModuleList(_preact(norm, branch, branch, 3) for _ in pools)
         self.compression = _preact(norm, branch * (len(pools) + 1), out_channels, 1)
         self.shortcut = _preact(norm, c5, out_channels, 1)

@@ -33,19 +33,35 @@ class PPM(nn.Module):
       norm ('bn'): the bottleneck's norm.
     """
 
-    def __init__(self, in_channels: list[int], out_channels: int, *, bins=(1, 2, 3, 6),
-                 branch_channels: int | None = None, pool_norm: str = "gn", norm: str = "bn") -> None:
+    def __init__(
+        self,
+        in_channels: list[int],
+        out_channels: int,
+        *,
+        bins=(1, 2, 3, 6),
+        branch_channels: int | None = None,
+        pool_norm: str = "gn",
+        norm: str = "bn",
+    ) -> None:
         super().__init__()
         in_channels = check_in_channels("ppm", in_channels, out_channels)
         self.bins = check_int_list("ppm", "bins", bins)
-        branch = out_channels if branch_channels is None else check_int("ppm", "branch_channels", branch_channels)
+        branch = (
+            out_channels
+            if branch_channels is None
+            else check_int("ppm", "branch_channels", branch_channels)
+        )
         check_choice("ppm", "pool_norm", pool_norm, NORMS)
         check_choice("ppm", "norm", norm, NORMS)
         c5 = in_channels[-1]
         self.branches = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(c5, branch, 1, bias=pool_norm == "none"), pooled_norm(pool_norm, branch),
-                          nn.ReLU(inplace=True))
-            for _ in self.bins)
+            nn.Sequential(
+                nn.Conv2d(c5, branch, 1, bias=pool_norm == "none"),
+                pooled_norm(pool_norm, branch),
+                nn.ReLU(inplace=True),
+            )
+            for _ in self.bins
+        )
         self.bottleneck = ConvNormAct(c5 + len(self.bins) * branch, out_channels, 3, norm=norm)
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
