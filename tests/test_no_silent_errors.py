@@ -140,7 +140,7 @@ def test_damaged_checkpoints_are_named_never_used(trained, tmp_path, capsys):
         evaluate(cfg, final, tmp_path / "eval", device="cpu", progress=False)
     assert not (tmp_path / "eval").exists()
     # nor does a damaged pretraining checkpoint initialise a backbone
-    from srcr.models.backbone import read_state_dict
+    from srcr.models.backbones.build import read_state_dict
 
     with pytest.raises(UserError, match=rf"model.pretrained: {final} is damaged"):
         read_state_dict(str(final))

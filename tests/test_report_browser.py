@@ -29,7 +29,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 # every category the workflow flags outputs for (workflow/rules/common.smk, aggregate.smk)
-CATEGORIES = {"Data", "Errors", "Figures", "Offsets", "Reports", "Runs", "Tables"}
+CATEGORIES = {"Data", "Errors", "Figures", "Offsets", "Reports", "Runs", "Tables", "Training"}
 
 
 def _chromium_or_skip() -> str:

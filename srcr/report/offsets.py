@@ -216,13 +216,17 @@ def run_geometry(path: Path) -> dict:
         for kind, arr in kinds.items():
             if kind == "weights":
                 continue
-            lengths = np.hypot(arr[:, 0].astype(np.float64), arr[:, 1].astype(np.float64))
-            outside = np.stack([outside_map(a) for a in arr])
+            # one (2, h, w) field per image: images of a folder dataset may differ in size
+            fields = [np.asarray(a, dtype=np.float64) for a in arr]
+            lengths = np.concatenate([np.hypot(a[0], a[1]).ravel() for a in fields])
+            outside = np.concatenate([outside_map(a).ravel() for a in fields])
+            # relative to each image's own map, pooled like the lengths
+            rel = np.concatenate([np.hypot(a[0], a[1]).ravel() / min(a.shape[-2:]) for a in fields])
             med = float(np.median(lengths))
             out[(step, kind)] = {
                 "median_px": med,
                 "p90_px": float(np.percentile(lengths, 90)),
-                "median_rel": 100.0 * med / min(arr.shape[-2:]),
+                "median_rel": 100.0 * float(np.median(rel)),
                 "outside": (float("nan") if kind == "initial" else 100.0 * float(outside.mean())),
             }
     return out

@@ -181,7 +181,7 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
         raise UserError(
             f"model.pretrained: {path!r} does not exist (pretrained weights are local files only)"
         )
-    from ..engine.checkpoint import checkpoint_damage
+    from ...engine.checkpoint import checkpoint_damage
 
     damage = checkpoint_damage(path)  # a srcr checkpoint (a pretraining run) has a sidecar
     if damage:
