@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .figures import plt, save, variant_colors, variant_markers
+from .figures import percent_heatmap, plt, save, variant_colors, variant_markers
 from .stats import Statistics
 from .tables import _num
 
@@ -46,35 +46,13 @@ def error_share_frame(stats: Statistics, variants: list[str]) -> pd.DataFrame:
 
 
 def share_heatmap(stats: Statistics, variants: list[str], stem: Path) -> list[Path]:
-    import seaborn as sns
-
     widths = [float(w) for w in stats.suite.eval_config["trimap_widths"]]
     k = widths.index(stats.layout.band_width)
     data = np.stack([class_error_shares(stats, v)[k] for v in variants])
-    names = stats.suite.class_names
-    fig, ax = plt.subplots(
-        figsize=(max(6.0, 0.62 * len(names) + 2.5), max(3.0, 0.42 * len(variants) + 1.5))
-    )
-    sns.heatmap(
-        data,
-        annot=len(names) <= 20,
-        fmt=".0f",
-        cmap="rocket_r",
-        vmin=0,
-        vmax=100,
-        ax=ax,
-        xticklabels=names,
-        yticklabels=variants,
-        annot_kws={"fontsize": 7},
-        cbar_kws={
-            "label": f"share of the class's errors within {stats.layout.band_width:g} px (%)"
-        },
-    )
-    ax.set_xticklabels(ax.get_xticklabels(), rotation=40, ha="right")
-    ax.set_title(
-        f"{stats.suite.name}: where each class's errors lie (band ≤ {stats.layout.band_width:g} px)"
-    )
-    return save(fig, stem)
+    bw = stats.layout.band_width
+    label = f"share of the class's errors within {bw:g} px (%)"
+    title = f"{stats.suite.name}: where each class's errors lie (band ≤ {bw:g} px)"
+    return percent_heatmap(data, stats.suite.class_names, variants, "rocket_r", label, title, stem)
 
 
 def share_curves(stats: Statistics, variants: list[str], stem: Path) -> list[Path]:

@@ -155,14 +155,13 @@ def band_vs_interior(stats: Statistics, variants: list[str], stem: Path) -> list
     return save(fig, stem)
 
 
-def class_heatmap(
-    stats: Statistics, variants: list[str], block: str, stem: Path, what: str
+def percent_heatmap(
+    data, names: list[str], variants: list[str], cmap: str, label: str, title: str, stem: Path
 ) -> list[Path]:
+    """Variants x classes of percentages (0-100), annotated where the classes fit; the per-class
+    heatmaps of the report and the error report."""
     import seaborn as sns
 
-    sl = stats.layout.block(block)
-    data = np.stack([stats.mean_sd(v)[0][sl] for v in variants])
-    names = stats.suite.class_names
     fig, ax = plt.subplots(
         figsize=(max(6.0, 0.62 * len(names) + 2.5), max(3.0, 0.42 * len(variants) + 1.5))
     )
@@ -170,18 +169,29 @@ def class_heatmap(
         data,
         annot=len(names) <= 20,
         fmt=".0f",
-        cmap="viridis",
+        cmap=cmap,
         vmin=0,
         vmax=100,
         ax=ax,
         xticklabels=names,
         yticklabels=variants,
-        cbar_kws={"label": f"{what} (%)"},
+        cbar_kws={"label": label},
         annot_kws={"fontsize": 7},
     )
     ax.set_xticklabels(ax.get_xticklabels(), rotation=40, ha="right")
-    ax.set_title(f"{stats.suite.name}: per-class {what} (mean over seeds)")
+    ax.set_title(title)
     return save(fig, stem)
+
+
+def class_heatmap(
+    stats: Statistics, variants: list[str], block: str, stem: Path, what: str
+) -> list[Path]:
+    sl = stats.layout.block(block)
+    data = np.stack([stats.mean_sd(v)[0][sl] for v in variants])
+    title = f"{stats.suite.name}: per-class {what} (mean over seeds)"
+    return percent_heatmap(
+        data, stats.suite.class_names, variants, "viridis", f"{what} (%)", title, stem
+    )
 
 
 def offset_correctness_figure(
